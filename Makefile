@@ -1,0 +1,94 @@
+# The verbs a person types. `make help` lists them. Everything installs itself:
+# a fresh machine needs only Python 3.11+, Go and apt (for PostgreSQL, if missing).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TOOLS   = $(shell bash hack/build-tools.sh)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List every target with what it does
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@command -v uv >/dev/null || python3 -m pip install --quiet "uv>=0.5"
+	uv venv --quiet --allow-existing --python python3 $(VENV)
+	uv pip install --quiet --python $(PY) -e '.[dev]'
+	@touch $@
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the SDK, the operator and the dev tools
+
+.PHONY: deps
+deps: ## Install the PostgreSQL server binaries through apt when the machine lacks them
+	@bash hack/ensure-postgres.sh
+
+.PHONY: tools
+tools: ## Build (or reuse) etcd, kube-apiserver & co, kwok and helm into the cache outside the repo
+	@bash hack/build-tools.sh >/dev/null
+
+.PHONY: lint
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check operator tests bench examples
+	$(VENV)/bin/ruff format --check operator tests bench examples
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: install ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format operator tests bench examples
+	$(VENV)/bin/ruff check --fix operator tests bench examples
+
+.PHONY: test
+test: install deps tools lint ## Everything from a fresh clone: venv, binaries, services, the whole suite
+	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: install ## Only the fast unit tests (no I/O)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: db-up
+db-up: install deps ## Start a throwaway PostgreSQL on a free loopback port; prints the STRATA_DB_URL line
+	@$(PY) -m stratarouter_runtime.dev.postgres up
+
+.PHONY: db-down
+db-down: install ## Stop the throwaway PostgreSQL and delete its data
+	@$(PY) -m stratarouter_runtime.dev.postgres down
+
+.PHONY: cluster-up
+cluster-up: install tools ## Start etcd, kube-apiserver, controller-manager, scheduler and kwok; prints the KUBECONFIG line
+	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.dev.cluster up
+
+.PHONY: cluster-down
+cluster-down: install ## Stop the local cluster and remove its data
+	@$(PY) -m stratarouter_runtime.dev.cluster down
+
+.PHONY: demo
+demo: install deps tools ## The main job: local cluster + PostgreSQL + operator, a workload that crashes and resumes
+	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.cli demo
+
+.PHONY: crds
+crds: install ## Regenerate crds/ (and the chart's copy) from the pydantic models
+	$(PY) -m stratarouter_runtime.cli crds --output crds
+
+.PHONY: chart-test
+chart-test: install tools ## helm lint and the chart's tests against the local cluster
+	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m pytest tests/chart $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: bench-sdk bench-operator ## All benchmarks
+
+.PHONY: bench-sdk
+bench-sdk: install deps ## SDK vs raw asyncpg, LangGraph's Postgres saver and DBOS on a throwaway PostgreSQL
+	uv pip install --quiet --python $(PY) -e '.[dev,bench]'
+	$(PY) -m bench.sdk
+
+.PHONY: bench-operator
+bench-operator: install deps tools ## Recovery latency vs the Job controller, and 1,000-Execution scale, on the local cluster
+	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m bench.operator
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches inside the repo (the tools cache outside it stays)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

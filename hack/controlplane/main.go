@@ -1,0 +1,57 @@
+// Command controlplane is one multi-call binary holding the parts of a real
+// Kubernetes control plane that the tests and the demo need: etcd,
+// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
+//
+// One binary links once, which on a 2-core machine saves most of the cold
+// build. The component is chosen by the first argument, or by the name the
+// binary is invoked under (so symlinks named after a component work too).
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+	"k8s.io/component-base/cli"
+	"k8s.io/kubectl/pkg/cmd"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+)
+
+var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"}
+
+func main() {
+	name := filepath.Base(os.Args[0])
+	args := os.Args
+	if !known(name) {
+		if len(os.Args) < 2 || !known(os.Args[1]) {
+			fmt.Fprintf(os.Stderr, "usage: %s COMPONENT [flags...]\ncomponents: %v\n", name, components)
+			os.Exit(2)
+		}
+		name, args = os.Args[1], os.Args[1:]
+	}
+	os.Args = args
+	switch name {
+	case "etcd":
+		etcdmain.Main(args)
+	case "kube-apiserver":
+		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
+	case "kube-controller-manager":
+		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
+	case "kube-scheduler":
+		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kubectl":
+		os.Exit(cli.RunNoErrOutput(cmd.NewDefaultKubectlCommand()))
+	}
+}
+
+func known(name string) bool {
+	for _, c := range components {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
