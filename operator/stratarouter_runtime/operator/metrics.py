@@ -1,0 +1,80 @@
+"""Prometheus metrics of the operator, in a registry of our own.
+
+A private registry keeps ``/metrics`` to what we define (no process-wide default
+collectors surprising a test that imports the module twice) and lets tests read
+values without global state from other libraries leaking in.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EXECUTIONS_BY_PHASE = Gauge(
+    "stratarouter_executions",
+    "Executions known to this operator replica, by phase.",
+    ["phase"],
+    registry=REGISTRY,
+)
+CHECKPOINTS_TOTAL = Counter(
+    "stratarouter_checkpoints",
+    "Checkpoints (and saves) made durable through the checkpoint API.",
+    registry=REGISTRY,
+)
+CHECKPOINT_SECONDS = Histogram(
+    "stratarouter_checkpoint_seconds",
+    "Checkpoint API latency: request received -> durable in the store.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+RECOVERIES_TOTAL = Counter(
+    "stratarouter_recoveries",
+    "Pods recreated after a failure, by reason (Failed, Evicted, Deleted, NodeLost, ...).",
+    ["reason"],
+    registry=REGISTRY,
+)
+RECOVERY_SECONDS = Histogram(
+    "stratarouter_recovery_seconds",
+    "Recovery latency: pod failure seen -> replacement pod created (includes the backoff).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+    registry=REGISTRY,
+)
+API_REQUESTS_TOTAL = Counter(
+    "stratarouter_api_requests",
+    "Checkpoint API requests, by route and HTTP status code.",
+    ["route", "code"],
+    registry=REGISTRY,
+)
+STATUS_PATCHES_TOTAL = Counter(
+    "stratarouter_status_patches",
+    "Execution status.lastCheckpoint patches sent by the coalescer, by result (ok, error, gone).",
+    ["result"],
+    registry=REGISTRY,
+)
+TOKEN_REVIEWS_TOTAL = Counter(
+    "stratarouter_token_reviews",
+    "TokenReviews sent to the API server (cache misses), by result (authenticated, rejected, error).",
+    ["result"],
+    registry=REGISTRY,
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The registry in the Prometheus text format, with its content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+__all__ = [
+    "API_REQUESTS_TOTAL",
+    "CHECKPOINTS_TOTAL",
+    "CHECKPOINT_SECONDS",
+    "EXECUTIONS_BY_PHASE",
+    "RECOVERIES_TOTAL",
+    "RECOVERY_SECONDS",
+    "REGISTRY",
+    "STATUS_PATCHES_TOTAL",
+    "TOKEN_REVIEWS_TOTAL",
+    "render",
+]
