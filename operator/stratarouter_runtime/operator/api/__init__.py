@@ -1,0 +1,1 @@
+"""The checkpoint API served by every operator replica: auth (TokenReview), routes, status coalescing."""

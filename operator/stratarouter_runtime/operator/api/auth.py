@@ -1,0 +1,282 @@
+"""Who is calling the checkpoint API: a pod's projected token -> the Execution it may write.
+
+A pod proves itself with its projected service-account token (audience ``stratarouter``). The API
+server checks the token for us (TokenReview) and names the pod it is bound to; the pod's labels name
+its Execution and attempt, and the Execution's ``status.podName`` must be that very pod. Nothing in a
+request body is trusted for any of this.
+
+Resolved callers are cached for ``cache_seconds`` (keyed by a hash of the token, never the token) so
+a pod checkpointing every second costs the API server a few requests a minute, not three per
+checkpoint. A cached caller can outlive its pod's turn by at most that long; the store's attempt
+fencing (409) still refuses its writes once a newer attempt started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
+
+AUDIENCE = "stratarouter"
+GROUP = "stratarouter.io"
+VERSION = "v1alpha1"
+PLURAL = "executions"
+LABEL_EXECUTION = "stratarouter.io/execution"
+LABEL_ATTEMPT = "stratarouter.io/attempt"
+CLAIM_POD_NAME = "authentication.kubernetes.io/pod-name"
+CLAIM_POD_UID = "authentication.kubernetes.io/pod-uid"
+SA_PREFIX = "system:serviceaccount:"
+
+
+class AuthError(Exception):
+    """A refused caller: ``status`` is the HTTP code (401, 403, 404 or 503), ``reason`` a stable word."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PodIdentity:
+    """The pod a token is bound to, as the API server vouches for it."""
+
+    namespace: str
+    pod_name: str
+    pod_uid: str
+    service_account: str
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authorised caller: the current pod of ``namespace/execution`` running ``attempt``."""
+
+    namespace: str
+    pod_name: str
+    execution: str
+    attempt: int
+
+    @property
+    def execution_id(self) -> str:
+        return f"{self.namespace}/{self.execution}"
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; 401 when absent or malformed."""
+    if not header:
+        raise AuthError(401, "MissingToken", "missing Authorization header (expected 'Bearer <token>')")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthError(401, "MalformedToken", "Authorization header must be 'Bearer <token>'")
+    return token
+
+
+def identity_from_review(status: Mapping[str, Any]) -> PodIdentity:
+    """Pod identity from a TokenReview ``status`` (camelCase dict); 401/403 when it names no pod."""
+    if not status.get("authenticated"):
+        detail = status.get("error") or "token not authenticated"
+        raise AuthError(401, "InvalidToken", f"token rejected by the API server: {detail}")
+    user = status.get("user") or {}
+    username = str(user.get("username") or "")
+    if not username.startswith(SA_PREFIX) or username.count(":") != 3:
+        raise AuthError(403, "NotAServiceAccount", f"token of {username!r} is not a service account's")
+    namespace, service_account = username[len(SA_PREFIX) :].split(":", 1)
+    extra = user.get("extra") or {}
+    pod_names = extra.get(CLAIM_POD_NAME) or []
+    pod_uids = extra.get(CLAIM_POD_UID) or []
+    if len(pod_names) != 1:
+        raise AuthError(
+            403, "NotPodBound", "token is not bound to a pod (use the projected token mounted in the pod)"
+        )
+    return PodIdentity(
+        namespace=namespace,
+        pod_name=pod_names[0],
+        pod_uid=pod_uids[0] if pod_uids else "",
+        service_account=service_account,
+    )
+
+
+def caller_for(
+    ident: PodIdentity, pod_labels: Mapping[str, str] | None, execution: Mapping[str, Any] | None
+) -> Caller:
+    """Check that ``ident`` is the current pod of the Execution its labels name.
+
+    ``execution`` is the Execution object as a dict, or None when it does not exist.
+    """
+    labels = pod_labels or {}
+    name = labels.get(LABEL_EXECUTION)
+    attempt_text = labels.get(LABEL_ATTEMPT, "")
+    if not name or not attempt_text.isdigit():
+        raise AuthError(
+            403,
+            "NotManaged",
+            f"pod {ident.namespace}/{ident.pod_name} is not an Execution's pod "
+            f"(labels {LABEL_EXECUTION} and {LABEL_ATTEMPT} missing)",
+        )
+    if execution is None:
+        raise AuthError(404, "ExecutionNotFound", f"Execution {ident.namespace}/{name} not found")
+    current = ((execution.get("status") or {}).get("podName")) or ""
+    if current != ident.pod_name:
+        raise AuthError(
+            403,
+            "NotCurrentPod",
+            f"pod {ident.pod_name} is not the current pod of Execution {ident.namespace}/{name} "
+            f"(current: {current or 'none yet'})",
+        )
+    return Caller(
+        namespace=ident.namespace, pod_name=ident.pod_name, execution=name, attempt=int(attempt_text)
+    )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TTLCache(Generic[K, V]):
+    """A small expiring map; bounded by dropping expired entries (then the oldest) when full."""
+
+    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._data: dict[K, tuple[float, V]] = {}
+        self._max = max_entries
+        self._clock = clock
+
+    def get(self, key: K) -> V | None:
+        hit = self._data.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= self._clock():
+            del self._data[key]
+            return None
+        return hit[1]
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        if len(self._data) >= self._max and key not in self._data:
+            now = self._clock()
+            for k in [k for k, (exp, _) in self._data.items() if exp <= now]:
+                del self._data[k]
+            while len(self._data) >= self._max:
+                del self._data[next(iter(self._data))]
+        self._data[key] = (self._clock() + ttl, value)
+
+    def pop(self, key: K) -> None:
+        self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def token_key(token: str) -> str:
+    """Cache key of a token: its SHA-256, so no token sits in memory longer than a request."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Authenticator:
+    """TokenReview + pod + Execution lookups with a short cache and in-flight deduplication."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        audience: str = AUDIENCE,
+        cache_seconds: float = 30.0,
+        negative_cache_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._authn = client.AuthenticationV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._audience = audience
+        self._ttl = cache_seconds
+        self._negative_ttl = negative_cache_seconds
+        self._callers: TTLCache[str, Caller] = TTLCache(clock=clock)
+        self._rejected: TTLCache[str, AuthError] = TTLCache(clock=clock)
+        self._inflight: dict[str, asyncio.Future[Caller]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """The caller behind an Authorization header, or :class:`AuthError`."""
+        key = token_key(bearer_token(authorization))
+        cached = self._callers.get(key)
+        if cached is not None:
+            return cached
+        rejected = self._rejected.get(key)
+        if rejected is not None:
+            raise rejected
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Caller] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            caller = await self._resolve(bearer_token(authorization))
+        except BaseException as exc:
+            if isinstance(exc, AuthError) and exc.status == 401:
+                self._rejected.put(key, exc, self._negative_ttl)
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        else:
+            self._callers.put(key, caller, self._ttl)
+            future.set_result(caller)
+            return caller
+        finally:
+            del self._inflight[key]
+
+    def forget(self, authorization: str | None) -> None:
+        """Drop a cached caller (after the store called its attempt stale)."""
+        with contextlib.suppress(AuthError):
+            self._callers.pop(token_key(bearer_token(authorization)))
+
+    async def _resolve(self, token: str) -> Caller:
+        ident = await self._review(token)
+        try:
+            pod = await self._core.read_namespaced_pod(ident.pod_name, ident.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                gone = f"pod {ident.namespace}/{ident.pod_name} no longer exists"
+                raise AuthError(401, "PodGone", gone) from exc
+            raise AuthError(503, "ApiUnavailable", f"reading the calling pod failed: {exc.reason}") from exc
+        if ident.pod_uid and pod.metadata.uid != ident.pod_uid:
+            raise AuthError(401, "PodGone", f"pod {ident.namespace}/{ident.pod_name} was replaced")
+        labels: dict[str, str] = dict(pod.metadata.labels or {})
+        execution: dict[str, Any] | None = None
+        name = labels.get(LABEL_EXECUTION)
+        if name:
+            try:
+                execution = await self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, ident.namespace, PLURAL, name
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    why = f"reading the Execution failed: {exc.reason}"
+                    raise AuthError(503, "ApiUnavailable", why) from exc
+        return caller_for(ident, labels, execution)
+
+    async def _review(self, token: str) -> PodIdentity:
+        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=[self._audience]))
+        try:
+            review = await self._authn.create_token_review(body)
+        except ApiException as exc:
+            TOKEN_REVIEWS_TOTAL.labels(result="error").inc()
+            raise AuthError(503, "ApiUnavailable", f"TokenReview failed: {exc.status} {exc.reason}") from exc
+        status = review.status
+        user = status.user if status else None
+        as_dict: dict[str, Any] = {
+            "authenticated": bool(status and status.authenticated),
+            "error": status.error if status else None,
+            "user": {"username": user.username, "extra": user.extra or {}} if user else {},
+        }
+        TOKEN_REVIEWS_TOTAL.labels(result="authenticated" if as_dict["authenticated"] else "rejected").inc()
+        return identity_from_review(as_dict)

@@ -1,0 +1,271 @@
+"""The checkpoint API every operator replica serves to its Executions' pods, plus /healthz and /metrics.
+
+A pod can only touch its own Execution: the execution id and attempt come from the caller's verified
+identity (see :mod:`.auth`), never from the request. Writes go straight to the SDK's store and are
+durable before the 2xx; a write from an older attempt is refused by the store (409). After a write the
+new last checkpoint is handed to the :class:`~.status.StatusCoalescer`, which mirrors it into the
+Execution's status without holding up the response.
+
+Routes (JSON bodies and answers)::
+
+    POST /v1/checkpoint  {"step": int >= 0, "state": any JSON}   history checkpoint (resume point)
+    POST /v1/save        {"step": int >= 0, "state": any JSON}   current state only
+    GET  /v1/state[?step=N]                                      {"step", "state"}; 404 when none
+    GET  /v1/history[?after_step=N&limit=M]                      {"checkpoints": [...]}
+    POST /v1/complete                                            mark the execution completed
+    POST /v1/fail        {"error": str}                          mark it failed
+    GET  /healthz, GET /metrics
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from stratarouter_runtime.operator.api.auth import Authenticator, AuthError, Caller
+from stratarouter_runtime.operator.api.status import StatusCoalescer
+from stratarouter_runtime.operator.metrics import (
+    API_REQUESTS_TOTAL,
+    CHECKPOINT_SECONDS,
+    CHECKPOINTS_TOTAL,
+    render,
+)
+from stratarouter_runtime.state import errors
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Transport cap on a request body; the store's own ``max_state_bytes`` is usually the tighter limit."""
+MAX_HISTORY_LIMIT = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+AUTH_KEY: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)
+STORE_KEY: web.AppKey[Any] = web.AppKey("store", object)
+STATUS_KEY: web.AppKey[StatusCoalescer] = web.AppKey("status", StatusCoalescer)
+
+
+class BadRequest(Exception):
+    """A request the API refuses with 400 and this message."""
+
+
+def error_response(status: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"error": reason, "message": message}, status=status)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Decode a request body that must be a JSON object; an empty body is ``{}``."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_step(value: Any, field: str = "step") -> int:
+    """A non-negative integer step (JSON booleans are not steps)."""
+    if value is None:
+        raise BadRequest(f"missing {field!r} (a non-negative integer)")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{field!r} must be a non-negative integer, got {value!r}")
+    if value < 0:
+        raise BadRequest(f"{field!r} must be a non-negative integer, got {value}")
+    return value
+
+
+def parse_query_int(request: web.Request, name: str, *, minimum: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"query parameter {name!r} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise BadRequest(f"query parameter {name!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def parse_write(body: dict[str, Any]) -> tuple[int, Any]:
+    """``(step, state)`` of a checkpoint/save body."""
+    step = parse_step(body.get("step"))
+    if "state" not in body:
+        raise BadRequest("missing 'state' (any JSON value)")
+    return step, body["state"]
+
+
+async def _caller(request: web.Request) -> Caller:
+    return await request.app[AUTH_KEY].authenticate(request.headers.get("Authorization"))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise BadRequest(f"request body over the API's limit of {MAX_BODY_BYTES} bytes") from exc
+    return parse_json_object(raw)
+
+
+def _size_of(result: Any, state: Any) -> int:
+    size = getattr(result, "size_bytes", None)
+    if isinstance(size, int):
+        return size
+    return len(json.dumps(state, separators=(",", ":")).encode())
+
+
+async def _write(request: web.Request, *, history: bool) -> web.Response:
+    started = time.perf_counter()
+    caller = await _caller(request)
+    step, state = parse_write(await _body(request))
+    store = request.app[STORE_KEY]
+    op = store.checkpoint if history else store.save
+    result = await op(caller.execution_id, step, state, attempt=caller.attempt)
+    size = _size_of(result, state)
+    CHECKPOINTS_TOTAL.inc()
+    CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
+    if history:
+        now = datetime.now(UTC)
+        request.app[STATUS_KEY].note_checkpoint(caller.namespace, caller.execution, step, now, size)
+    return web.json_response(
+        {"executionId": caller.execution_id, "step": step, "attempt": caller.attempt, "sizeBytes": size}
+    )
+
+
+async def checkpoint(request: web.Request) -> web.Response:
+    return await _write(request, history=True)
+
+
+async def save(request: web.Request) -> web.Response:
+    return await _write(request, history=False)
+
+
+async def load_state(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    step = parse_query_int(request, "step", minimum=0)
+    store = request.app[STORE_KEY]
+    if step is None:
+        execution = await store.get_execution(caller.execution_id)
+        state = await store.load(caller.execution_id)
+        current = execution.current_step
+        if current is None:
+            raise errors.CheckpointNotFound(caller.execution_id, None)
+        return web.json_response({"step": current, "state": state})
+    state = await store.load(caller.execution_id, step=step)
+    return web.json_response({"step": step, "state": state})
+
+
+async def history(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    after = parse_query_int(request, "after_step", minimum=-1)
+    limit = parse_query_int(request, "limit", minimum=1)
+    limit = min(limit or MAX_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+    items = await request.app[STORE_KEY].get_history(caller.execution_id, after_step=after, limit=limit)
+    return web.json_response(
+        {
+            "checkpoints": [
+                {
+                    "step": cp.step,
+                    "state": cp.state_data,
+                    "timestamp": cp.timestamp.isoformat(),
+                    "attempt": cp.attempt,
+                    "sizeBytes": cp.size_bytes,
+                }
+                for cp in items
+            ]
+        }
+    )
+
+
+async def complete(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    await _body(request)  # must be empty or a JSON object
+    await request.app[STORE_KEY].complete(caller.execution_id, attempt=caller.attempt)
+    return web.json_response({"executionId": caller.execution_id, "status": "completed"})
+
+
+async def fail(request: web.Request) -> web.Response:
+    caller = await _caller(request)
+    body = await _body(request)
+    error = body.get("error")
+    if not isinstance(error, str) or not error.strip():
+        raise BadRequest("missing 'error' (a non-empty string saying why the run failed)")
+    await request.app[STORE_KEY].fail(caller.execution_id, error, attempt=caller.attempt)
+    return web.json_response({"executionId": caller.execution_id, "status": "failed"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    payload, content_type = render()
+    return web.Response(body=payload, headers={"Content-Type": content_type})
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every refusal into a JSON ``{"error", "message"}`` answer with the right code."""
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "other"
+    try:
+        response = await handler(request)
+    except AuthError as exc:
+        response = error_response(exc.status, exc.reason, exc.message)
+        if exc.status == 503:
+            log.warning("checkpoint API: %s", exc.message)
+    except BadRequest as exc:
+        response = error_response(400, "BadRequest", str(exc))
+    except errors.StaleAttemptError as exc:
+        request.app[AUTH_KEY].forget(request.headers.get("Authorization"))
+        response = error_response(409, "StaleAttempt", str(exc))
+    except errors.InvalidArgumentError as exc:  # InvalidStateError, StateTooLargeError, bad step, ...
+        response = error_response(400, type(exc).__name__, str(exc))
+    except (errors.ExecutionNotFound, errors.CheckpointNotFound) as exc:
+        response = error_response(404, type(exc).__name__, str(exc))
+    except errors.StoreUnavailableError as exc:
+        response = error_response(503, "StoreUnavailable", str(exc))
+    except errors.StateError as exc:
+        response = error_response(409, type(exc).__name__, str(exc))
+    except web.HTTPException as exc:
+        response = error_response(exc.status, exc.reason, exc.text or exc.reason)
+    API_REQUESTS_TOTAL.labels(route=route, code=str(response.status)).inc()
+    return response
+
+
+def build_app(authenticator: Authenticator, store: Any, status: StatusCoalescer) -> web.Application:
+    """The aiohttp application; ``store`` is the SDK's StateManager."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
+    app[AUTH_KEY] = authenticator
+    app[STORE_KEY] = store
+    app[STATUS_KEY] = status
+    app.router.add_post("/v1/checkpoint", checkpoint)
+    app.router.add_post("/v1/save", save)
+    app.router.add_get("/v1/state", load_state)
+    app.router.add_get("/v1/history", history)
+    app.router.add_post("/v1/complete", complete)
+    app.router.add_post("/v1/fail", fail)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_api(memo: Any) -> web.AppRunner:
+    """Start the API on ``memo.settings.api_host:api_port`` (called from the operator's startup)."""
+    settings = memo.settings
+    authenticator = Authenticator(memo.k8s, cache_seconds=settings.token_cache_seconds)
+    app = build_app(authenticator, memo.store, memo.status)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.api_host, settings.api_port)
+    await site.start()
+    log.info("checkpoint API listening on %s:%s", settings.api_host, settings.api_port)
+    return runner
