@@ -1,0 +1,169 @@
+"""Contender interface and the measuring loop shared by every peer of ``bench.sdk``.
+
+Each contender lives in a fresh database of its own on one shared server. Rounds are interleaved
+(raw, ours, LangGraph, DBOS, raw, ours, ...) so drift of the shared disk hits everyone alike; the
+reported figure is the median of the rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from bench.sdk_workload import transcript_message, transcript_state
+
+WRITERS = 16
+HISTORY_ROWS = 2000
+STORAGE_STEPS = 1000
+
+
+class NotSupported(Exception):
+    """The contender has no equivalent of this operation; the table shows n/a with the reason."""
+
+
+@dataclass
+class Settings:
+    """How long and how often to measure; ``--quick`` shrinks everything for a smoke run."""
+
+    seconds: float = 1.5
+    rounds: int = 3
+    min_ops: int = 50
+    max_ops: int = 50_000
+    storage_steps: int = STORAGE_STEPS
+    history_rows: int = HISTORY_ROWS
+
+
+class Contender(ABC):
+    """One library under test, bound to its own database once :meth:`open` has run."""
+
+    name: str
+    label: str
+
+    @abstractmethod
+    async def open(self, dsn: str) -> None:
+        """Connect and create the schema (each library its own way, e.g. LangGraph's ``setup()``)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def seq_writes(self, key: str, n: int) -> None:
+        """``n`` durable writes of the ~1 KiB state, one after the other, for execution ``key``."""
+        raise NotSupported("no sequential write")
+
+    async def concurrent_writes(self, key: str, writers: int, per_writer: int) -> None:
+        """``writers`` tasks at once, each writing ``per_writer`` states to an execution of its own."""
+        raise NotSupported("no concurrent write")
+
+    async def batched_writes(self, key: str, n: int) -> None:
+        """``n`` writes through the library's batching path, all durable when this returns."""
+        raise NotSupported("no batched write mode")
+
+    async def prepare_load(self, key: str) -> dict[str, object]:
+        """Write a short history for ``key``; return the state ``load`` must give back."""
+        raise NotSupported("no load")
+
+    async def loads(self, key: str, n: int) -> dict[str, object]:
+        """Read the newest state of ``key`` ``n`` times; return the last state read."""
+        raise NotSupported("no load")
+
+    async def prepare_history(self, key: str, rows: int) -> None:
+        """Write ``rows`` checkpoints for ``key`` (untimed)."""
+        raise NotSupported("no history")
+
+    async def history(self, key: str) -> int:
+        """Read the whole history of ``key`` with its states; return how many checkpoints came back."""
+        raise NotSupported("no history")
+
+    async def storage_run(self, key: str, steps: int) -> str:
+        """Run the growing-transcript workload; return a note on what was stored (for the report)."""
+        raise NotSupported("no storage run")
+
+
+def transcript_steps(steps: int) -> list[tuple[int, dict[str, object]]]:
+    """The states of the storage run, step by step (the same list for every contender)."""
+    messages: list[dict[str, str]] = []
+    out: list[tuple[int, dict[str, object]]] = []
+    for step in range(steps):
+        messages.append(transcript_message(step))
+        out.append((step, transcript_state(list(messages), step)))
+    return out
+
+
+@dataclass
+class Measurement:
+    """Rates (ops/s) of each round, or the reason the contender could not take part."""
+
+    rates: list[float] = field(default_factory=list)
+    unit_ops: int = 0
+    skipped: str | None = None
+    error: str | None = None
+
+    @property
+    def rate(self) -> float | None:
+        return statistics.median(self.rates) if self.rates else None
+
+
+Op = Callable[[Contender, int, str], Awaitable[int]]
+
+
+async def measure(
+    contenders: list[Contender], op: Op, settings: Settings, tag: str, warm: int = 20
+) -> dict[str, Measurement]:
+    """Warm up each contender, size its rounds to ``settings.seconds``, then run interleaved rounds.
+
+    ``op(contender, n, key)`` performs about ``n`` operations and returns how many it did; the rate
+    is that count over the elapsed wall time. ``key`` is fresh for every call.
+    """
+    results: dict[str, Measurement] = {c.name: Measurement() for c in contenders}
+    sizes: dict[str, int] = {}
+    for c in contenders:
+        try:
+            t0 = time.perf_counter()
+            warm_done = await op(c, warm, f"{tag}-warm")
+            elapsed = time.perf_counter() - t0
+        except NotSupported as exc:
+            results[c.name].skipped = str(exc)
+            continue
+        except Exception as exc:
+            results[c.name].error = f"{type(exc).__name__}: {exc}"
+            continue
+        estimate = warm_done / max(elapsed, 1e-6)
+        sizes[c.name] = int(min(settings.max_ops, max(settings.min_ops, estimate * settings.seconds)))
+    for rnd in range(settings.rounds):
+        for c in contenders:
+            if c.name not in sizes or results[c.name].error:
+                continue
+            n = sizes[c.name]
+            try:
+                t0 = time.perf_counter()
+                done = await op(c, n, f"{tag}-r{rnd}")
+                elapsed = time.perf_counter() - t0
+            except Exception as exc:
+                results[c.name].error = f"{type(exc).__name__}: {exc}"
+                continue
+            results[c.name].rates.append(done / elapsed)
+            results[c.name].unit_ops = done
+    return results
+
+
+async def database_bytes(dsn: str) -> int:
+    """Bytes on disk of every user table in the database: heap, TOAST and indexes."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        total = await conn.fetchval(
+            """
+            SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'm')
+              AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND n.nspname NOT LIKE 'pg_toast%'
+            """
+        )
+    finally:
+        await conn.close()
+    return int(total)
