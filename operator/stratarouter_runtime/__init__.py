@@ -3,3 +3,45 @@
 The SDK's entry point is :class:`StateManager`; the Kubernetes operator lives in
 ``stratarouter_runtime.operator`` and needs the ``[operator]`` extra.
 """
+
+from stratarouter_runtime.state import (
+    AuditEvent,
+    Checkpoint,
+    CheckpointNotFound,
+    Execution,
+    ExecutionNotFound,
+    ExecutionStatus,
+    InvalidArgumentError,
+    InvalidStateError,
+    Metrics,
+    SchemaVersionError,
+    Snapshot,
+    SnapshotNotFound,
+    StaleAttemptError,
+    StateError,
+    StateManager,
+    StateTooLargeError,
+    StoreUnavailableError,
+    Transaction,
+)
+
+__all__ = [
+    "AuditEvent",
+    "Checkpoint",
+    "CheckpointNotFound",
+    "Execution",
+    "ExecutionNotFound",
+    "ExecutionStatus",
+    "InvalidArgumentError",
+    "InvalidStateError",
+    "Metrics",
+    "SchemaVersionError",
+    "Snapshot",
+    "SnapshotNotFound",
+    "StaleAttemptError",
+    "StateError",
+    "StateManager",
+    "StateTooLargeError",
+    "StoreUnavailableError",
+    "Transaction",
+]

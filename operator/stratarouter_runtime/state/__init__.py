@@ -1,0 +1,45 @@
+"""The StrataRouter state SDK: :class:`StateManager` and its records and errors."""
+
+from stratarouter_runtime.state.errors import (
+    CheckpointNotFound,
+    ExecutionNotFound,
+    InvalidArgumentError,
+    InvalidStateError,
+    SchemaVersionError,
+    SnapshotNotFound,
+    StaleAttemptError,
+    StateError,
+    StateTooLargeError,
+    StoreUnavailableError,
+)
+from stratarouter_runtime.state.manager import StateManager
+from stratarouter_runtime.state.models import (
+    AuditEvent,
+    Checkpoint,
+    Execution,
+    ExecutionStatus,
+    Metrics,
+    Snapshot,
+)
+from stratarouter_runtime.state.transaction import Transaction
+
+__all__ = [
+    "AuditEvent",
+    "Checkpoint",
+    "CheckpointNotFound",
+    "Execution",
+    "ExecutionNotFound",
+    "ExecutionStatus",
+    "InvalidArgumentError",
+    "InvalidStateError",
+    "Metrics",
+    "SchemaVersionError",
+    "Snapshot",
+    "SnapshotNotFound",
+    "StaleAttemptError",
+    "StateError",
+    "StateManager",
+    "StateTooLargeError",
+    "StoreUnavailableError",
+    "Transaction",
+]

@@ -1,0 +1,178 @@
+"""The contract every storage backend fulfils (memory, postgresql, http).
+
+The :class:`~stratarouter_runtime.state.StateManager` validates arguments, encodes states
+(:class:`~stratarouter_runtime.state.codec.EncodedState`), decides which ``save`` also writes
+history, and handles batching; a backend only stores. A backend is constructed as
+``Backend(config: StateConfig)``, must not do I/O before its first call (connect lazily), and must
+be safe to share by many concurrent tasks.
+
+Semantics shared by all backends (the conformance suite in ``tests/store`` checks them):
+
+* A write (:class:`WriteOp`) to an unknown execution creates it (status running). A write whose
+  ``attempt`` is lower than the stored attempt raises :class:`StaleAttemptError` and changes
+  nothing; a higher attempt raises the stored one; ``attempt=None`` is not fenced.
+* A write sets the current state (one row per execution, no growth) and moves pending/recovering
+  to running. With ``history=True`` it also upserts the history checkpoint at ``(execution, step)``,
+  sets ``last_checkpoint_step``, appends a ``checkpoint`` audit event (step, size, sha256) and
+  prunes history to the retention (the execution's own, else ``config.checkpoint_retention``).
+* Reads of unknown executions raise :class:`ExecutionNotFound` (``get_execution`` returns None).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from stratarouter_runtime.state.codec import EncodedState
+from stratarouter_runtime.state.errors import StateError
+from stratarouter_runtime.state.models import (
+    AuditEvent,
+    Checkpoint,
+    Execution,
+    ExecutionStatus,
+    Snapshot,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOp:
+    """One validated, encoded write."""
+
+    execution_id: str
+    step: int
+    state: EncodedState
+    attempt: int | None
+    history: bool
+    """True: also a history checkpoint (``checkpoint()``, or ``save()`` on an interval step)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """The current state of an execution as stored (decode with ``codec.decode``)."""
+
+    execution_id: str
+    step: int
+    data: bytes
+    codec: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    total_executions: int
+    active_executions: int
+    total_checkpoints: int
+    storage_bytes: int
+
+
+class StateBackend(ABC):
+    """Storage for executions, their current state, history, snapshots and audit trail."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; further calls may reopen lazily."""
+
+    # -- writes -------------------------------------------------------------------------------
+    @abstractmethod
+    async def write(self, op: WriteOp) -> None:
+        """Apply one write durably before returning; raises StaleAttemptError when fenced."""
+
+    async def write_many(self, ops: Sequence[WriteOp]) -> list[StateError | None]:
+        """Apply independent writes in order, durably; one result per op (None = applied).
+
+        Backends override this to use one round trip (group commit, batch flush).
+        """
+        results: list[StateError | None] = []
+        for op in ops:
+            try:
+                await self.write(op)
+            except StateError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
+
+    @abstractmethod
+    async def write_atomic(self, ops: Sequence[WriteOp]) -> None:
+        """Apply all writes or none (one transaction); raises the first error."""
+
+    # -- executions ---------------------------------------------------------------------------
+    @abstractmethod
+    async def start_execution(
+        self, execution_id: str, attempt: int, labels: dict[str, str] | None, checkpoint_retention: int | None
+    ) -> Execution: ...
+
+    @abstractmethod
+    async def finish(
+        self, execution_id: str, status: ExecutionStatus, error: str | None, attempt: int | None
+    ) -> Execution:
+        """Set a final status (completed/failed/cancelled) and finished_at."""
+
+    @abstractmethod
+    async def load(self, execution_id: str) -> StoredState | None: ...
+
+    @abstractmethod
+    async def get_execution(self, execution_id: str) -> Execution | None: ...
+
+    @abstractmethod
+    async def query(
+        self,
+        statuses: list[ExecutionStatus] | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        limit: int,
+    ) -> list[Execution]:
+        """Executions by status and creation time (``start <= created_at <= end``), oldest first."""
+
+    @abstractmethod
+    async def delete_execution(self, execution_id: str, keep_snapshots: bool) -> bool: ...
+
+    @abstractmethod
+    async def cleanup(self, cutoff: datetime, statuses: list[ExecutionStatus]) -> int:
+        """Delete executions with a status in ``statuses`` finished before ``cutoff``; returns how many."""
+
+    @abstractmethod
+    async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
+        """Atomically move running/recovering executions idle for that long to recovering, attempt+1.
+
+        Concurrent callers (other processes) never claim the same execution.
+        """
+
+    # -- history and audit --------------------------------------------------------------------
+    @abstractmethod
+    async def get_history(
+        self, execution_id: str, after_step: int | None, limit: int
+    ) -> list[Checkpoint]: ...
+
+    @abstractmethod
+    async def get_checkpoint(self, execution_id: str, step: int | None) -> Checkpoint | None:
+        """The checkpoint at ``step``, or at ``last_checkpoint_step`` when step is None."""
+
+    @abstractmethod
+    async def get_audit(self, execution_id: str, after_seq: int | None, limit: int) -> list[AuditEvent]: ...
+
+    # -- snapshots ----------------------------------------------------------------------------
+    @abstractmethod
+    async def create_snapshot(self, execution_id: str, name: str, step: int | None) -> Snapshot:
+        """Copy the current state (step None) or the history checkpoint at ``step``; replaces a namesake."""
+
+    @abstractmethod
+    async def get_snapshot(self, execution_id: str, name: str) -> Snapshot | None: ...
+
+    @abstractmethod
+    async def list_snapshots(self, execution_id: str) -> list[Snapshot]: ...
+
+    @abstractmethod
+    async def delete_snapshot(self, execution_id: str, name: str) -> bool: ...
+
+    @abstractmethod
+    async def restore_snapshot(self, execution_id: str, name: str, attempt: int | None) -> Checkpoint:
+        """Make the snapshot the current state and the newest history entry (later steps are dropped)."""
+
+    # -- housekeeping -------------------------------------------------------------------------
+    @abstractmethod
+    async def counts(self) -> StoreCounts: ...

@@ -1,0 +1,182 @@
+"""Settings of one StateManager, and how ``StateManager.from_env()`` reads them from STRATA_* variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from stratarouter_runtime.state import codec
+from stratarouter_runtime.state.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Every knob of the SDK. Field docs say what each changes."""
+
+    backend: str = "memory"
+    db_url: str | None = None
+    api_url: str | None = None
+    """Base URL of the operator's checkpoint API (backend ``http``)."""
+
+    checkpoint_interval: int = 10
+    """``save()`` also writes a history checkpoint when ``step % checkpoint_interval == 0``."""
+    checkpoint_retention: int | None = None
+    """Keep the newest N history checkpoints per execution (None: keep all)."""
+
+    enable_auto_recovery: bool = False
+    """With ``on_recover``, sweep for stalled executions every ``recovery_timeout / 2`` seconds."""
+    recovery_timeout: float = 300.0
+    """An execution running or recovering with no write for this many seconds is recoverable."""
+
+    enable_compression: bool = False
+    compression_threshold: int = codec.DEFAULT_COMPRESSION_THRESHOLD
+    max_state_bytes: int = codec.DEFAULT_MAX_STATE_BYTES
+
+    batch_writes: bool = False
+    batch_size: int = 100
+    flush_interval_ms: int = 1000
+
+    enable_partitioning: bool = False
+    partition_by: str = "month"
+    partitions_ahead: int = 3
+
+    # PostgreSQL connection
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    statement_cache_size: int = 100
+    """0 behind a transaction-mode pooler that cannot keep prepared statements."""
+    connect_timeout: float = 10.0
+    retry_timeout: float = 30.0
+    """How long a lost database connection is retried (with backoff) before StoreUnavailableError."""
+    auto_migrate: bool = True
+    """Apply pending schema migrations on first connect (under an advisory lock)."""
+    group_commit: bool = True
+    """Send concurrent durable writes together in one round trip (each caller released after commit)."""
+    max_inflight_batches: int = 4
+
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Backend-specific settings (e.g. the http backend's token path)."""
+
+    def __post_init__(self) -> None:
+        def positive(name: str, value: float) -> None:
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
+
+        for name in (
+            "checkpoint_interval",
+            "batch_size",
+            "flush_interval_ms",
+            "pool_max_size",
+            "max_state_bytes",
+            "recovery_timeout",
+            "retry_timeout",
+            "connect_timeout",
+            "max_inflight_batches",
+        ):
+            positive(name, getattr(self, name))
+        if self.checkpoint_retention is not None:
+            positive("checkpoint_retention", self.checkpoint_retention)
+        if self.partition_by != "month":
+            raise InvalidArgumentError(f"partition_by must be 'month', got {self.partition_by!r}")
+        if self.pool_min_size < 0 or self.pool_min_size > self.pool_max_size:
+            raise InvalidArgumentError("pool_min_size must be between 0 and pool_max_size")
+        if self.statement_cache_size < 0:
+            raise InvalidArgumentError("statement_cache_size must be >= 0")
+
+    def with_(self, **changes: Any) -> StateConfig:
+        return replace(self, **changes)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise InvalidArgumentError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name}={raw!r} is not an integer") from None
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name}={raw!r} is not a number") from None
+
+
+# STRATA_<NAME> -> config field; the parser per field type.
+_ENV_FIELDS = {
+    "CHECKPOINT_INTERVAL": "checkpoint_interval",
+    "CHECKPOINT_RETENTION": "checkpoint_retention",
+    "ENABLE_AUTO_RECOVERY": "enable_auto_recovery",
+    "RECOVERY_TIMEOUT": "recovery_timeout",
+    "ENABLE_COMPRESSION": "enable_compression",
+    "COMPRESSION_THRESHOLD": "compression_threshold",
+    "MAX_STATE_BYTES": "max_state_bytes",
+    "BATCH_WRITES": "batch_writes",
+    "BATCH_SIZE": "batch_size",
+    "FLUSH_INTERVAL_MS": "flush_interval_ms",
+    "ENABLE_PARTITIONING": "enable_partitioning",
+    "POOL_MIN_SIZE": "pool_min_size",
+    "POOL_MAX_SIZE": "pool_max_size",
+    "STATEMENT_CACHE_SIZE": "statement_cache_size",
+    "RETRY_TIMEOUT": "retry_timeout",
+    "AUTO_MIGRATE": "auto_migrate",
+}
+
+
+def config_from_env(env: Mapping[str, str], **overrides: Any) -> StateConfig:
+    """Build a config from STRATA_* variables: STRATA_API_URL -> http, else STRATA_DB_URL -> postgresql,
+    else memory; plus optional tuning variables (STRATA_CHECKPOINT_INTERVAL, ...)."""
+    values: dict[str, Any] = {}
+    if env.get("STRATA_API_URL"):
+        values["backend"] = "http"
+        values["api_url"] = env["STRATA_API_URL"]
+    elif env.get("STRATA_DB_URL"):
+        values["backend"] = "postgresql"
+        values["db_url"] = env["STRATA_DB_URL"]
+    types = {f.name: f.type for f in fields(StateConfig)}
+    for suffix, name in _ENV_FIELDS.items():
+        key = f"STRATA_{suffix}"
+        raw = env.get(key)
+        if raw is None or raw == "":
+            continue
+        kind = str(types[name])
+        if "bool" in kind:
+            values[name] = _bool(key, raw)
+        elif "float" in kind:
+            values[name] = _float(key, raw)
+        else:
+            values[name] = _int(key, raw)
+    values.update(overrides)
+    return StateConfig(**values)
+
+
+def run_identity_from_env(env: Mapping[str, str]) -> tuple[str | None, int | None, int | None]:
+    """(STRATA_EXECUTION_ID, STRATA_ATTEMPT, STRATA_RESUME_STEP); empty values mean unset."""
+    execution_id = env.get("STRATA_EXECUTION_ID") or None
+    attempt_raw = env.get("STRATA_ATTEMPT") or ""
+    resume_raw = env.get("STRATA_RESUME_STEP") or ""
+    attempt = _int("STRATA_ATTEMPT", attempt_raw) if attempt_raw.strip() else None
+    resume = _int("STRATA_RESUME_STEP", resume_raw) if resume_raw.strip() else None
+    if attempt is not None and attempt < 1:
+        raise InvalidArgumentError(f"STRATA_ATTEMPT must be >= 1, got {attempt}")
+    if resume is not None and resume < 0:
+        raise InvalidArgumentError(f"STRATA_RESUME_STEP must be >= 0, got {resume}")
+    return execution_id, attempt, resume
+
+
+def environ() -> Mapping[str, str]:
+    return os.environ

@@ -1,0 +1,94 @@
+"""Errors raised by the state SDK. Every one derives from :class:`StateError`.
+
+::
+
+    StateError
+    ├── ExecutionNotFound        (also LookupError)
+    ├── SnapshotNotFound         (also LookupError)
+    ├── CheckpointNotFound       (also LookupError)
+    ├── StaleAttemptError        a write from an attempt older than the execution's current one (fencing)
+    ├── InvalidArgumentError     (also ValueError) bad id, step, status filter, backend name, ...
+    │   └── InvalidStateError    state that is not JSON-serialisable (names the path of the bad value)
+    │       └── StateTooLargeError
+    ├── StoreUnavailableError    the database stayed unreachable for the whole retry window
+    └── SchemaVersionError       the database schema is newer than this SDK, or behind and not migrated
+"""
+
+from __future__ import annotations
+
+
+class StateError(Exception):
+    """Base of every error raised by the state SDK."""
+
+
+class ExecutionNotFound(StateError, LookupError):
+    """No execution with this id is stored."""
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"execution {execution_id!r} not found")
+        self.execution_id = execution_id
+
+
+class SnapshotNotFound(StateError, LookupError):
+    """No snapshot with this name exists for the execution."""
+
+    def __init__(self, execution_id: str, name: str) -> None:
+        super().__init__(f"snapshot {name!r} of execution {execution_id!r} not found")
+        self.execution_id = execution_id
+        self.name = name
+
+
+class CheckpointNotFound(StateError, LookupError):
+    """The requested history checkpoint does not exist (never written, or pruned by retention)."""
+
+    def __init__(self, execution_id: str, step: int | None) -> None:
+        what = "no checkpoint" if step is None else f"no checkpoint at step {step}"
+        super().__init__(f"{what} for execution {execution_id!r}")
+        self.execution_id = execution_id
+        self.step = step
+
+
+class StaleAttemptError(StateError):
+    """A write carried an attempt older than the execution's current attempt and was refused.
+
+    This is the fencing guarantee: once a replacement (attempt n+1) has started, a zombie
+    process of attempt n can no longer overwrite its state.
+    """
+
+    def __init__(self, execution_id: str, attempt: int, current_attempt: int | None) -> None:
+        super().__init__(
+            f"write to execution {execution_id!r} refused: attempt {attempt} is stale, "
+            f"the current attempt is {current_attempt}"
+        )
+        self.execution_id = execution_id
+        self.attempt = attempt
+        self.current_attempt = current_attempt
+
+
+class InvalidArgumentError(StateError, ValueError):
+    """An argument was rejected before anything was written."""
+
+
+class InvalidStateError(InvalidArgumentError):
+    """The state is not JSON-serialisable; ``path`` names the offending value."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class StateTooLargeError(InvalidStateError):
+    """The encoded state exceeds the configured ``max_state_bytes``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"state is {size} bytes of JSON, over the limit of {limit} bytes (max_state_bytes)")
+        self.size = size
+        self.limit = limit
+
+
+class StoreUnavailableError(StateError):
+    """The store could not be reached within the retry window; nothing was reported as written."""
+
+
+class SchemaVersionError(StateError):
+    """The database schema version does not match what this SDK expects."""

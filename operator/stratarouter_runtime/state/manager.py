@@ -1,0 +1,468 @@
+""":class:`StateManager`, the SDK's facade: validate, encode, route to a backend.
+
+The write path is kept lean on purpose: arguments are checked with plain ``isinstance`` tests, the
+state is encoded to JSON once (orjson), and the backend sends one statement per write; pydantic
+only builds the records returned by reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from stratarouter_runtime.state import validation as check
+from stratarouter_runtime.state.backends import create_backend
+from stratarouter_runtime.state.backends.base import StateBackend, WriteOp
+from stratarouter_runtime.state.batching import GroupCommitter, WriteBuffer
+from stratarouter_runtime.state.codec import StateCodec, decode
+from stratarouter_runtime.state.config import StateConfig, config_from_env, environ, run_identity_from_env
+from stratarouter_runtime.state.errors import (
+    ExecutionNotFound,
+    InvalidArgumentError,
+    SnapshotNotFound,
+    StateError,
+)
+from stratarouter_runtime.state.models import (
+    FINAL_STATUSES,
+    AuditEvent,
+    Checkpoint,
+    Execution,
+    ExecutionStatus,
+    Metrics,
+    Snapshot,
+)
+from stratarouter_runtime.state.retention import is_history_step
+from stratarouter_runtime.state.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+ResumeCallback = Callable[[Execution], Any]
+"""Called with each recovered execution; may be a plain function or a coroutine function."""
+
+
+class StateManager:
+    """Persistent execution state with crash recovery. Use as ``async with StateManager(...) as state``.
+
+    ``StateManager()`` is the in-memory store; ``StateManager(backend="postgresql", db_url=...)``
+    (or ``db_url=`` alone) is PostgreSQL, connected lazily on first use; ``StateManager.from_env()``
+    reads STRATA_* variables. One instance is safe to share by many concurrent tasks.
+
+    Writes (``save``, ``checkpoint``, transactions) are durable when they return, unless
+    ``batch_writes=True`` (see :mod:`stratarouter_runtime.state.batching` for the loss window).
+    Every write takes ``attempt=``; a write older than the execution's current attempt raises
+    :class:`~stratarouter_runtime.state.errors.StaleAttemptError` (fencing). Without ``attempt=``
+    the manager's own ``attempt`` (``STRATA_ATTEMPT`` under ``from_env``) is used.
+    """
+
+    def __init__(
+        self,
+        backend: str | StateBackend | None = None,
+        db_url: str | None = None,
+        *,
+        execution_id: str | None = None,
+        attempt: int | None = None,
+        resume_step: int | None = None,
+        on_recover: ResumeCallback | None = None,
+        config: StateConfig | None = None,
+        **options: Any,
+    ) -> None:
+        if config is None:
+            name = backend if isinstance(backend, str) else None
+            if name is None:
+                name = "postgresql" if db_url else "memory"
+            if name in ("postgresql", "postgres") and not db_url:
+                db_url = environ().get("STRATA_DB_URL") or None
+                if not db_url:
+                    raise InvalidArgumentError("backend 'postgresql' needs db_url= (or STRATA_DB_URL)")
+            known = set(StateConfig.__dataclass_fields__)
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise InvalidArgumentError(f"unknown StateManager option(s): {', '.join(unknown)}")
+            config = StateConfig(backend=name, db_url=db_url, **options)
+        elif options or db_url:
+            raise InvalidArgumentError("pass either config= or individual options, not both")
+        self.config = config
+        self.execution_id = None if execution_id is None else check.execution_id(execution_id)
+        self.attempt = check.optional_attempt(attempt)
+        self.resume_step = None if resume_step is None else check.step(resume_step, "resume_step")
+        self._on_recover = on_recover
+        self._backend: StateBackend = backend if isinstance(backend, StateBackend) else create_backend(config)
+        self._codec = StateCodec(
+            compress=config.enable_compression,
+            threshold=config.compression_threshold,
+            max_bytes=config.max_state_bytes,
+        )
+        self._interval = config.checkpoint_interval
+        self._buffer = (
+            WriteBuffer(self._backend.write_many, config.batch_size, config.flush_interval_ms)
+            if config.batch_writes
+            else None
+        )
+        self._committer = (
+            GroupCommitter(self._backend.write, self._backend.write_many, config.max_inflight_batches)
+            if config.group_commit and getattr(self._backend, "group_commit", False)
+            else None
+        )
+        self._write_ms_total = 0.0
+        self._writes = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, **overrides: Any) -> StateManager:
+        """Configure from STRATA_* variables.
+
+        Backend: STRATA_API_URL -> ``http`` (the operator's checkpoint API), else STRATA_DB_URL ->
+        ``postgresql``, else ``memory``. STRATA_EXECUTION_ID, STRATA_ATTEMPT and STRATA_RESUME_STEP
+        (empty on a first run) become ``execution_id``, ``attempt`` and ``resume_step``.
+        """
+        env = environ()
+        execution_id, attempt, resume_step = run_identity_from_env(env)
+        identity = {
+            "execution_id": overrides.pop("execution_id", execution_id),
+            "attempt": overrides.pop("attempt", attempt),
+            "resume_step": overrides.pop("resume_step", resume_step),
+            "on_recover": overrides.pop("on_recover", None),
+        }
+        return cls(config=config_from_env(env, **overrides), **identity)
+
+    @property
+    def backend(self) -> StateBackend:
+        """The storage backend (for the operator's checkpoint API and advanced use)."""
+        return self._backend
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    async def __aenter__(self) -> Self:
+        self._start_sweeper()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush buffered writes and release connections. Nothing acknowledged is lost on a clean close."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        try:
+            if self._buffer is not None:
+                await self._buffer.close()
+            if self._committer is not None:
+                await self._committer.drain()
+        finally:
+            await self._backend.close()
+            self._closed = True
+
+    # -- writes -------------------------------------------------------------------------------
+    def _make_op(
+        self, execution_id: str, step: int, state_data: Any, attempt: int | None, history: bool | None
+    ) -> WriteOp:
+        check.execution_id(execution_id)
+        check.step(step)
+        if attempt is None:
+            attempt = self.attempt
+        elif isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            check.attempt(attempt)
+        encoded = self._codec.encode(state_data)
+        if history is None:
+            history = is_history_step(step, self._interval)
+        return WriteOp(execution_id, step, encoded, attempt, history)
+
+    async def _submit(self, op: WriteOp) -> None:
+        started = time.perf_counter()
+        if self._buffer is not None:
+            await self._buffer.add(op)
+        elif self._committer is not None:
+            await self._committer.submit(op)
+        else:
+            await self._backend.write(op)
+        self._write_ms_total += (time.perf_counter() - started) * 1000
+        self._writes += 1
+
+    async def save(
+        self, execution_id: str, step: int, state_data: Any, *, attempt: int | None = None
+    ) -> None:
+        """Record the current state of ``execution_id`` at ``step`` (an upsert: no growth).
+
+        Every ``checkpoint_interval`` steps (``step % interval == 0``) it also writes a history
+        checkpoint. Creates the execution if unknown.
+        """
+        await self._submit(self._make_op(execution_id, step, state_data, attempt, None))
+
+    async def checkpoint(
+        self, execution_id: str, step: int, state_data: Any, *, attempt: int | None = None
+    ) -> None:
+        """Record the current state *and* a history checkpoint at ``step``."""
+        await self._submit(self._make_op(execution_id, step, state_data, attempt, True))
+
+    def transaction(self) -> Transaction:
+        """All-or-nothing writes: ``async with state.transaction() as txn: await txn.save(...)``."""
+        return Transaction(self, self._commit_atomic)
+
+    async def _commit_atomic(self, ops: Sequence[WriteOp]) -> None:
+        await self._flush_pending()
+        await self._backend.write_atomic(ops)
+
+    async def flush(self) -> None:
+        """Write everything buffered by ``batch_writes`` (no-op otherwise)."""
+        if self._buffer is not None:
+            await self._buffer.flush()
+
+    async def _flush_pending(self) -> None:
+        if self._buffer is not None and len(self._buffer):
+            await self._buffer.flush()
+
+    # -- executions ---------------------------------------------------------------------------
+    async def start_execution(
+        self,
+        execution_id: str,
+        *,
+        attempt: int = 1,
+        labels: dict[str, str] | None = None,
+        checkpoint_retention: int | None = None,
+    ) -> Execution:
+        """Create or update an execution as running; its attempt becomes max(stored, attempt).
+
+        Raising the attempt fences every writer of an older attempt. ``checkpoint_retention``
+        overrides the manager default for this execution.
+        """
+        check.execution_id(execution_id)
+        check.attempt(attempt)
+        retention = check.positive_int(checkpoint_retention, "checkpoint_retention", allow_none=True)
+        await self._flush_pending()
+        return await self._backend.start_execution(execution_id, attempt, check.labels(labels), retention)
+
+    async def _finish(
+        self, execution_id: str, status: ExecutionStatus, error: str | None, attempt: int | None
+    ) -> Execution:
+        check.execution_id(execution_id)
+        attempt = check.optional_attempt(self.attempt if attempt is None else attempt)
+        await self._flush_pending()
+        return await self._backend.finish(execution_id, status, error, attempt)
+
+    async def complete(self, execution_id: str, *, attempt: int | None = None) -> Execution:
+        """Mark the execution completed."""
+        return await self._finish(execution_id, ExecutionStatus.COMPLETED, None, attempt)
+
+    async def fail(
+        self, execution_id: str, error: str | None = None, *, attempt: int | None = None
+    ) -> Execution:
+        """Mark the execution failed, with an error message."""
+        if error is not None and not isinstance(error, str):
+            error = repr(error)  # type: ignore[unreachable]  # callers pass exceptions too
+        return await self._finish(execution_id, ExecutionStatus.FAILED, error, attempt)
+
+    async def cancel(self, execution_id: str, *, attempt: int | None = None) -> Execution:
+        """Mark the execution cancelled."""
+        return await self._finish(execution_id, ExecutionStatus.CANCELLED, None, attempt)
+
+    async def load(self, execution_id: str) -> Any:
+        """The newest state of ``execution_id``; raises ExecutionNotFound if nothing was saved."""
+        check.execution_id(execution_id)
+        await self._flush_pending()
+        stored = await self._backend.load(execution_id)
+        if stored is None:
+            raise ExecutionNotFound(execution_id)
+        return decode(stored.data, stored.codec)
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        check.execution_id(execution_id)
+        await self._flush_pending()
+        return await self._backend.get_execution(execution_id)
+
+    async def query(
+        self,
+        status: str | ExecutionStatus | Iterable[str | ExecutionStatus] | None = None,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Execution]:
+        """Executions by status and creation time (inclusive bounds; naive datetimes are UTC), oldest
+        first."""
+        statuses = check.statuses(status)
+        start = check.utc(start_time, "start_time")
+        end = check.utc(end_time, "end_time")
+        await self._flush_pending()
+        return await self._backend.query(statuses, start, end, check.limit(limit))
+
+    async def delete_execution(self, execution_id: str, *, keep_snapshots: bool = False) -> bool:
+        """Remove an execution's state, history and audit trail (and snapshots unless kept)."""
+        check.execution_id(execution_id)
+        await self._flush_pending()
+        return await self._backend.delete_execution(execution_id, keep_snapshots)
+
+    async def cleanup(
+        self,
+        older_than_days: float = 30,
+        status: str | ExecutionStatus | Iterable[str | ExecutionStatus] | None = None,
+    ) -> int:
+        """Remove finished executions (completed/failed/cancelled, or ``status``) that finished more than
+        ``older_than_days`` ago, with all their state. Returns how many were removed."""
+        if (
+            isinstance(older_than_days, bool)
+            or not isinstance(older_than_days, int | float)
+            or older_than_days < 0
+        ):
+            raise InvalidArgumentError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
+        statuses = check.statuses(status) or sorted(FINAL_STATUSES)
+        active = [s.value for s in statuses if s not in FINAL_STATUSES]
+        if active:
+            raise InvalidArgumentError(f"cleanup removes finished executions only; {active} are not final")
+        await self._flush_pending()
+        cutoff = datetime.now(UTC) - timedelta(days=older_than_days)
+        return await self._backend.cleanup(cutoff, statuses)
+
+    # -- history ------------------------------------------------------------------------------
+    async def get_history(
+        self, execution_id: str, *, after_step: int | None = None, limit: int = 1000
+    ) -> list[Checkpoint]:
+        """History checkpoints oldest first; page with ``after_step=<last step seen>``."""
+        check.execution_id(execution_id)
+        if after_step is not None:
+            check.step(after_step, "after_step")
+        await self._flush_pending()
+        return await self._backend.get_history(execution_id, after_step, check.limit(limit))
+
+    async def get_latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
+        """The checkpoint at ``last_checkpoint_step`` (None if there is none)."""
+        check.execution_id(execution_id)
+        await self._flush_pending()
+        return await self._backend.get_checkpoint(execution_id, None)
+
+    async def get_checkpoint(self, execution_id: str, step: int) -> Checkpoint:
+        """The history checkpoint at ``step``; CheckpointNotFound if absent or pruned."""
+        from stratarouter_runtime.state.errors import CheckpointNotFound
+
+        check.execution_id(execution_id)
+        check.step(step)
+        await self._flush_pending()
+        found = await self._backend.get_checkpoint(execution_id, step)
+        if found is None:
+            raise CheckpointNotFound(execution_id, step)
+        return found
+
+    async def get_audit(
+        self, execution_id: str, *, after_seq: int | None = None, limit: int = 1000
+    ) -> list[AuditEvent]:
+        """The audit trail, oldest first: one ``checkpoint`` row per checkpoint ever made, plus lifecycle,
+        recovery, snapshot and restore events."""
+        check.execution_id(execution_id)
+        await self._flush_pending()
+        return await self._backend.get_audit(execution_id, after_seq, check.limit(limit))
+
+    # -- snapshots ----------------------------------------------------------------------------
+    async def create_snapshot(
+        self, execution_id: str, snapshot_name: str, step: int | None = None
+    ) -> Snapshot:
+        """Copy the current state (or the checkpoint at ``step``) under a name; replaces a namesake."""
+        check.execution_id(execution_id)
+        check.snapshot_name(snapshot_name)
+        if step is not None:
+            check.step(step)
+        await self._flush_pending()
+        return await self._backend.create_snapshot(execution_id, snapshot_name, step)
+
+    async def get_snapshot(self, execution_id: str, snapshot_name: str) -> Snapshot | None:
+        check.execution_id(execution_id)
+        check.snapshot_name(snapshot_name)
+        return await self._backend.get_snapshot(execution_id, snapshot_name)
+
+    async def list_snapshots(self, execution_id: str) -> list[Snapshot]:
+        check.execution_id(execution_id)
+        return await self._backend.list_snapshots(execution_id)
+
+    async def delete_snapshot(self, execution_id: str, snapshot_name: str) -> bool:
+        """Delete a snapshot; False if it did not exist."""
+        check.execution_id(execution_id)
+        check.snapshot_name(snapshot_name)
+        return await self._backend.delete_snapshot(execution_id, snapshot_name)
+
+    async def restore_snapshot(
+        self, execution_id: str, snapshot_name: str, *, attempt: int | None = None
+    ) -> Checkpoint:
+        """Make the snapshot the current state and a new history entry at its step.
+
+        History after that step is dropped (the run continues from the snapshot); the audit trail
+        keeps a ``restore`` event and every earlier ``checkpoint`` row.
+        """
+        check.execution_id(execution_id)
+        check.snapshot_name(snapshot_name)
+        attempt = check.optional_attempt(self.attempt if attempt is None else attempt)
+        await self._flush_pending()
+        return await self._backend.restore_snapshot(execution_id, snapshot_name, attempt)
+
+    async def load_snapshot(self, execution_id: str, snapshot_name: str) -> Any:
+        """The state stored in a snapshot, without restoring it."""
+        snap = await self.get_snapshot(execution_id, snapshot_name)
+        if snap is None:
+            raise SnapshotNotFound(execution_id, snapshot_name)
+        loader = getattr(self._backend, "load_snapshot_state", None)
+        if loader is None:
+            raise StateError(f"backend {self.backend_name!r} cannot read snapshot contents")
+        return await loader(execution_id, snapshot_name)
+
+    # -- recovery -----------------------------------------------------------------------------
+    async def recover_all(
+        self, resume: ResumeCallback | None = None, *, limit: int = 1000
+    ) -> list[Execution]:
+        """Claim executions left running/recovering with no write for ``recovery_timeout`` seconds.
+
+        Each is marked recovering with attempt + 1 (fencing the old process), then passed to
+        ``resume`` (sync or async). Concurrent callers, in other processes too, never claim the
+        same execution twice. Returns the claimed executions; if a callback raises, the others
+        still run and the first error is raised afterwards.
+        """
+        check.limit(limit)
+        await self._flush_pending()
+        claimed = await self._backend.claim_recoverable(self.config.recovery_timeout, limit)
+        callback = resume or self._on_recover
+        first_error: BaseException | None = None
+        if callback is not None:
+            for execution in claimed:
+                try:
+                    result = callback(execution)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:
+                    log.exception("resume callback failed for %s", execution.execution_id)
+                    first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+        return claimed
+
+    def _start_sweeper(self) -> None:
+        if self.config.enable_auto_recovery and self._on_recover is not None and self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Background recovery when ``enable_auto_recovery=True`` and ``on_recover`` is set."""
+        while True:
+            try:
+                await self.recover_all()
+            except Exception:
+                log.exception("automatic recovery sweep failed")
+            await asyncio.sleep(self.config.recovery_timeout / 2)
+
+    # -- monitoring ---------------------------------------------------------------------------
+    async def get_metrics(self) -> Metrics:
+        await self._flush_pending()
+        counts = await self._backend.counts()
+        return Metrics(
+            total_executions=counts.total_executions,
+            active_executions=counts.active_executions,
+            total_checkpoints=counts.total_checkpoints,
+            storage_mb=round(counts.storage_bytes / (1024 * 1024), 3),
+            avg_checkpoint_ms=round(self._write_ms_total / self._writes, 3) if self._writes else 0.0,
+        )
