@@ -10,8 +10,10 @@ Routes (JSON bodies and answers)::
 
     POST /v1/checkpoint  {"step": int >= 0, "state": any JSON}   history checkpoint (resume point)
     POST /v1/save        {"step": int >= 0, "state": any JSON}   current state only
-    GET  /v1/state[?step=N]                                      {"step", "state"}; 404 when none
-    GET  /v1/history[?after_step=N&limit=M]                      {"checkpoints": [...]}
+    GET  /v1/state                                               {"step", "attempt", "state"}; 404 when none
+    GET  /v1/history[?after_step=N&limit=M]                      {"checkpoints": [...]}, oldest first
+    GET  /v1/checkpoint[?step=N]                                 one history checkpoint (default: latest)
+    GET  /v1/execution                                           the stored execution record
     POST /v1/complete                                            mark the execution completed
     POST /v1/fail        {"error": str}                          mark it failed
     GET  /healthz, GET /metrics
@@ -19,13 +21,13 @@ Routes (JSON bodies and answers)::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from stratarouter_runtime.operator.api.auth import Authenticator, AuthError, Caller
@@ -36,7 +38,8 @@ from stratarouter_runtime.operator.metrics import (
     CHECKPOINTS_TOTAL,
     render,
 )
-from stratarouter_runtime.state import errors
+from stratarouter_runtime.state import codec, errors
+from stratarouter_runtime.state.retention import is_history_step
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(value).__name__}")
@@ -116,24 +119,17 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return parse_json_object(raw)
 
 
-def _size_of(result: Any, state: Any) -> int:
-    size = getattr(result, "size_bytes", None)
-    if isinstance(size, int):
-        return size
-    return len(json.dumps(state, separators=(",", ":")).encode())
-
-
 async def _write(request: web.Request, *, history: bool) -> web.Response:
     started = time.perf_counter()
     caller = await _caller(request)
     step, state = parse_write(await _body(request))
     store = request.app[STORE_KEY]
     op = store.checkpoint if history else store.save
-    result = await op(caller.execution_id, step, state, attempt=caller.attempt)
-    size = _size_of(result, state)
+    await op(caller.execution_id, step, state, attempt=caller.attempt)
+    size = len(orjson.dumps(state))
     CHECKPOINTS_TOTAL.inc()
     CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
-    if history:
+    if history or is_history_step(step, store.config.checkpoint_interval):
         now = datetime.now(UTC)
         request.app[STATUS_KEY].note_checkpoint(caller.namespace, caller.execution, step, now, size)
     return web.json_response(
@@ -150,40 +146,60 @@ async def save(request: web.Request) -> web.Response:
 
 
 async def load_state(request: web.Request) -> web.Response:
+    """The current state with its step and attempt; answered from the stored JSON without re-encoding."""
+    caller = await _caller(request)
+    stored = await request.app[STORE_KEY].backend.load(caller.execution_id)
+    if stored is None:
+        raise errors.CheckpointNotFound(caller.execution_id, None)
+    state_json = codec.decode_json_bytes(stored.data, stored.codec)
+    body = b'{"step":%d,"attempt":%d,"state":%b}' % (stored.step, stored.attempt, state_json)
+    return web.Response(body=body, content_type="application/json")
+
+
+def _checkpoint_json(cp: Any) -> dict[str, Any]:
+    return {
+        "step": cp.step,
+        "state": cp.state_data,
+        "timestamp": cp.timestamp.isoformat(),
+        "attempt": cp.attempt,
+        "sizeBytes": cp.size_bytes,
+    }
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def get_checkpoint(request: web.Request) -> web.Response:
+    """A history checkpoint: ``?step=N``, or the latest one."""
     caller = await _caller(request)
     step = parse_query_int(request, "step", minimum=0)
     store = request.app[STORE_KEY]
     if step is None:
-        execution = await store.get_execution(caller.execution_id)
-        state = await store.load(caller.execution_id)
-        current = execution.current_step
-        if current is None:
+        found = await store.get_latest_checkpoint(caller.execution_id)
+        if found is None:
             raise errors.CheckpointNotFound(caller.execution_id, None)
-        return web.json_response({"step": current, "state": state})
-    state = await store.load(caller.execution_id, step=step)
-    return web.json_response({"step": step, "state": state})
+    else:
+        found = await store.get_checkpoint(caller.execution_id, step)
+    return _json(_checkpoint_json(found))
+
+
+async def get_execution(request: web.Request) -> web.Response:
+    """The stored execution record (status, attempt, last checkpoint step, ...)."""
+    caller = await _caller(request)
+    found = await request.app[STORE_KEY].get_execution(caller.execution_id)
+    if found is None:
+        raise errors.ExecutionNotFound(caller.execution_id)
+    return _json(found.model_dump(mode="json"))
 
 
 async def history(request: web.Request) -> web.Response:
     caller = await _caller(request)
-    after = parse_query_int(request, "after_step", minimum=-1)
+    after = parse_query_int(request, "after_step", minimum=0)
     limit = parse_query_int(request, "limit", minimum=1)
     limit = min(limit or MAX_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
     items = await request.app[STORE_KEY].get_history(caller.execution_id, after_step=after, limit=limit)
-    return web.json_response(
-        {
-            "checkpoints": [
-                {
-                    "step": cp.step,
-                    "state": cp.state_data,
-                    "timestamp": cp.timestamp.isoformat(),
-                    "attempt": cp.attempt,
-                    "sizeBytes": cp.size_bytes,
-                }
-                for cp in items
-            ]
-        }
-    )
+    return _json({"checkpoints": [_checkpoint_json(cp) for cp in items]})
 
 
 async def complete(request: web.Request) -> web.Response:
@@ -251,6 +267,8 @@ def build_app(authenticator: Authenticator, store: Any, status: StatusCoalescer)
     app.router.add_post("/v1/save", save)
     app.router.add_get("/v1/state", load_state)
     app.router.add_get("/v1/history", history)
+    app.router.add_get("/v1/checkpoint", get_checkpoint)
+    app.router.add_get("/v1/execution", get_execution)
     app.router.add_post("/v1/complete", complete)
     app.router.add_post("/v1/fail", fail)
     app.router.add_get("/healthz", healthz)
