@@ -1,0 +1,180 @@
+"""``stratarouter operator``: kopf settings, login, and the process-wide resources on ``memo``.
+
+The memo contract (shared with the checkpoint API): ``memo.settings`` (OperatorSettings), ``memo.k8s`` (ONE
+kubernetes_asyncio ApiClient), ``memo.store`` (ONE StateManager on PostgreSQL), ``memo.status``
+(StatusCoalescer), ``memo.api_runner`` (the aiohttp runner of the checkpoint API), and ``memo.wakeups``
+(per-Execution wake-up flags the handlers use to poke an Execution's reconcile loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+import kopf
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+from stratarouter_runtime.operator.pods import POD_SELECTOR
+from stratarouter_runtime.operator.resources.base import FINALIZER, GROUP
+from stratarouter_runtime.operator.settings import OperatorSettings, SettingsError
+from stratarouter_runtime.operator.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def in_cluster() -> bool:
+    """True inside a pod with a mounted service account (the Helm install)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(SERVICE_ACCOUNT_TOKEN)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Explicit credentials: the pod's service account in-cluster, else $KUBECONFIG / ~/.kube/config."""
+    if in_cluster():
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    else:
+        info = kopf.login_with_kubeconfig(**kwargs)
+    return info
+
+
+async def make_api_client() -> k8s_client.ApiClient:
+    """The one kubernetes_asyncio client of the process, configured the same way as kopf's login."""
+    configuration = k8s_client.Configuration()
+    if in_cluster():
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        await k8s_config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
+    return k8s_client.ApiClient(configuration)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
+    """Every non-default kopf setting, each with the reason it is set."""
+    # Our own names on objects, not kopf's defaults: users see stratarouter.io/* only.
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # kopf turns handler log lines into Kubernetes Events; only warnings and errors are worth an Event.
+    # Recoveries, restores and suspends post their own Events (events.py).
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "stratarouter-operator"
+    settings.posting.reporting_instance = socket.gethostname()
+    # Restart watch streams every ~5 minutes from the server side and give up on a silent connection a bit
+    # later: a stream stuck behind a load balancer must not hide pod failures for long.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # Server-side filtering: the pod watch streams only pods we created, never every pod in the cluster.
+    settings.watching.label_selectors["v1", "pods"] = POD_SELECTOR
+    # One slow request must not stall a handler forever; kopf retries API calls with its own backoff.
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 15
+    # Bounded retries for handlers without explicit ones (explicit retries=/backoff= are on ours).
+    settings.execution.default_backoff = ours.handler_backoff_seconds
+    # Peering: standalone unless STRATA_PEERING names a peering object (several replicas).
+    if not ours.peering:
+        settings.peering.standalone = True
+    else:
+        settings.peering.name = ours.peering
+        settings.peering.mandatory = True
+
+
+@kopf.on.startup()
+async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """Wire the shared resources into memo; refuse to start on bad settings or an unreachable store."""
+    from stratarouter_runtime.operator.api.server import start_api
+    from stratarouter_runtime.operator.api.status import StatusCoalescer
+    from stratarouter_runtime.state import StateManager
+    from stratarouter_runtime.state.migrations import migrate_url
+
+    ours: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
+    memo.settings = ours
+    configure_kopf(settings, ours)
+    memo.wakeups = Wakeups()
+    memo.k8s = await make_api_client()
+    if ours.run_migrations:
+        applied = await migrate_url(ours.db_url)
+        logger.info("store schema up to date (%d migration(s) applied)", applied)
+    memo.store = StateManager(
+        backend="postgresql",
+        db_url=ours.db_url,
+        checkpoint_retention=ours.default_checkpoint_retention,
+    )
+    memo.status = StatusCoalescer(memo.k8s, ours.status_patch_interval_seconds)
+    memo.api_runner = await start_api(memo)
+
+
+@kopf.on.cleanup()
+async def cleanup(*, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """Close everything startup opened, in reverse order; flush pending status patches first."""
+    runner = memo.get("api_runner")
+    if runner is not None:
+        await runner.cleanup()
+    status = memo.get("status")
+    if status is not None:
+        await status.close()
+    store = memo.get("store")
+    if store is not None:
+        await store.close()
+    k8s = memo.get("k8s")
+    if k8s is not None:
+        await k8s.close()
+    logger.info("operator resources closed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stratarouter operator", description=__doc__)
+    parser.add_argument("--standalone", action="store_true", help="no peering, even if STRATA_PEERING is set")
+    parser.add_argument("--peering", default=None, help="peering object name (default: $STRATA_PEERING)")
+    parser.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
+    )
+    parser.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
+    parser.add_argument(
+        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
+    )
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--debug", action="store_true")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the operator until SIGINT/SIGTERM; returns the process exit code."""
+    args_list = list(argv or [])
+    if args_list[:1] == ["--"]:
+        args_list = args_list[1:]
+    args = build_parser().parse_args(args_list)
+    try:
+        ours = OperatorSettings.from_env()
+    except SettingsError as exc:
+        print(f"stratarouter operator: {exc}", file=sys.stderr)
+        return 2
+    if args.peering:
+        ours = ours.model_copy(update={"peering": args.peering})
+    if args.standalone:
+        ours = ours.model_copy(update={"peering": ""})
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import stratarouter_runtime.operator.handlers  # noqa: F401 - registers every handler
+
+    namespaces = [] if args.all_namespaces else (args.namespace or list(ours.watch_namespaces))
+    kopf.run(
+        standalone=not ours.peering,
+        peering_name=ours.peering or None,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+        memo=kopf.Memo(settings=ours),
+    )
+    return 0

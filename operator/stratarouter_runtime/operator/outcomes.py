@@ -1,0 +1,113 @@
+"""What an attempt's pod says about the run, and what to do about a failure (pure, no I/O).
+
+Kept apart from the handlers so every cause and every terminal reason is unit-tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from stratarouter_runtime.operator.resources.conditions import Reason
+from stratarouter_runtime.operator.resources.execution import RecoverySpec
+
+PodKind = Literal["pending", "running", "succeeded", "failed"]
+_EVICTION_REASONS = {"EvictionByEvictionAPI", "PreemptionByScheduler", "TerminationByKubelet"}
+_NODE_REASONS = {"DeletionByPodGC", "DeletionByTaintManager"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PodState:
+    """The attempt's pod, reduced to what the lifecycle needs."""
+
+    kind: PodKind
+    reason: Reason | None = None
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """Replace the attempt after ``backoff_seconds``."""
+
+    backoff_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class GiveUp:
+    """Stop: the execution ends Failed with ``reason``."""
+
+    reason: Reason
+    message: str
+
+
+def _exit_code(pod: dict[str, Any]) -> int | None:
+    """First non-zero exit code among the containers (in spec order), else the first terminated one."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    codes: list[int] = []
+    for status in statuses:
+        terminated = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get(
+            "terminated"
+        )
+        if terminated and terminated.get("exitCode") is not None:
+            codes.append(int(terminated["exitCode"]))
+    nonzero = [code for code in codes if code != 0]
+    if nonzero:
+        return nonzero[0]
+    return codes[0] if codes else None
+
+
+def _disruption(pod: dict[str, Any]) -> str | None:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            return str(cond.get("reason") or "")
+    return None
+
+
+def classify_pod(pod: dict[str, Any] | None, *, node_gone: bool = False) -> PodState:
+    """Reduce the current attempt's pod (None = it no longer exists) to a :class:`PodState`."""
+    if pod is None:
+        return PodState("failed", Reason.POD_DELETED, message="the pod no longer exists")
+    name = (pod.get("metadata") or {}).get("name", "?")
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Succeeded":
+        return PodState("succeeded", exit_code=0)
+    disruption = _disruption(pod)
+    if node_gone or status.get("reason") == "NodeLost" or disruption in _NODE_REASONS:
+        node = (pod.get("spec") or {}).get("nodeName")
+        return PodState("failed", Reason.NODE_LOST, message=f"node {node} of pod {name} is gone")
+    if phase == "Failed":
+        if status.get("reason") == "Evicted" or disruption in _EVICTION_REASONS:
+            detail = status.get("message") or disruption or "evicted"
+            return PodState("failed", Reason.EVICTED, _exit_code(pod), f"pod {name} was evicted: {detail}")
+        code = _exit_code(pod)
+        return PodState("failed", Reason.EXIT_CODE, code, f"pod {name} failed with exit code {code}")
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return PodState("failed", Reason.POD_DELETED, message=f"pod {name} was deleted by someone else")
+    if phase == "Running":
+        return PodState("running")
+    return PodState("pending")
+
+
+def backoff_seconds(recovery: RecoverySpec, restarts: int) -> float:
+    """Exponential, capped: ``backoffSeconds * 2**restarts``, at most ``maxBackoffSeconds``."""
+    if recovery.backoff_seconds == 0:
+        return 0.0
+    exponent = min(restarts, 32)
+    return float(min(recovery.backoff_seconds * (2**exponent), recovery.max_backoff_seconds))
+
+
+def decide(recovery: RecoverySpec, restarts: int, state: PodState) -> Retry | GiveUp:
+    """Retry the failed attempt, or give up with the terminal reason."""
+    if state.reason == Reason.EXIT_CODE and state.exit_code in recovery.non_retryable_exit_codes:
+        return GiveUp(
+            Reason.NON_RETRYABLE_EXIT_CODE,
+            f"{state.message}; exit code {state.exit_code} is listed in recovery.nonRetryableExitCodes",
+        )
+    if restarts >= recovery.max_restarts:
+        return GiveUp(
+            Reason.BACKOFF_LIMIT_EXCEEDED,
+            f"{state.message}; recovery.maxRestarts ({recovery.max_restarts}) reached",
+        )
+    return Retry(backoff_seconds(recovery, restarts))

@@ -1,0 +1,176 @@
+"""The pod of one attempt, built from ``spec.template`` plus the pod contract (pure, no I/O).
+
+Every workload container gets ``STRATA_EXECUTION_ID``, ``STRATA_ATTEMPT``, ``STRATA_RESUME_STEP``,
+``STRATA_API_URL`` and ``STRATA_TOKEN_FILE``, and the pod gets a projected service-account token with
+audience ``stratarouter``: that is all ``StateManager.from_env()`` needs inside the pod.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from stratarouter_runtime.operator.resources.base import API_VERSION
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "stratarouter"
+EXECUTION_LABEL = "stratarouter.io/execution"
+ATTEMPT_LABEL = "stratarouter.io/attempt"
+POD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+TOKEN_AUDIENCE = "stratarouter"
+TOKEN_DIR = "/var/run/secrets/stratarouter"
+TOKEN_FILE = f"{TOKEN_DIR}/token"
+TOKEN_VOLUME = "stratarouter-token"
+TOKEN_EXPIRATION_SECONDS = 3600
+
+CONTRACT_ENV = (
+    "STRATA_EXECUTION_ID",
+    "STRATA_ATTEMPT",
+    "STRATA_RESUME_STEP",
+    "STRATA_API_URL",
+    "STRATA_TOKEN_FILE",
+    "STRATA_CHECKPOINT_INTERVAL",
+    "STRATA_CHECKPOINT_COMPRESSION",
+)
+MAX_POD_NAME = 253
+
+
+class InvalidTemplateError(ValueError):
+    """``spec.template`` cannot become a pod; the message says what to change."""
+
+
+def pod_name(execution: str, attempt: int) -> str:
+    """Deterministic name of an attempt's pod: a re-created one gets 409, never a duplicate."""
+    return f"{execution}-a{attempt}"
+
+
+def execution_id(namespace: str, name: str) -> str:
+    """The store's id of an Execution."""
+    return f"{namespace}/{name}"
+
+
+def pod_selector(execution: str) -> str:
+    """Label selector of every pod of one Execution."""
+    return f"{POD_SELECTOR},{EXECUTION_LABEL}={execution}"
+
+
+def contract_env(
+    *,
+    namespace: str,
+    name: str,
+    attempt: int,
+    resume_step: int | None,
+    api_url: str,
+    checkpoint_interval: int | None = None,
+    compression: str | None = None,
+) -> list[dict[str, str]]:
+    """The pod contract's environment, in a fixed order."""
+    env = [
+        {"name": "STRATA_EXECUTION_ID", "value": execution_id(namespace, name)},
+        {"name": "STRATA_ATTEMPT", "value": str(attempt)},
+        {"name": "STRATA_RESUME_STEP", "value": "" if resume_step is None else str(resume_step)},
+        {"name": "STRATA_API_URL", "value": api_url},
+        {"name": "STRATA_TOKEN_FILE", "value": TOKEN_FILE},
+    ]
+    if checkpoint_interval is not None:
+        env.append({"name": "STRATA_CHECKPOINT_INTERVAL", "value": str(checkpoint_interval)})
+    if compression is not None:
+        env.append({"name": "STRATA_CHECKPOINT_COMPRESSION", "value": compression})
+    return env
+
+
+def build_pod(
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    template: dict[str, Any],
+    attempt: int,
+    resume_step: int | None,
+    api_url: str,
+    checkpoint_interval: int | None = None,
+    compression: str | None = None,
+) -> dict[str, Any]:
+    """The pod manifest of ``attempt``; ``template`` is the raw ``spec.template`` (unknown fields kept)."""
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    pname = pod_name(name, attempt)
+    if len(pname) > MAX_POD_NAME:
+        raise InvalidTemplateError(f"execution name too long: pod name {pname!r} exceeds {MAX_POD_NAME}")
+    tmeta: dict[str, Any] = copy.deepcopy(template.get("metadata") or {})
+    spec: dict[str, Any] = copy.deepcopy(template.get("spec") or {})
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise InvalidTemplateError("spec.template.spec.containers must list at least one container")
+    restart_policy = spec.get("restartPolicy", "Never")
+    if restart_policy != "Never":
+        raise InvalidTemplateError(
+            f"spec.template.spec.restartPolicy must be Never (got {restart_policy!r}): "
+            "the operator restarts failed pods itself, from the last checkpoint"
+        )
+    spec["restartPolicy"] = "Never"
+
+    volumes = list(spec.get("volumes") or [])
+    if any(v.get("name") == TOKEN_VOLUME for v in volumes if isinstance(v, dict)):
+        raise InvalidTemplateError(f"volume name {TOKEN_VOLUME!r} is reserved for the stratarouter token")
+    volumes.append(
+        {
+            "name": TOKEN_VOLUME,
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "audience": TOKEN_AUDIENCE,
+                            "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                            "path": "token",
+                        }
+                    }
+                ]
+            },
+        }
+    )
+    spec["volumes"] = volumes
+
+    env = contract_env(
+        namespace=namespace,
+        name=name,
+        attempt=attempt,
+        resume_step=resume_step,
+        api_url=api_url,
+        checkpoint_interval=checkpoint_interval,
+        compression=compression,
+    )
+    new_containers = []
+    for index, container in enumerate(containers):
+        if not isinstance(container, dict) or not container.get("name"):
+            raise InvalidTemplateError(f"spec.template.spec.containers[{index}] needs a name")
+        c = dict(container)
+        user_env = [e for e in c.get("env") or [] if e.get("name") not in CONTRACT_ENV]
+        c["env"] = user_env + copy.deepcopy(env)
+        mounts = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") != TOKEN_DIR]
+        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
+        c["volumeMounts"] = mounts
+        new_containers.append(c)
+    spec["containers"] = new_containers
+
+    labels = dict(tmeta.get("labels") or {})
+    labels.update({MANAGED_BY_LABEL: MANAGED_BY, EXECUTION_LABEL: name, ATTEMPT_LABEL: str(attempt)})
+    metadata: dict[str, Any] = {
+        "name": pname,
+        "namespace": namespace,
+        "labels": labels,
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Execution",
+                "name": name,
+                "uid": uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if tmeta.get("annotations"):
+        metadata["annotations"] = dict(tmeta["annotations"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}

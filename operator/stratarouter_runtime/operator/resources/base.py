@@ -1,0 +1,70 @@
+"""What every CRD model shares: camelCase aliases, and the CRD metadata declared next to the model."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+GROUP = "stratarouter.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "stratarouter"
+FINALIZER = f"{GROUP}/finalizer"
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class CamelModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown keys ignored (the API server prunes them)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_wire(self) -> dict[str, Any]:
+        """JSON-ready dict with camelCase keys and no unset optional fields."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+@dataclasses.dataclass(frozen=True)
+class PrinterColumn:
+    """One ``additionalPrinterColumns`` entry."""
+
+    name: str
+    type: str
+    json_path: str
+    description: str = ""
+    priority: int = 0
+
+    def to_crd(self) -> dict[str, Any]:
+        column: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.description:
+            column["description"] = self.description
+        if self.priority:
+            column["priority"] = self.priority
+        return column
+
+
+@dataclasses.dataclass(frozen=True)
+class CrdInfo:
+    """Names, columns and subresources of one kind; the generator turns it into the CRD around the schema."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    printer_columns: tuple[PrinterColumn, ...]
+    categories: tuple[str, ...] = (CATEGORY,)
+    scope: str = "Namespaced"
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+class Resource(CamelModel):
+    """A top-level kind: subclasses set ``crd`` and have ``spec`` and ``status`` fields."""
+
+    crd: ClassVar[CrdInfo]

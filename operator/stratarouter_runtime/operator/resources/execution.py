@@ -1,0 +1,234 @@
+"""The Execution resource: one long-running workload run as a pod, recreated from its last checkpoint.
+
+The pydantic models are the single source of the CRD schema (``crds.py`` generates ``crds/``) and of the
+operator's parsing of what the API server hands it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from stratarouter_runtime.operator.resources.base import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    CamelModel,
+    CrdInfo,
+    PrinterColumn,
+    Resource,
+)
+from stratarouter_runtime.operator.resources.conditions import Condition
+
+Phase = Literal["Pending", "Running", "Recovering", "Succeeded", "Failed", "Suspended"]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+ExitCode = Annotated[int, Field(ge=1, le=255)]
+
+
+class Container(CamelModel):
+    """A container of the pod template; only the fields the operator checks are declared."""
+
+    model_config = CamelModel.model_config | {"extra": "allow"}
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL, description="Container name.")
+    image: str = Field(min_length=1, description="Container image.")
+
+
+class PodSpecTemplate(CamelModel):
+    """``template.spec``: a core/v1 PodSpec; fields beyond these are passed through untouched."""
+
+    model_config = CamelModel.model_config | {"extra": "allow"}
+
+    containers: list[Container] = Field(
+        min_length=1,
+        max_length=64,
+        description="The workload's containers (at least one). Every container gets the pod contract env.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    restart_policy: Literal["Never"] | None = Field(
+        default=None,
+        description="Always Never: the operator itself restarts a failed pod from the last checkpoint.",
+    )
+
+
+class PodTemplate(CamelModel):
+    """A core/v1 PodTemplateSpec."""
+
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Labels and annotations copied onto every attempt's pod."
+    )
+    spec: PodSpecTemplate
+
+
+class CheckpointSpec(CamelModel):
+    """How the workload checkpoints; interval and compression are handed to the pod as hints."""
+
+    interval: int | None = Field(
+        default=None, ge=1, le=86400, description="Seconds between checkpoints the workload should aim for."
+    )
+    retention: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Keep the last N checkpoints in the store (default: the operator-wide default).",
+    )
+    compression: Literal["none", "zstd"] | None = Field(
+        default=None, description="Checkpoint state compression the workload should use."
+    )
+
+
+class RecoverySpec(CamelModel):
+    """When and how fast a failed attempt is replaced."""
+
+    max_restarts: int = Field(
+        default=3, ge=0, le=1000, description="Recoveries allowed before Failed/BackoffLimitExceeded."
+    )
+    backoff_seconds: int = Field(
+        default=10, ge=0, le=3600, description="Wait before the first recovery; doubles each restart."
+    )
+    max_backoff_seconds: int = Field(default=300, ge=0, le=86400, description="Cap of the doubling wait.")
+    non_retryable_exit_codes: list[ExitCode] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Exit codes that mean the workload cannot succeed: Failed/NonRetryableExitCode at once.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
+class RetentionSpec(CamelModel):
+    """What happens after the execution finished."""
+
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=31_536_000,
+        description="Delete the Execution this long after it finished (default: the operator-wide default).",
+    )
+    keep_history: bool = Field(
+        default=False,
+        description="Keep the stored checkpoints and history when the Execution is deleted.",
+    )
+
+
+class RestoreFrom(CamelModel):
+    """A declarative restore: set (or change) the snapshot name to restore it once."""
+
+    snapshot: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of a Snapshot of this execution.",
+    )
+
+
+class ExecutionSpec(CamelModel):
+    """The desired run."""
+
+    template: PodTemplate = Field(description="The pod each attempt runs (a core/v1 PodTemplateSpec).")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, json_schema_extra={"default": {}})
+    recovery: RecoverySpec = Field(
+        default_factory=RecoverySpec,
+        json_schema_extra={
+            "default": {},
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.maxBackoffSeconds >= self.backoffSeconds",
+                    "message": "recovery.maxBackoffSeconds must be >= recovery.backoffSeconds",
+                }
+            ],
+        },
+    )
+    retention: RetentionSpec = Field(default_factory=RetentionSpec, json_schema_extra={"default": {}})
+    restore_from: RestoreFrom | None = Field(
+        default=None, description="Restore this snapshot (once per change of the field) and restart from it."
+    )
+    suspend: bool = Field(default=False, description="Delete the pod and keep the state; false resumes.")
+
+    @field_validator("recovery")
+    @classmethod
+    def _backoff_cap(cls, value: RecoverySpec) -> RecoverySpec:
+        if value.max_backoff_seconds < value.backoff_seconds:
+            raise ValueError("recovery.maxBackoffSeconds must be >= recovery.backoffSeconds")
+        return value
+
+
+class LastCheckpoint(CamelModel):
+    """The last durable checkpoint (patched by the checkpoint API's coalescer)."""
+
+    step: int = Field(ge=0)
+    time: datetime | None = None
+    size_bytes: int | None = Field(default=None, ge=0)
+
+
+class RecoveryStatus(CamelModel):
+    """The last failure seen and the replacement made for it."""
+
+    reason: str = Field(description="ExitCode, Evicted, PodDeleted or NodeLost.")
+    exit_code: int | None = None
+    failed_pod: str | None = None
+    failed_attempt: int | None = Field(default=None, ge=0)
+    failed_at: datetime | None = Field(default=None, description="When the operator saw the failure.")
+    backoff_seconds: float | None = Field(
+        default=None, ge=0, description="Wait chosen before the replacement."
+    )
+    replaced_at: datetime | None = Field(default=None, description="When the replacement pod was created.")
+    resume_step: int | None = Field(default=None, description="STRATA_RESUME_STEP of the replacement.")
+
+
+class RestoredFrom(CamelModel):
+    """The last restore done for spec.restoreFrom."""
+
+    snapshot: str
+    step: int | None = None
+    time: datetime | None = None
+
+
+class ExecutionStatus(CamelModel):
+    """What the operator observed; written only by the operator."""
+
+    phase: Phase | None = None
+    reason: str | None = Field(default=None, description="Why the execution is in its phase.")
+    message: str | None = None
+    attempt: int = Field(default=0, ge=0, description="Current attempt number (1 = first pod).")
+    restarts: int = Field(default=0, ge=0, description="Recoveries done so far.")
+    pod_name: str | None = None
+    resume_step: int | None = Field(default=None, description="STRATA_RESUME_STEP given to the current pod.")
+    last_checkpoint: LastCheckpoint | None = None
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    observed_generation: int | None = None
+    recovery: RecoveryStatus | None = None
+    restored_from: RestoredFrom | None = None
+    restore_from_observed: str | None = Field(
+        default=None, description="spec.restoreFrom.snapshot as last acted on (empty when unset)."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class Execution(Resource):
+    """A long-running workload run as a pod, recreated from its last checkpoint when the pod fails."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="Execution",
+        plural="executions",
+        singular="execution",
+        short_names=("exec",),
+        printer_columns=(
+            PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Recovering, ..."),
+            PrinterColumn("Step", "integer", ".status.lastCheckpoint.step", "Last durable checkpoint step"),
+            PrinterColumn("Restarts", "integer", ".status.restarts", "Recoveries so far"),
+            PrinterColumn("Pod", "string", ".status.podName", "Current attempt's pod"),
+            PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
+            PrinterColumn("Attempt", "integer", ".status.attempt", priority=1),
+            PrinterColumn("Reason", "string", ".status.reason", priority=1),
+            PrinterColumn("Message", "string", ".status.message", priority=1),
+        ),
+    )
+
+    spec: ExecutionSpec
+    status: ExecutionStatus | None = None

@@ -1,0 +1,85 @@
+"""Operator-wide settings, read once from ``STRATA_*`` environment variables (the Helm values set them).
+
+A plain pydantic model with a ``from_env`` constructor rather than pydantic-settings: the variables are few,
+and a bad value must stop startup with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the operator cannot run with."""
+
+
+class OperatorSettings(BaseModel):
+    """Everything the operator reads from its environment; frozen once loaded into ``memo.settings``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    db_url: str = Field(min_length=1, description="PostgreSQL DSN of the store (STRATA_DB_URL)")
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_url_for_pods: str = Field(
+        default="",
+        description="URL a pod uses to reach the checkpoint API; empty = http://<pod IP>:<port> is unknown, "
+        "so the Helm chart always sets it to the Service URL",
+    )
+    watch_namespaces: tuple[str, ...] = ()
+    default_checkpoint_retention: int | None = Field(default=None, ge=1)
+    default_ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    retention_interval_seconds: float = Field(default=30.0, gt=0)
+    status_patch_interval_seconds: float = Field(default=1.0, gt=0)
+    token_cache_seconds: float = Field(default=30.0, ge=0)
+    peering: str = Field(
+        default="",
+        description="kopf peering object name; empty = standalone (one replica, no peering object needed)",
+    )
+    run_migrations: bool = True
+    handler_retries: int = Field(default=10, ge=1)
+    handler_backoff_seconds: float = Field(default=5.0, gt=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        """Build settings from ``STRATA_*`` variables; raise :class:`SettingsError` naming the bad one."""
+        env = os.environ if environ is None else environ
+        names = {
+            "db_url": "STRATA_DB_URL",
+            "api_host": "STRATA_API_HOST",
+            "api_port": "STRATA_API_PORT",
+            "api_url_for_pods": "STRATA_API_URL_FOR_PODS",
+            "watch_namespaces": "STRATA_WATCH_NAMESPACES",
+            "default_checkpoint_retention": "STRATA_DEFAULT_CHECKPOINT_RETENTION",
+            "default_ttl_seconds_after_finished": "STRATA_DEFAULT_TTL_SECONDS_AFTER_FINISHED",
+            "retention_interval_seconds": "STRATA_RETENTION_INTERVAL_SECONDS",
+            "status_patch_interval_seconds": "STRATA_STATUS_PATCH_INTERVAL_SECONDS",
+            "token_cache_seconds": "STRATA_TOKEN_CACHE_SECONDS",
+            "peering": "STRATA_PEERING",
+            "run_migrations": "STRATA_RUN_MIGRATIONS",
+            "handler_retries": "STRATA_HANDLER_RETRIES",
+            "handler_backoff_seconds": "STRATA_HANDLER_BACKOFF_SECONDS",
+        }
+        values: dict[str, object] = {}
+        for field, var in names.items():
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            if field == "watch_namespaces":
+                values[field] = tuple(ns.strip() for ns in raw.split(",") if ns.strip())
+            else:
+                values[field] = raw.strip()
+        if "db_url" not in values:
+            raise SettingsError(
+                "STRATA_DB_URL is not set: the operator needs the PostgreSQL DSN of its store"
+            )
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid operator settings: {problems}") from exc

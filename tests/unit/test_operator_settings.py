@@ -1,0 +1,44 @@
+"""Operator settings come from STRATA_* variables; a bad one names itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from stratarouter_runtime.operator.resources.conditions import set_condition
+from stratarouter_runtime.operator.settings import OperatorSettings, SettingsError
+
+
+def test_defaults_and_parsing() -> None:
+    s = OperatorSettings.from_env(
+        {"STRATA_DB_URL": "postgresql://x/y", "STRATA_WATCH_NAMESPACES": "a, b,,", "STRATA_API_PORT": "9000"}
+    )
+    assert s.watch_namespaces == ("a", "b")
+    assert s.api_port == 9000
+    assert s.peering == ""
+    assert s.status_patch_interval_seconds == 1.0
+
+
+def test_missing_db_url() -> None:
+    with pytest.raises(SettingsError, match="STRATA_DB_URL"):
+        OperatorSettings.from_env({})
+
+
+def test_bad_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="STRATA_DEFAULT_CHECKPOINT_RETENTION"):
+        OperatorSettings.from_env({"STRATA_DB_URL": "x", "STRATA_DEFAULT_CHECKPOINT_RETENTION": "0"})
+
+
+def test_condition_transition_time_moves_only_on_status_change() -> None:
+    from datetime import UTC, datetime
+
+    t1 = datetime(2026, 1, 1, tzinfo=UTC)
+    t2 = datetime(2026, 1, 2, tzinfo=UTC)
+    conds = set_condition([], "Running", "True", "PodRunning", "up", generation=1, now=t1)
+    same = set_condition(conds, "Running", "True", "PodRunning", "still up", generation=2, now=t2)
+    assert same[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert same[0]["observedGeneration"] == 2
+    assert same[0]["message"] == "still up"
+    flipped = set_condition(same, "Running", "False", "Suspended", "", generation=2, now=t2)
+    assert flipped[0]["lastTransitionTime"] == "2026-01-02T00:00:00Z"
+    both = set_condition(flipped, "Failed", "True", "InvalidTemplate", "bad", generation=2, now=t2)
+    assert [c["type"] for c in both] == ["Running", "Failed"]
