@@ -1,0 +1,499 @@
+"""PostgreSQL backend on asyncpg: a lazily created pool, one round trip per durable write.
+
+* Lazy: no connection until the first call; then the schema is migrated (``auto_migrate``, under an
+  advisory lock) or its version checked, and monthly partitions are made ahead when
+  ``enable_partitioning`` is on.
+* Durable: every write is a single statement committed before the call returns
+  (``synchronous_commit`` as the server has it, on by default). Concurrent writes coalesced by the
+  manager's group committer and batch flushes go out with ``executemany`` (pipelined, one
+  transaction, one round trip); if one of them is refused the batch is replayed op by op so only
+  that one fails.
+* Pooler-safe: no session state is relied on across transactions (advisory locks are
+  transaction-level); ``statement_cache_size=0`` disables asyncpg's named prepared statements for
+  transaction-mode poolers that cannot keep them.
+* A lost connection is retried with exponential backoff for ``retry_timeout`` seconds, then
+  :class:`StoreUnavailableError`. Retried writes are idempotent on (execution, step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from stratarouter_runtime.state import codec, partitions
+from stratarouter_runtime.state.backends import postgres_sql as sql
+from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
+from stratarouter_runtime.state.config import StateConfig
+from stratarouter_runtime.state.errors import (
+    CheckpointNotFound,
+    ExecutionNotFound,
+    SnapshotNotFound,
+    StaleAttemptError,
+    StateError,
+    StoreUnavailableError,
+)
+from stratarouter_runtime.state.migrations import LOCK_KEY, Conn, check_version, migrate
+from stratarouter_runtime.state.models import (
+    AuditEvent,
+    Checkpoint,
+    Execution,
+    ExecutionStatus,
+    Snapshot,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STALE_SQLSTATE = "SR001"
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, operator intervention (shutdown)
+_RETRYABLE_SQLSTATES = {"53300", "40001", "40P01"}  # too many connections, serialization, deadlock
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | asyncio.TimeoutError | asyncpg.exceptions.ConnectionDoesNotExistError):
+        return True
+    if isinstance(exc, asyncpg.exceptions.InterfaceError):
+        return "closed" in str(exc) or "connection" in str(exc).lower()
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state in _RETRYABLE_SQLSTATES or state.startswith(_RETRYABLE_SQLSTATE_CLASSES)
+    return False
+
+
+def _stale(exc: asyncpg.PostgresError, execution_id: str, attempt: int | None) -> StaleAttemptError:
+    detail = getattr(exc, "detail", None) or ""
+    current = int(detail) if detail.isdigit() else None
+    return StaleAttemptError(execution_id, attempt or 0, current)
+
+
+def _execution(row: asyncpg.Record) -> Execution:
+    labels = row["labels"]
+    return Execution.model_construct(
+        execution_id=row["id"],
+        status=ExecutionStatus(row["status"]),
+        current_step=row["current_step"],
+        last_checkpoint_step=row["last_checkpoint_step"],
+        attempt=row["attempt"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        labels=orjson.loads(labels) if labels else {},
+        checkpoint_retention=row["checkpoint_retention"],
+    )
+
+
+def _state(data: bytes, codec_name: str) -> Any:
+    return orjson.loads(data) if codec_name == codec.JSON else codec.decode(data, codec_name)
+
+
+def _checkpoint(execution_id: str, row: asyncpg.Record) -> Checkpoint:
+    return Checkpoint.model_construct(
+        execution_id=execution_id,
+        step=row[0],
+        attempt=row[1],
+        timestamp=row[2],
+        size_bytes=row[4],
+        state_data=_state(row[5], row[3]),
+    )
+
+
+def _snapshot(row: asyncpg.Record) -> Snapshot:
+    return Snapshot.model_construct(
+        name=row["name"],
+        execution_id=row["execution_id"],
+        step=row["step"],
+        size_bytes=row["size_bytes"],
+        created_at=row["created_at"],
+    )
+
+
+def _args(op: WriteOp, keep: int | None) -> tuple[Any, ...]:
+    s = op.state
+    return (op.execution_id, op.step, op.attempt, s.data, s.codec, s.size_bytes, s.digest, op.history, keep)
+
+
+class PostgresBackend(StateBackend):
+    """The durable store; see the module docstring."""
+
+    name = "postgresql"
+    group_commit = True
+    """The manager may coalesce concurrent writes into :meth:`write_many`."""
+
+    def __init__(self, config: StateConfig) -> None:
+        if not config.db_url:
+            raise StateError("the postgresql backend needs db_url (or STRATA_DB_URL)")
+        self._config = config
+        self._dsn = config.db_url
+        self._keep = config.checkpoint_retention
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._partitions_checked_month: datetime | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is not None:
+                return self._pool
+            cfg = self._config
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=cfg.pool_min_size,
+                max_size=cfg.pool_max_size,
+                statement_cache_size=cfg.statement_cache_size,
+                timeout=cfg.connect_timeout,
+            )
+            try:
+                async with pool.acquire() as conn:
+                    if cfg.auto_migrate:
+                        applied = await migrate(conn)
+                        if applied:
+                            log.info("applied %d schema migration(s)", applied)
+                    else:
+                        await check_version(conn)
+                    if cfg.enable_partitioning:
+                        await self._ensure_partitions(conn)
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool = pool
+            return pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` on a pooled connection, retrying lost connections with backoff."""
+        deadline = time.monotonic() + self._config.retry_timeout
+        delay = 0.05
+        while True:
+            try:
+                pool = self._pool or await self._open()
+                async with pool.acquire() as conn:
+                    return await fn(conn)
+            except Exception as exc:
+                if not _retryable(exc):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailableError(
+                        f"PostgreSQL unreachable for {self._config.retry_timeout:g}s: {exc}"
+                    ) from exc
+                log.warning("database error, retrying in %.2fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -- partitions ---------------------------------------------------------------------------
+    async def _ensure_partitions(self, conn: Conn) -> None:
+        """Create this month's and the next ``partitions_ahead`` months' partitions if missing."""
+        now = datetime.now(UTC)
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY + 1)
+            for table in partitions.PARTITIONED_TABLES:
+                existing = {r[0] for r in await conn.fetch(sql.LIST_PARTITIONS, table)}
+                for part in partitions.partitions_ahead(now, self._config.partitions_ahead, table):
+                    if part.name in existing:
+                        continue
+                    try:
+                        async with conn.transaction():  # a savepoint: one refusal does not undo the rest
+                            await conn.execute(
+                                f"CREATE TABLE {part.name} PARTITION OF {table} "
+                                f"FOR VALUES FROM ('{part.start.isoformat()}') TO ('{part.end.isoformat()}')"
+                            )
+                    except asyncpg.PostgresError as exc:  # rows of that month already sit in the default
+                        log.warning("cannot create partition %s yet: %s", part.name, exc)
+        self._partitions_checked_month = partitions.month_start(now)
+
+    async def ensure_partitions(self) -> None:
+        """Make partitions ahead now (also done on first connect and by ``cleanup``)."""
+        await self._run(self._ensure_partitions)
+
+    # -- writes -------------------------------------------------------------------------------
+    async def _write_on(self, conn: Conn, op: WriteOp) -> None:
+        try:
+            await conn.fetchval(sql.WRITE, *_args(op, self._keep))
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == STALE_SQLSTATE:
+                raise _stale(exc, op.execution_id, op.attempt) from None
+            raise
+
+    async def write(self, op: WriteOp) -> None:
+        await self._run(lambda conn: self._write_on(conn, op))
+
+    async def write_many(self, ops: Sequence[WriteOp]) -> list[StateError | None]:
+        if len(ops) == 1:
+            try:
+                await self.write(ops[0])
+            except StaleAttemptError as exc:
+                return [exc]
+            return [None]
+
+        async def run(conn: Conn) -> list[StateError | None]:
+            try:
+                await conn.executemany(sql.WRITE, [_args(op, self._keep) for op in ops])
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != STALE_SQLSTATE:
+                    raise
+            else:
+                return [None] * len(ops)
+            results: list[StateError | None] = []  # a refused write: replay one by one, in order
+            for op in ops:
+                try:
+                    await self._write_on(conn, op)
+                except StaleAttemptError as exc:
+                    results.append(exc)
+                else:
+                    results.append(None)
+            return results
+
+        return await self._run(run)
+
+    async def write_atomic(self, ops: Sequence[WriteOp]) -> None:
+        if not ops:
+            return
+
+        async def run(conn: Conn) -> None:
+            try:
+                if len(ops) == 1:
+                    await conn.fetchval(sql.WRITE, *_args(ops[0], self._keep))
+                else:
+                    await conn.executemany(sql.WRITE, [_args(op, self._keep) for op in ops])
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate == STALE_SQLSTATE:
+                    message = str(exc)
+                    culprit = next((op for op in ops if f"execution {op.execution_id} " in message), ops[0])
+                    raise _stale(exc, culprit.execution_id, culprit.attempt) from None
+                raise
+
+        await self._run(run)
+
+    # -- executions ---------------------------------------------------------------------------
+    async def start_execution(
+        self, execution_id: str, attempt: int, labels: dict[str, str] | None, checkpoint_retention: int | None
+    ) -> Execution:
+        labels_json = None if labels is None else orjson.dumps(labels).decode()
+        row = await self._run(
+            lambda conn: conn.fetchrow(sql.START, execution_id, attempt, labels_json, checkpoint_retention)
+        )
+        assert row is not None
+        return _execution(row)
+
+    async def finish(
+        self, execution_id: str, status: ExecutionStatus, error: str | None, attempt: int | None
+    ) -> Execution:
+        async def run(conn: Conn) -> Execution:
+            row = await conn.fetchrow(sql.FINISH, execution_id, status.value, error, attempt)
+            if row is not None:
+                return _execution(row)
+            current = await conn.fetchval(sql.EXISTS, execution_id)
+            if current is None:
+                raise ExecutionNotFound(execution_id)
+            raise StaleAttemptError(execution_id, attempt or 0, current)
+
+        return await self._run(run)
+
+    async def load(self, execution_id: str) -> StoredState | None:
+        row = await self._run(lambda conn: conn.fetchrow(sql.LOAD, execution_id))
+        if row is None or row[1] is None:
+            return None
+        return StoredState(execution_id, row[0], row[1], row[2], row[3])
+
+    async def get_execution(self, execution_id: str) -> Execution | None:
+        row = await self._run(lambda conn: conn.fetchrow(sql.GET_EXECUTION, execution_id))
+        return None if row is None else _execution(row)
+
+    async def query(
+        self,
+        statuses: list[ExecutionStatus] | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        limit: int,
+    ) -> list[Execution]:
+        text, args = self.query_sql(statuses, start_time, end_time, limit)
+        rows = await self._run(lambda conn: conn.fetch(text, *args))
+        return [_execution(r) for r in rows]
+
+    @staticmethod
+    def query_sql(
+        statuses: list[ExecutionStatus] | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        limit: int,
+    ) -> tuple[str, list[Any]]:
+        """The query() statement: only the filters given, so the planner can use the indexes."""
+        where: list[str] = []
+        args: list[Any] = []
+        if statuses is not None:
+            args.append([s.value for s in statuses])
+            where.append(f"status = ANY(${len(args)}::text[])")
+        if start_time is not None:
+            args.append(start_time)
+            where.append(f"created_at >= ${len(args)}")
+        if end_time is not None:
+            args.append(end_time)
+            where.append(f"created_at <= ${len(args)}")
+        args.append(limit)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        order = f"ORDER BY created_at, id LIMIT ${len(args)}"
+        text = f"SELECT {sql.EXECUTION_COLUMNS} FROM executions {clause} {order}"
+        return text, args
+
+    async def delete_execution(self, execution_id: str, keep_snapshots: bool) -> bool:
+        count = await self._run(
+            lambda conn: conn.fetchval(sql.DELETE_EXECUTION, execution_id, keep_snapshots)
+        )
+        return bool(count)
+
+    async def cleanup(self, cutoff: datetime, statuses: list[ExecutionStatus]) -> int:
+        names = [s.value for s in statuses]
+
+        async def run(conn: Conn) -> int:
+            removed = 0
+            if self._config.enable_partitioning:
+                removed += await self._drop_months(conn, cutoff, names)
+                await self._ensure_partitions(conn)
+            async with conn.transaction():
+                removed += int(await conn.fetchval(sql.CLEANUP_ROWS, names, cutoff))
+            return removed
+
+        return await self._run(run)
+
+    async def _drop_months(self, conn: Conn, cutoff: datetime, statuses: list[str]) -> int:
+        """Drop whole monthly partitions whose executions are all due for cleanup."""
+        removed = 0
+        names = {r[0] for r in await conn.fetch(sql.LIST_PARTITIONS, "checkpoints")}
+        months = sorted(p.start for n in names if (p := partitions.MonthPartition.parse(n)) is not None)
+        for start in months:
+            part = partitions.MonthPartition("checkpoints", start)
+            if not partitions.droppable(part, cutoff):
+                continue
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY + 1)
+                blockers = await conn.fetchval(sql.MONTH_BLOCKERS, part.start, part.end, statuses, cutoff)
+                if blockers:
+                    continue
+                removed += int(await conn.fetchval(sql.DELETE_MONTH, part.start, part.end))
+                for table in partitions.PARTITIONED_TABLES:
+                    name = partitions.MonthPartition(table, start).name
+                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
+                log.info("cleanup dropped partitions of %s", part.start.strftime("%Y-%m"))
+        return removed
+
+    async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
+        rows = await self._run(lambda conn: conn.fetch(sql.CLAIM, float(stale_before_seconds), limit))
+        return [_execution(r) for r in rows]
+
+    async def _require(self, conn: Conn, execution_id: str) -> None:
+        if await conn.fetchval(sql.EXISTS, execution_id) is None:
+            raise ExecutionNotFound(execution_id)
+
+    # -- history and audit --------------------------------------------------------------------
+    async def get_history(self, execution_id: str, after_step: int | None, limit: int) -> list[Checkpoint]:
+        async def run(conn: Conn) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                sql.HISTORY, execution_id, -1 if after_step is None else after_step, limit
+            )
+            if not rows:
+                await self._require(conn, execution_id)
+            return rows
+
+        rows = await self._run(run)
+        return [_checkpoint(execution_id, r) for r in rows]
+
+    async def get_checkpoint(self, execution_id: str, step: int | None) -> Checkpoint | None:
+        async def run(conn: Conn) -> asyncpg.Record | None:
+            row: asyncpg.Record | None = await conn.fetchrow(sql.CHECKPOINT_AT, execution_id, step)
+            if row is None:
+                await self._require(conn, execution_id)
+            return row
+
+        row = await self._run(run)
+        return None if row is None else _checkpoint(execution_id, row)
+
+    async def get_audit(self, execution_id: str, after_seq: int | None, limit: int) -> list[AuditEvent]:
+        async def run(conn: Conn) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await conn.fetch(
+                sql.AUDIT, execution_id, 0 if after_seq is None else after_seq, limit
+            )
+            if not rows:
+                await self._require(conn, execution_id)
+            return rows
+
+        rows = await self._run(run)
+        return [
+            AuditEvent.model_construct(
+                execution_id=execution_id,
+                seq=r["seq"],
+                kind=r["kind"],
+                step=r["step"],
+                attempt=r["attempt"],
+                at=r["at"],
+                size_bytes=r["size_bytes"],
+                hash=None if r["hash"] is None else bytes(r["hash"]).hex(),
+                detail=orjson.loads(r["detail"]) if r["detail"] else {},
+            )
+            for r in rows
+        ]
+
+    # -- snapshots ----------------------------------------------------------------------------
+    async def create_snapshot(self, execution_id: str, name: str, step: int | None) -> Snapshot:
+        async def run(conn: Conn) -> Snapshot:
+            if step is None:
+                row = await conn.fetchrow(sql.SNAPSHOT_FROM_CURRENT, execution_id, name)
+            else:
+                row = await conn.fetchrow(sql.SNAPSHOT_FROM_STEP, execution_id, name, step)
+            if row is None:
+                await self._require(conn, execution_id)
+                raise CheckpointNotFound(execution_id, step)
+            return _snapshot(row)
+
+        return await self._run(run)
+
+    async def get_snapshot(self, execution_id: str, name: str) -> Snapshot | None:
+        row = await self._run(lambda conn: conn.fetchrow(sql.GET_SNAPSHOT, execution_id, name))
+        return None if row is None else _snapshot(row)
+
+    async def load_snapshot_state(self, execution_id: str, name: str) -> Any:
+        row = await self._run(lambda conn: conn.fetchrow(sql.SNAPSHOT_STATE, execution_id, name))
+        if row is None:
+            raise SnapshotNotFound(execution_id, name)
+        return _state(row["state"], row["codec"])
+
+    async def list_snapshots(self, execution_id: str) -> list[Snapshot]:
+        rows = await self._run(lambda conn: conn.fetch(sql.LIST_SNAPSHOTS, execution_id))
+        return [_snapshot(r) for r in rows]
+
+    async def delete_snapshot(self, execution_id: str, name: str) -> bool:
+        count = await self._run(lambda conn: conn.fetchval(sql.DELETE_SNAPSHOT, execution_id, name))
+        return bool(count)
+
+    async def restore_snapshot(self, execution_id: str, name: str, attempt: int | None) -> Checkpoint:
+        async def run(conn: Conn) -> Checkpoint:
+            async with conn.transaction():
+                snap = await conn.fetchrow(sql.SNAPSHOT_STATE, execution_id, name)
+                if snap is None:
+                    raise SnapshotNotFound(execution_id, name)
+                step, codec_name, size, digest, data = snap
+                await conn.execute(sql.DROP_LATER_HISTORY, execution_id, step)
+                encoded = codec.EncodedState(bytes(data), codec_name, size, bytes(digest))
+                await self._write_on(conn, WriteOp(execution_id, step, encoded, attempt, True))
+                await conn.execute(sql.RESTORE_EVENT, execution_id, step, size, bytes(digest), name)
+                row = await conn.fetchrow(sql.CHECKPOINT_AT, execution_id, step)
+                assert row is not None
+                return _checkpoint(execution_id, row)
+
+        return await self._run(run)
+
+    # -- housekeeping -------------------------------------------------------------------------
+    async def counts(self) -> StoreCounts:
+        row = await self._run(lambda conn: conn.fetchrow(sql.COUNTS))
+        assert row is not None
+        return StoreCounts(row["total"], row["active"], row["checkpoints"], int(row["bytes"]))

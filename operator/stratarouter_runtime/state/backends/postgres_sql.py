@@ -1,0 +1,260 @@
+"""Every SQL statement of the PostgreSQL backend (all parameterised; no string-built values).
+
+The durable write is ONE statement (data-modifying CTEs), i.e. one round trip and one commit:
+fence on the attempt, upsert the execution row with the current state, and when it is a history
+checkpoint also upsert the checkpoint, append the audit event and prune to the retention.
+A fenced write changes nothing and raises SQLSTATE SR001 (see 0001_initial.sql).
+
+Parameters of WRITE: $1 id, $2 step, $3 attempt (NULL: not fenced), $4 state, $5 codec, $6 size,
+$7 sha256, $8 history?, $9 the manager's default retention (NULL: keep all).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+EXECUTION_COLUMNS: Final = (
+    "id, status, attempt, current_step, last_checkpoint_step, created_at, updated_at, finished_at, "
+    "error, labels, checkpoint_retention"
+)
+
+WRITE: Final = """
+WITH ex AS (
+    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step, checkpoint_count,
+                                 state, state_codec, state_size, state_hash)
+    VALUES ($1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
+            CASE WHEN $8::bool THEN 1 ELSE 0 END, $4::bytea, $5::text, $6::int, $7::bytea)
+    ON CONFLICT (id) DO UPDATE SET
+        status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
+        attempt = greatest(e.attempt, EXCLUDED.attempt),
+        current_step = EXCLUDED.current_step,
+        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, e.last_checkpoint_step),
+        checkpoint_count = e.checkpoint_count + EXCLUDED.checkpoint_count,
+        state = EXCLUDED.state,
+        state_codec = EXCLUDED.state_codec,
+        state_size = EXCLUDED.state_size,
+        state_hash = EXCLUDED.state_hash,
+        updated_at = now()
+    WHERE $3::int IS NULL OR e.attempt <= $3::int
+    RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
+), cp AS (
+    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
+                                  codec, size_bytes, hash, state)
+    SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea
+    FROM ex WHERE $8::bool
+    ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
+        attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash)
+    SELECT $1, ex.created_at, 'checkpoint', $2::bigint, ex.attempt, $6::int, $7::bytea FROM ex WHERE $8::bool
+), pruned AS (
+    DELETE FROM checkpoints c USING ex
+    WHERE $8::bool AND ex.keep IS NOT NULL
+      AND c.execution_id = $1 AND c.execution_created_at = ex.created_at AND c.step <> $2::bigint
+      AND c.step <= (
+          SELECT o.step FROM checkpoints o
+          WHERE o.execution_id = $1 AND o.execution_created_at = (SELECT created_at FROM ex)
+            AND o.step <> $2::bigint
+          ORDER BY o.step DESC
+          OFFSET (SELECT keep - 1 FROM ex) LIMIT 1)
+)
+SELECT attempt FROM ex
+UNION ALL
+SELECT strata_stale_attempt($1, $3::int) WHERE NOT EXISTS (SELECT 1 FROM ex)
+"""
+
+LOAD: Final = "SELECT current_step, state, state_codec, attempt FROM executions WHERE id = $1"
+
+GET_EXECUTION: Final = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
+
+EXISTS: Final = "SELECT attempt FROM executions WHERE id = $1"
+
+START: Final = f"""
+WITH ex AS (
+    INSERT INTO executions AS e (id, status, attempt, labels, checkpoint_retention)
+    VALUES ($1, 'running', $2::int, $3::jsonb, $4::int)
+    ON CONFLICT (id) DO UPDATE SET
+        status = 'running',
+        attempt = greatest(e.attempt, EXCLUDED.attempt),
+        labels = coalesce(EXCLUDED.labels, e.labels),
+        checkpoint_retention = coalesce(EXCLUDED.checkpoint_retention, e.checkpoint_retention),
+        finished_at = NULL, error = NULL, updated_at = now()
+    RETURNING {EXECUTION_COLUMNS}
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt)
+    SELECT id, created_at, 'started', current_step, attempt FROM ex
+)
+SELECT * FROM ex
+"""
+
+FINISH: Final = f"""
+WITH ex AS (
+    UPDATE executions SET status = $2, error = $3, finished_at = now(), updated_at = now()
+    WHERE id = $1 AND ($4::int IS NULL OR attempt <= $4::int)
+    RETURNING {EXECUTION_COLUMNS}
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, detail)
+    SELECT id, created_at, $2, current_step, attempt,
+           CASE WHEN $3::text IS NULL THEN NULL ELSE jsonb_build_object('error', $3::text) END FROM ex
+)
+SELECT * FROM ex
+"""
+
+_CREATED: Final = "(SELECT created_at FROM executions WHERE id = $1)"
+
+HISTORY: Final = f"""
+SELECT step, attempt, created_at, codec, size_bytes, state FROM checkpoints
+WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND step > $2
+ORDER BY step LIMIT $3
+"""
+
+CHECKPOINT_AT: Final = """
+SELECT c.step, c.attempt, c.created_at, c.codec, c.size_bytes, c.state
+FROM executions e JOIN checkpoints c
+  ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+WHERE e.id = $1 AND c.step = coalesce($2::bigint, e.last_checkpoint_step)
+"""
+
+AUDIT: Final = f"""
+SELECT seq, kind, step, attempt, at, size_bytes, hash, detail FROM events
+WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND seq > $2
+ORDER BY seq LIMIT $3
+"""
+
+CLAIM: Final = f"""
+WITH c AS (
+    SELECT id FROM executions
+    WHERE status IN ('running', 'recovering') AND updated_at <= now() - make_interval(secs => $1)
+    ORDER BY updated_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), ex AS (
+    UPDATE executions e SET status = 'recovering', attempt = e.attempt + 1, updated_at = now()
+    FROM c WHERE e.id = c.id
+    RETURNING {", ".join("e." + col.strip() for col in EXECUTION_COLUMNS.split(","))}
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt)
+    SELECT id, created_at, 'recovering', last_checkpoint_step, attempt FROM ex
+)
+SELECT * FROM ex ORDER BY updated_at, id
+"""
+
+SNAPSHOT_COLUMNS: Final = "name, execution_id, step, size_bytes, created_at"
+
+SNAPSHOT_FROM_CURRENT: Final = f"""
+WITH s AS (
+    INSERT INTO snapshots AS s (execution_id, name, step, attempt, codec, size_bytes, hash, state)
+    SELECT id, $2, current_step, attempt, state_codec, state_size, state_hash, state
+    FROM executions WHERE id = $1 AND state IS NOT NULL
+    ON CONFLICT (execution_id, name) DO UPDATE SET
+        step = EXCLUDED.step, attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+    RETURNING {SNAPSHOT_COLUMNS}, hash
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
+    SELECT s.execution_id, e.created_at, 'snapshot', s.step, e.attempt, s.size_bytes, s.hash,
+           jsonb_build_object('snapshot', s.name)
+    FROM s JOIN executions e ON e.id = s.execution_id
+)
+SELECT {SNAPSHOT_COLUMNS} FROM s
+"""
+
+SNAPSHOT_FROM_STEP: Final = f"""
+WITH s AS (
+    INSERT INTO snapshots AS s (execution_id, name, step, attempt, codec, size_bytes, hash, state)
+    SELECT c.execution_id, $2, c.step, c.attempt, c.codec, c.size_bytes, c.hash, c.state
+    FROM executions e JOIN checkpoints c ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+    WHERE e.id = $1 AND c.step = $3
+    ON CONFLICT (execution_id, name) DO UPDATE SET
+        step = EXCLUDED.step, attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+    RETURNING {SNAPSHOT_COLUMNS}, hash
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
+    SELECT s.execution_id, e.created_at, 'snapshot', s.step, e.attempt, s.size_bytes, s.hash,
+           jsonb_build_object('snapshot', s.name)
+    FROM s JOIN executions e ON e.id = s.execution_id
+)
+SELECT {SNAPSHOT_COLUMNS} FROM s
+"""
+
+GET_SNAPSHOT: Final = f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE execution_id = $1 AND name = $2"
+SNAPSHOT_STATE: Final = (
+    "SELECT step, codec, size_bytes, hash, state FROM snapshots WHERE execution_id = $1 AND name = $2"
+)
+LIST_SNAPSHOTS: Final = (
+    f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE execution_id = $1 ORDER BY created_at, name"
+)
+
+DELETE_SNAPSHOT: Final = """
+WITH s AS (DELETE FROM snapshots WHERE execution_id = $1 AND name = $2 RETURNING execution_id, step, name),
+ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, detail)
+    SELECT s.execution_id, e.created_at, 'snapshot_deleted', s.step, e.attempt,
+           jsonb_build_object('snapshot', s.name)
+    FROM s JOIN executions e ON e.id = s.execution_id
+)
+SELECT count(*) FROM s
+"""
+
+DROP_LATER_HISTORY: Final = (
+    f"DELETE FROM checkpoints WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND step > $2"
+)
+
+RESTORE_EVENT: Final = """
+INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
+SELECT id, created_at, 'restore', $2, attempt, $3, $4, jsonb_build_object('snapshot', $5::text)
+FROM executions WHERE id = $1
+"""
+
+DELETE_EXECUTION: Final = """
+WITH ex AS (DELETE FROM executions WHERE id = $1 RETURNING id, created_at),
+c AS (DELETE FROM checkpoints WHERE execution_id = $1),
+v AS (DELETE FROM events WHERE execution_id = $1),
+s AS (DELETE FROM snapshots WHERE execution_id = $1 AND NOT $2::bool)
+SELECT count(*) FROM ex
+"""
+
+CLEANUP_ROWS: Final = """
+WITH ex AS (
+    DELETE FROM executions WHERE status = ANY($1::text[]) AND finished_at < $2 RETURNING id, created_at
+), c AS (
+    DELETE FROM checkpoints c USING ex WHERE c.execution_id = ex.id AND c.execution_created_at = ex.created_at
+), v AS (
+    DELETE FROM events v USING ex WHERE v.execution_id = ex.id AND v.execution_created_at = ex.created_at
+), s AS (
+    DELETE FROM snapshots s USING ex WHERE s.execution_id = ex.id
+)
+SELECT count(*) FROM ex
+"""
+
+# A month may be dropped when no execution created in it is kept by this cleanup.
+MONTH_BLOCKERS: Final = """
+SELECT count(*) FROM executions
+WHERE created_at >= $1 AND created_at < $2
+  AND NOT (status = ANY($3::text[]) AND finished_at IS NOT NULL AND finished_at < $4)
+"""
+
+DELETE_MONTH: Final = """
+WITH ex AS (DELETE FROM executions WHERE created_at >= $1 AND created_at < $2 RETURNING id),
+s AS (DELETE FROM snapshots s USING ex WHERE s.execution_id = ex.id)
+SELECT count(*) FROM ex
+"""
+
+LIST_PARTITIONS: Final = """
+SELECT c.relname FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_class p ON p.oid = i.inhparent
+WHERE p.relname = $1 AND p.relnamespace = current_schema()::regnamespace
+"""
+
+COUNTS: Final = """
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE status IN ('pending', 'running', 'recovering')) AS active,
+       coalesce(sum(checkpoint_count), 0)::bigint AS checkpoints,
+       (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('checkpoints'))
+     + (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('events'))
+     + pg_total_relation_size('executions') + pg_total_relation_size('snapshots') AS bytes
+FROM executions
+"""
