@@ -363,6 +363,7 @@ class MemoryBackend(StateBackend):
         ex.current_step = snap.step
         ex.updated_at = now
         self._put_history(ex, blob)
+        self._event(ex, "checkpoint", snap.step, size_bytes=snap.size_bytes, hash=snap.digest.hex())
         self._event(
             ex,
             "restore",
