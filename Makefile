@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## List every target with what it does
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -76,6 +76,22 @@ crds: install ## Regenerate crds/ (and the chart's copy) from the pydantic model
 .PHONY: chart-test
 chart-test: install tools ## helm lint and the chart's tests against the local cluster
 	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m pytest tests/chart $(PYTEST_ARGS)
+
+IMAGE_OPERATOR ?= stratarouter-operator:dev
+IMAGE_EXAMPLE  ?= stratarouter-example:dev
+
+.PHONY: images
+images: ## (Docker) Build the operator image and the example workload image
+	docker build -t $(IMAGE_OPERATOR) .
+	docker build -t $(IMAGE_EXAMPLE) -f examples/Dockerfile .
+
+.PHONY: kind-up
+kind-up: install ## (Docker) kind cluster with both images loaded and the chart installed
+	@IMAGE_OPERATOR=$(IMAGE_OPERATOR) IMAGE_EXAMPLE=$(IMAGE_EXAMPLE) bash hack/kind-up.sh
+
+.PHONY: kind-e2e
+kind-e2e: kind-up ## (Docker) The end-to-end tests against the kind cluster, workloads in real containers
+	@IMAGE_OPERATOR=$(IMAGE_OPERATOR) IMAGE_EXAMPLE=$(IMAGE_EXAMPLE) bash hack/kind-e2e.sh $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: bench-sdk bench-operator ## All benchmarks
