@@ -99,6 +99,7 @@ class StateManager:
             max_bytes=config.max_state_bytes,
         )
         self._interval = config.checkpoint_interval
+        self._retention = config.checkpoint_retention
         self._buffer = (
             WriteBuffer(self._backend.write_many, config.batch_size, config.flush_interval_ms)
             if config.batch_writes
@@ -178,7 +179,7 @@ class StateManager:
         encoded = self._codec.encode(state_data)
         if history is None:
             history = is_history_step(step, self._interval)
-        return WriteOp(execution_id, step, encoded, attempt, history)
+        return WriteOp(execution_id, step, encoded, attempt, history, self._retention)
 
     async def _submit(self, op: WriteOp) -> None:
         started = time.perf_counter()

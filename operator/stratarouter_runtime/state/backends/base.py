@@ -46,6 +46,8 @@ class WriteOp:
     attempt: int | None
     history: bool
     """True: also a history checkpoint (``checkpoint()``, or ``save()`` on an interval step)."""
+    retention: int | None = None
+    """The manager's default checkpoint retention; the execution's own setting wins over it."""
 
 
 @dataclass(frozen=True, slots=True)

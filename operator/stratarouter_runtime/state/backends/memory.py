@@ -142,18 +142,12 @@ class MemoryBackend(StateBackend):
         if attempt is not None and current is not None and attempt < current:
             raise StaleAttemptError(execution_id, attempt, current)
 
-    def _retention(self, ex: _Exec) -> int | None:
-        return (
-            ex.checkpoint_retention
-            if ex.checkpoint_retention is not None
-            else self._config.checkpoint_retention
-        )
-
-    def _put_history(self, ex: _Exec, blob: _Blob) -> None:
+    def _put_history(self, ex: _Exec, blob: _Blob, default_keep: int | None) -> None:
         ex.history[blob.step] = blob
         ex.last_checkpoint_step = blob.step
         ex.checkpoint_count += 1
-        for step in retention.steps_to_prune(ex.history, blob.step, self._retention(ex)):
+        keep = ex.checkpoint_retention if ex.checkpoint_retention is not None else default_keep
+        for step in retention.steps_to_prune(ex.history, blob.step, keep):
             del ex.history[step]
 
     def _apply(self, op: WriteOp) -> None:
@@ -173,7 +167,7 @@ class MemoryBackend(StateBackend):
         ex.current_step = op.step
         ex.updated_at = now
         if op.history:
-            self._put_history(ex, blob)
+            self._put_history(ex, blob, op.retention)
             self._event(ex, "checkpoint", op.step, size_bytes=enc.size_bytes, hash=enc.hash_hex)
 
     # -- writes -------------------------------------------------------------------------------
@@ -362,7 +356,7 @@ class MemoryBackend(StateBackend):
         ex.state = blob
         ex.current_step = snap.step
         ex.updated_at = now
-        self._put_history(ex, blob)
+        self._put_history(ex, blob, self._config.checkpoint_retention)
         self._event(ex, "checkpoint", snap.step, size_bytes=snap.size_bytes, hash=snap.digest.hex())
         self._event(
             ex,

@@ -115,9 +115,19 @@ def _snapshot(row: asyncpg.Record) -> Snapshot:
     )
 
 
-def _args(op: WriteOp, keep: int | None) -> tuple[Any, ...]:
+def _args(op: WriteOp) -> tuple[Any, ...]:
     s = op.state
-    return (op.execution_id, op.step, op.attempt, s.data, s.codec, s.size_bytes, s.digest, op.history, keep)
+    return (
+        op.execution_id,
+        op.step,
+        op.attempt,
+        s.data,
+        s.codec,
+        s.size_bytes,
+        s.digest,
+        op.history,
+        op.retention,
+    )
 
 
 class PostgresBackend(StateBackend):
@@ -219,7 +229,7 @@ class PostgresBackend(StateBackend):
     # -- writes -------------------------------------------------------------------------------
     async def _write_on(self, conn: Conn, op: WriteOp) -> None:
         try:
-            await conn.fetchval(sql.WRITE, *_args(op, self._keep))
+            await conn.fetchval(sql.WRITE, *_args(op))
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == STALE_SQLSTATE:
                 raise _stale(exc, op.execution_id, op.attempt) from None
@@ -238,7 +248,7 @@ class PostgresBackend(StateBackend):
 
         async def run(conn: Conn) -> list[StateError | None]:
             try:
-                await conn.executemany(sql.WRITE, [_args(op, self._keep) for op in ops])
+                await conn.executemany(sql.WRITE, [_args(op) for op in ops])
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate != STALE_SQLSTATE:
                     raise
@@ -263,9 +273,9 @@ class PostgresBackend(StateBackend):
         async def run(conn: Conn) -> None:
             try:
                 if len(ops) == 1:
-                    await conn.fetchval(sql.WRITE, *_args(ops[0], self._keep))
+                    await conn.fetchval(sql.WRITE, *_args(ops[0]))
                 else:
-                    await conn.executemany(sql.WRITE, [_args(op, self._keep) for op in ops])
+                    await conn.executemany(sql.WRITE, [_args(op) for op in ops])
             except asyncpg.PostgresError as exc:
                 if exc.sqlstate == STALE_SQLSTATE:
                     message = str(exc)
@@ -484,7 +494,7 @@ class PostgresBackend(StateBackend):
                 step, codec_name, size, digest, data = snap
                 await conn.execute(sql.DROP_LATER_HISTORY, execution_id, step)
                 encoded = codec.EncodedState(bytes(data), codec_name, size, bytes(digest))
-                await self._write_on(conn, WriteOp(execution_id, step, encoded, attempt, True))
+                await self._write_on(conn, WriteOp(execution_id, step, encoded, attempt, True, self._keep))
                 await conn.execute(sql.RESTORE_EVENT, execution_id, step, size, bytes(digest), name)
                 row = await conn.fetchrow(sql.CHECKPOINT_AT, execution_id, step)
                 assert row is not None
