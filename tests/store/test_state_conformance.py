@@ -60,7 +60,8 @@ async def test_checkpoint_always_writes_history(state: StateManager) -> None:
     ]
     assert all(c.size_bytes == len(b'{"s":3}') and c.timestamp.tzinfo for c in history)
     latest = await state.get_latest_checkpoint("e")
-    assert latest is not None and latest.step == 8
+    assert latest is not None
+    assert latest.step == 8
     assert (await state.get_checkpoint("e", 7)).state_data == {"s": 7}
     with pytest.raises(CheckpointNotFound):
         await state.get_checkpoint("e", 5)
@@ -85,10 +86,12 @@ async def test_history_keyset_pagination(state: StateManager) -> None:
 
 async def test_lifecycle_statuses(state: StateManager) -> None:
     started = await state.start_execution("a", labels={"team": "ml"})
-    assert started.status == ExecutionStatus.RUNNING and started.labels == {"team": "ml"}
+    assert started.status == ExecutionStatus.RUNNING
+    assert started.labels == {"team": "ml"}
     await state.save("a", 1, {})
     done = await state.complete("a")
-    assert done.status == ExecutionStatus.COMPLETED and done.finished_at is not None
+    assert done.status == ExecutionStatus.COMPLETED
+    assert done.finished_at is not None
     await state.save("b", 1, {})
     failed = await state.fail("b", error="boom")
     assert (failed.status, failed.error) == (ExecutionStatus.FAILED, "boom")
@@ -141,7 +144,7 @@ async def test_transaction_rollback_and_exception_discard_everything(state: Stat
     async with state.transaction() as txn:
         await txn.save("r1", step=5, data={"x": 1})
         await txn.rollback()
-    with pytest.raises(RuntimeError, match="inside"):
+    with pytest.raises(RuntimeError, match="inside"):  # noqa: PT012  # the block is the subject
         async with state.transaction() as txn:
             await txn.save("r2", step=1, data={"x": 1})
             raise RuntimeError("inside")
@@ -152,7 +155,7 @@ async def test_transaction_rollback_and_exception_discard_everything(state: Stat
 async def test_transaction_is_all_or_nothing_when_one_write_is_fenced(state: StateManager) -> None:
     await state.start_execution("fenced", attempt=3)
     await state.save("other", 1, {"v": "before"})
-    with pytest.raises(StaleAttemptError):
+    with pytest.raises(StaleAttemptError):  # noqa: PT012  # fencing surfaces at commit
         async with state.transaction() as txn:
             await txn.save("other", 2, {"v": "after"})
             await txn.save("fenced", 1, {"v": 1}, attempt=2)
@@ -214,7 +217,8 @@ async def test_snapshots_copy_restore_and_outlive_retention(make_state: MakeStat
     assert [c.step for c in await state.get_history("s")] == [2]
     assert (await state.get_execution("s")).last_checkpoint_step == 2  # type: ignore[union-attr]
     kinds = [e.kind for e in await state.get_audit("s")]
-    assert kinds[-2:] == ["checkpoint", "restore"] and kinds.count("snapshot") == 2
+    assert kinds[-2:] == ["checkpoint", "restore"]
+    assert kinds.count("snapshot") == 2
     assert (await state.get_snapshot("s", "at-1")).step == 1  # type: ignore[union-attr]
     assert await state.delete_snapshot("s", "at-1") is True
     assert await state.delete_snapshot("s", "at-1") is False
@@ -294,7 +298,8 @@ async def test_concurrent_durable_writers(state: StateManager) -> None:
     total = sum([len(await state.get_history(f"c{i}")) for i in range(8)])
     assert total == 320
     metrics = await state.get_metrics()
-    assert metrics.total_checkpoints == 320 and metrics.total_executions == 8
+    assert metrics.total_checkpoints == 320
+    assert metrics.total_executions == 8
 
 
 async def test_compression_is_transparent(make_state: MakeState) -> None:
@@ -319,7 +324,8 @@ async def test_metrics(state: StateManager) -> None:
     await state.complete("m2")
     metrics = await state.get_metrics()
     assert (metrics.total_executions, metrics.active_executions, metrics.total_checkpoints) == (2, 1, 3)
-    assert metrics.storage_mb >= 0 and metrics.avg_checkpoint_ms > 0
+    assert metrics.storage_mb >= 0
+    assert metrics.avg_checkpoint_ms > 0
 
 
 async def test_cleanup_removes_old_finished_executions(state: StateManager) -> None:
