@@ -3,7 +3,8 @@
 The memo contract (shared with the checkpoint API): ``memo.settings`` (OperatorSettings), ``memo.k8s`` (ONE
 kubernetes_asyncio ApiClient), ``memo.store`` (ONE StateManager on PostgreSQL), ``memo.status``
 (StatusCoalescer), ``memo.api_runner`` (the aiohttp runner of the checkpoint API), and ``memo.wakeups``
-(per-Execution wake-up flags the handlers use to poke an Execution's reconcile loop).
+(per-Execution wake-up flags the handlers use to poke an Execution's reconcile loop) and ``memo.lifecycle``
+(the reconcile context: Kube wrapper, store, settings, what the watches saw).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import kopf
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from stratarouter_runtime.operator.kube import Kube
+from stratarouter_runtime.operator.lifecycle import Lifecycle
 from stratarouter_runtime.operator.pods import POD_SELECTOR
 from stratarouter_runtime.operator.resources.base import FINALIZER, GROUP
 from stratarouter_runtime.operator.settings import OperatorSettings, SettingsError
@@ -111,6 +114,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
         checkpoint_retention=ours.default_checkpoint_retention,
     )
     memo.status = StatusCoalescer(memo.k8s, ours.status_patch_interval_seconds)
+    memo.lifecycle = Lifecycle(kube=Kube(memo.k8s), store=memo.store, settings=ours)
     memo.api_runner = await start_api(memo)
 
 

@@ -83,3 +83,15 @@ class OperatorSettings(BaseModel):
                 f"{names.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
             )
             raise SettingsError(f"invalid operator settings: {problems}") from exc
+
+
+def retention_interval_from_env() -> float:
+    """The TTL timer's interval, needed when handlers are registered (before settings are loaded)."""
+    raw = os.environ.get("STRATA_RETENTION_INTERVAL_SECONDS", "").strip()
+    try:
+        value = float(raw) if raw else 30.0
+    except ValueError as exc:
+        raise SettingsError(f"STRATA_RETENTION_INTERVAL_SECONDS: not a number: {raw!r}") from exc
+    if value <= 0:
+        raise SettingsError("STRATA_RETENTION_INTERVAL_SECONDS must be > 0")
+    return value

@@ -1,0 +1,510 @@
+"""The Execution state machine: one idempotent pass from what the API server and the store say.
+
+Called only from the Execution's own reconcile loop (handlers/executions.py), so passes of one Execution
+never overlap. Every step is safe to repeat after a crash at any point:
+
+* pods have deterministic names (``<name>-a<n>``), so re-creating one returns 409 and we adopt it;
+* a new attempt is created only after every other pod of the Execution is gone (never two live attempts),
+  and only after ``store.start_execution(attempt=n)`` fenced the older attempts' writes;
+* a recovery's intent (failure seen, when, backoff) is in ``status.recovery`` before the replacement is
+  made, so a restarted operator continues the wait instead of starting it over or counting twice;
+* status is patched after the pod exists, never before, so a pod is never "lost" by the status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from stratarouter_runtime.operator import metrics
+from stratarouter_runtime.operator.events import EventType, post_event
+from stratarouter_runtime.operator.kube import Kube
+from stratarouter_runtime.operator.outcomes import GiveUp, PodState, classify_pod, decide
+from stratarouter_runtime.operator.pods import (
+    InvalidTemplateError,
+    build_pod,
+    execution_id,
+    pod_name,
+    pod_selector,
+)
+from stratarouter_runtime.operator.resources.conditions import (
+    ConditionStatus,
+    ConditionType,
+    Reason,
+    format_time,
+    now_utc,
+    set_condition,
+)
+from stratarouter_runtime.operator.resources.execution import TERMINAL_PHASES, ExecutionSpec
+from stratarouter_runtime.operator.settings import OperatorSettings
+from stratarouter_runtime.operator.tracking import ClusterView
+from stratarouter_runtime.state.errors import StateError
+
+if TYPE_CHECKING:
+    from stratarouter_runtime.state import StateManager
+
+log = logging.getLogger(__name__)
+
+POD_GONE_WAIT_SECONDS = 5.0
+"""How long one pass waits for old pods to disappear before it yields and comes back."""
+RETRY_SOON_SECONDS = 1.0
+SNAPSHOT_WAIT_SECONDS = 10.0
+
+
+@dataclasses.dataclass
+class Lifecycle:
+    """Everything a reconcile pass needs; one per operator process, on ``memo.lifecycle``."""
+
+    kube: Kube
+    store: StateManager
+    settings: OperatorSettings
+    view: ClusterView = dataclasses.field(default_factory=ClusterView)
+    phases: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+
+    def track_phase(self, namespace: str, name: str, phase: str | None) -> None:
+        """Keep the executions-by-phase gauge right (None = the Execution is gone)."""
+        key = (namespace, name)
+        old = self.phases.pop(key, None)
+        if phase:
+            self.phases[key] = phase
+        for value in {old, phase} - {None}:
+            assert value is not None
+            metrics.EXECUTIONS_BY_PHASE.labels(phase=value).set(
+                sum(1 for p in self.phases.values() if p == value)
+            )
+
+    def spawn(self, coro: Any) -> None:
+        """Run a best-effort coroutine (an Event) without holding up the pass."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
+
+
+def readable(exc: ValidationError) -> str:
+    """A pydantic error as one line naming the spec fields."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"spec.{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def api_message(exc: ApiException) -> str:
+    """The API server's own message for a rejected request."""
+    import json
+
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message") or body)
+        except (ValueError, AttributeError):
+            return str(body)[:1000]
+    return f"{exc.status} {exc.reason}"
+
+
+class Pass:
+    """One reconcile pass of one Execution."""
+
+    def __init__(self, lc: Lifecycle, obj: dict[str, Any]) -> None:
+        self.lc = lc
+        self.kube = lc.kube
+        self.store = lc.store
+        self.obj = obj
+        meta = obj["metadata"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.uid: str = meta["uid"]
+        self.generation: int | None = meta.get("generation")
+        self.id = execution_id(self.namespace, self.name)
+        self.status: dict[str, Any] = dict(obj.get("status") or {})
+        self.conditions: list[dict[str, Any]] = list(self.status.get("conditions") or [])
+        self.spec: ExecutionSpec | None = None
+
+    # -- status -------------------------------------------------------------------------------
+    def cond(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str = "") -> None:
+        self.conditions = set_condition(
+            self.conditions, type_, status, reason, message, generation=self.generation
+        )
+
+    async def patch(self, **fields: Any) -> None:
+        """Merge-patch status fields (camelCase; None deletes) plus conditions and observedGeneration."""
+        body = {**fields, "conditions": self.conditions, "observedGeneration": self.generation}
+        self.obj = await self.kube.patch_execution_status(self.namespace, self.name, body)
+        self.status = dict(self.obj.get("status") or {})
+        self.conditions = list(self.status.get("conditions") or [])
+        self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
+
+    def event(self, reason: str, message: str, type_: EventType = "Normal") -> None:
+        self.lc.spawn(post_event(self.kube, self.obj, reason, message, type_))
+
+    @property
+    def attempt(self) -> int:
+        return int(self.status.get("attempt") or 0)
+
+    @property
+    def restarts(self) -> int:
+        return int(self.status.get("restarts") or 0)
+
+    # -- the pass -----------------------------------------------------------------------------
+    async def run(self) -> float | None:
+        """Move the Execution one step; returns seconds until the next pass is due (None: on events)."""
+        self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
+        try:
+            spec = ExecutionSpec.model_validate(self.obj.get("spec") or {})
+        except ValidationError as exc:
+            if self.status.get("phase") != "Failed":
+                await self.give_up(Reason.INVALID_SPEC, f"invalid spec: {readable(exc)}")
+            return None
+        self.spec = spec
+        phase = self.status.get("phase")
+
+        desired = spec.restore_from.snapshot if spec.restore_from else None
+        if desired != (self.status.get("restoreFromObserved") or None):
+            if desired is None:
+                await self.patch(restoreFromObserved=None)
+            else:
+                return await self.restore(desired)
+
+        if phase in TERMINAL_PHASES:
+            return None
+        if spec.suspend:
+            return await self.suspend()
+        if self.attempt == 0:
+            return await self.start_attempt(1, resume_step=None, reason=Reason.POD_PENDING)
+        if phase == "Suspended":
+            return await self.resume()
+        recovery = self.status.get("recovery") or {}
+        if phase == "Recovering" and recovery.get("failedAttempt") == self.attempt:
+            return await self.replace()
+        return await self.observe()
+
+    async def observe(self) -> float | None:
+        """Follow the current attempt's pod."""
+        name = pod_name(self.name, self.attempt)
+        pod = await self.kube.get_pod(self.namespace, name)
+        state = await self.classify(name, pod)
+        phase = self.status.get("phase")
+        if state.kind == "pending":
+            if phase not in ("Pending", "Recovering"):
+                self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
+                await self.patch(phase="Pending", podName=name)
+            return None
+        if state.kind == "running":
+            if phase != "Running":
+                self.cond(ConditionType.RUNNING, "True", Reason.POD_RUNNING, f"pod {name} is running")
+                if phase == "Recovering":
+                    self.cond(
+                        ConditionType.RECOVERING,
+                        "False",
+                        Reason.RECOVERED,
+                        f"attempt {self.attempt} is running",
+                    )
+                await self.patch(phase="Running", reason=Reason.POD_RUNNING, message=None, podName=name)
+            return None
+        if state.kind == "succeeded":
+            await self.succeed(name)
+            return None
+        return await self.on_failure(state, name)
+
+    async def classify(self, name: str, pod: dict[str, Any] | None) -> PodState:
+        """classify_pod plus the node check: a pod whose node is gone is lost, whatever it says."""
+        node = ((pod or {}).get("spec") or {}).get("nodeName") or self.lc.view.node_of(self.namespace, name)
+        node_gone = False
+        if node and (pod is None or node in self.lc.view.gone_nodes):
+            node_gone = not await self.kube.node_exists(node)
+        return classify_pod(pod, node_gone=node_gone)
+
+    # -- success and terminal failure ----------------------------------------------------------
+    async def succeed(self, name: str) -> None:
+        try:
+            await self.store.complete(self.id, attempt=self.attempt)
+        except StateError as exc:  # already completed through the API, or never started in the store
+            log.debug("store complete(%s): %s", self.id, exc)
+        self.cond(ConditionType.COMPLETE, "True", Reason.SUCCEEDED, f"pod {name} exited 0")
+        self.cond(ConditionType.RUNNING, "False", Reason.FINISHED, "the workload finished")
+        if self.status.get("phase") == "Recovering":
+            self.cond(ConditionType.RECOVERING, "False", Reason.FINISHED, "the workload finished")
+        await self.patch(
+            phase="Succeeded",
+            reason=Reason.SUCCEEDED,
+            message=f"pod {name} exited 0",
+            completionTime=format_time(now_utc()),
+        )
+
+    async def give_up(self, reason: Reason, message: str) -> None:
+        """Terminal failure: Failed with ``reason``; the store records it too."""
+        self.cond(ConditionType.FAILED, "True", reason, message)
+        self.cond(ConditionType.RUNNING, "False", Reason.FINISHED, "the execution failed")
+        if any(c.get("type") == ConditionType.RECOVERING for c in self.conditions):
+            self.cond(ConditionType.RECOVERING, "False", reason, message)
+        await self.patch(
+            phase="Failed", reason=reason, message=message, completionTime=format_time(now_utc())
+        )
+        try:
+            await self.store.fail(self.id, f"{reason}: {message}", attempt=self.attempt or None)
+        except StateError as exc:  # never started in the store (invalid spec), or already final
+            log.debug("store fail(%s): %s", self.id, exc)
+        self.event(reason, message, "Warning")
+
+    # -- recovery ------------------------------------------------------------------------------
+    async def on_failure(self, state: PodState, name: str) -> float | None:
+        """The current attempt failed: record the failure and its backoff, or give up."""
+        assert self.spec is not None
+        decision = decide(self.spec.recovery, self.restarts, state)
+        if isinstance(decision, GiveUp):
+            await self.give_up(decision.reason, decision.message)
+            return None
+        now = now_utc()
+        backoff = decision.backoff_seconds
+        message = f"{state.message}; attempt {self.attempt + 1} in {backoff:g}s"
+        self.cond(ConditionType.RUNNING, "False", str(state.reason), state.message)
+        self.cond(ConditionType.RECOVERING, "True", str(state.reason), message)
+        await self.patch(
+            phase="Recovering",
+            reason=str(state.reason),
+            message=message,
+            recovery={
+                "reason": str(state.reason),
+                "exitCode": state.exit_code,
+                "failedPod": name,
+                "failedAttempt": self.attempt,
+                "failedAt": now.isoformat().replace("+00:00", "Z"),
+                "backoffSeconds": backoff,
+                "replacedAt": None,
+                "resumeStep": None,
+            },
+        )
+        self.event("Recovering", message, "Warning")
+        return await self.replace()
+
+    async def replace(self) -> float | None:
+        """After the backoff, with the old pods gone: attempt n+1 from the last durable checkpoint."""
+        assert self.spec is not None
+        recovery = dict(self.status.get("recovery") or {})
+        failed_at = parse_time(recovery.get("failedAt")) or now_utc()
+        backoff = float(recovery.get("backoffSeconds") or 0)
+        remaining = backoff - (datetime.now(UTC) - failed_at).total_seconds()
+        if remaining > 0:
+            return remaining
+        next_attempt = self.attempt + 1
+        if not await self.clear_pods(keep=pod_name(self.name, next_attempt)):
+            return RETRY_SOON_SECONDS
+        stored = await self.store.start_execution(
+            self.id, attempt=next_attempt, labels=self.labels(), checkpoint_retention=self.retention()
+        )
+        resume_step = stored.last_checkpoint_step
+        name = await self.create_pod(next_attempt, resume_step)
+        if name is None:
+            return None
+        replaced_at = datetime.now(UTC)
+        reason = str(recovery.get("reason") or Reason.POD_DELETED)
+        metrics.RECOVERIES_TOTAL.labels(reason=reason).inc()
+        metrics.RECOVERY_SECONDS.observe(max(0.0, (replaced_at - failed_at).total_seconds()))
+        step_text = "from the start" if resume_step is None else f"from step {resume_step}"
+        message = f"attempt {next_attempt} ({name}) resumes {step_text}"
+        recovery.update(replacedAt=replaced_at.isoformat().replace("+00:00", "Z"), resumeStep=resume_step)
+        self.cond(ConditionType.RECOVERING, "True", reason, message)
+        await self.patch(
+            phase="Recovering",
+            attempt=next_attempt,
+            restarts=self.restarts + 1,
+            podName=name,
+            resumeStep=resume_step,
+            message=message,
+            recovery=recovery,
+        )
+        self.event("Recovered", f"{message} after a {recovery.get('backoffSeconds', 0)}s backoff")
+        return None
+
+    # -- start, suspend, resume, restore -------------------------------------------------------
+    def labels(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+    def retention(self) -> int | None:
+        assert self.spec is not None
+        return self.spec.checkpoint.retention or self.lc.settings.default_checkpoint_retention
+
+    async def start_attempt(
+        self, attempt: int, *, resume_step: int | None, reason: Reason, message: str = ""
+    ) -> float | None:
+        """Create attempt ``attempt`` (first start, resume, restore) once every other pod is gone."""
+        if not await self.clear_pods(keep=pod_name(self.name, attempt)):
+            return RETRY_SOON_SECONDS
+        stored = await self.store.start_execution(
+            self.id, attempt=attempt, labels=self.labels(), checkpoint_retention=self.retention()
+        )
+        if resume_step is None and attempt > 1:
+            resume_step = stored.last_checkpoint_step
+        name = await self.create_pod(attempt, resume_step)
+        if name is None:
+            return None
+        self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
+        fields: dict[str, Any] = {
+            "phase": "Pending",
+            "reason": reason,
+            "message": message or f"pod {name} created",
+            "attempt": attempt,
+            "podName": name,
+            "resumeStep": resume_step,
+        }
+        if not self.status.get("startTime"):
+            fields["startTime"] = format_time(now_utc())
+        await self.patch(**fields)
+        return None
+
+    async def create_pod(self, attempt: int, resume_step: int | None) -> str | None:
+        """Create (or adopt) the attempt's pod; an unusable template ends the execution (None)."""
+        assert self.spec is not None
+        settings = self.lc.settings
+        try:
+            pod = build_pod(
+                namespace=self.namespace,
+                name=self.name,
+                uid=self.uid,
+                template=(self.obj.get("spec") or {}).get("template") or {},
+                attempt=attempt,
+                resume_step=resume_step,
+                api_url=settings.api_url_for_pods,
+                checkpoint_interval=self.spec.checkpoint.interval,
+                compression=self.spec.checkpoint.compression,
+            )
+            created, _ = await self.kube.create_pod(self.namespace, pod)
+        except InvalidTemplateError as exc:
+            await self.give_up(Reason.INVALID_TEMPLATE, str(exc))
+            return None
+        except ApiException as exc:
+            if exc.status in (400, 422):
+                await self.give_up(Reason.INVALID_TEMPLATE, f"the pod was rejected: {api_message(exc)}")
+                return None
+            raise
+        owner = ((created.get("metadata") or {}).get("ownerReferences") or [{}])[0]
+        if owner.get("uid") != self.uid:
+            raise RuntimeError(f"pod {pod['metadata']['name']} exists but belongs to another object")
+        return str(created["metadata"]["name"])
+
+    async def clear_pods(self, *, keep: str | None) -> bool:
+        """Delete every pod of this Execution except ``keep`` and wait until they are gone."""
+        pods = await self.kube.list_pods(self.namespace, pod_selector(self.name))
+        doomed = []
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            if name == keep:
+                continue
+            doomed.append(name)
+            finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            node = (pod.get("spec") or {}).get("nodeName")
+            lost = bool(node) and node in self.lc.view.gone_nodes
+            # Finished containers and lost nodes have nothing left to stop: remove the object at once.
+            grace = 0 if finished or lost else None
+            if grace is not None or not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                await self.kube.delete_pod(self.namespace, name, grace_seconds=grace)
+        if not doomed:
+            return True
+        left = await self.kube.wait_pods_gone(self.namespace, doomed, seconds=POD_GONE_WAIT_SECONDS)
+        if left:
+            log.info("%s: waiting for old pod(s) %s to terminate", self.id, ", ".join(left))
+        return not left
+
+    async def suspend(self) -> float | None:
+        """Keep the state, stop the pod. A pod that already finished is honoured first."""
+        if self.status.get("phase") != "Suspended":
+            name = pod_name(self.name, self.attempt)
+            pod = await self.kube.get_pod(self.namespace, name) if self.attempt else None
+            if pod is not None and (pod.get("status") or {}).get("phase") == "Succeeded":
+                await self.succeed(name)
+                return None
+            self.cond(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, "spec.suspend is true")
+            self.cond(ConditionType.RUNNING, "False", Reason.SUSPENDED, "spec.suspend is true")
+            await self.patch(
+                phase="Suspended", reason=Reason.SUSPENDED, message="suspended; state kept", podName=None
+            )
+            self.event("Suspended", f"pod {name} stopped; state kept")
+        if not await self.clear_pods(keep=None):
+            return RETRY_SOON_SECONDS
+        return None
+
+    async def resume(self) -> float | None:
+        """Unsuspended: a new attempt from the last durable checkpoint."""
+        self.cond(ConditionType.SUSPENDED, "False", Reason.RESUMED, "spec.suspend is false")
+        attempt = self.attempt + 1
+        due = await self.start_attempt(attempt, resume_step=None, reason=Reason.RESUMED, message="resumed")
+        if self.attempt == attempt:
+            step = self.status.get("resumeStep")
+            self.event("Resumed", f"attempt {attempt} resumes from step {step}")
+        return due
+
+    async def restore(self, snapshot: str) -> float | None:
+        """spec.restoreFrom changed: stop the attempt, restore the snapshot, restart from its step."""
+        assert self.spec is not None
+        found = await self.store.get_snapshot(self.id, snapshot)
+        if found is None:
+            message = f"snapshot {snapshot!r} of {self.id} is not in the store (yet)"
+            self.cond(ConditionType.RESTORED, "False", "SnapshotNotFound", message)
+            await self.patch(message=message)
+            return SNAPSHOT_WAIT_SECONDS
+        if not await self.clear_pods(keep=None):
+            return RETRY_SOON_SECONDS
+        attempt = self.attempt + 1
+        await self.store.start_execution(
+            self.id, attempt=attempt, labels=self.labels(), checkpoint_retention=self.retention()
+        )
+        checkpoint = await self.store.restore_snapshot(self.id, snapshot, attempt=attempt)
+        now = format_time(now_utc())
+        message = f"restored snapshot {snapshot} (step {checkpoint.step})"
+        self.cond(ConditionType.RESTORED, "True", Reason.SNAPSHOT_RESTORED, message)
+        for type_ in (ConditionType.COMPLETE, ConditionType.FAILED):
+            if any(c.get("type") == type_ for c in self.conditions):
+                self.cond(type_, "False", Reason.SNAPSHOT_RESTORED, message)
+        restored = {"snapshot": snapshot, "step": checkpoint.step, "time": now}
+        self.event("Restored", message)
+        if self.spec.suspend:
+            self.cond(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, "spec.suspend is true")
+            await self.patch(
+                phase="Suspended",
+                reason=Reason.SNAPSHOT_RESTORED,
+                message=message,
+                attempt=attempt,
+                podName=None,
+                restoredFrom=restored,
+                restoreFromObserved=snapshot,
+                completionTime=None,
+            )
+            return None
+        name = await self.create_pod(attempt, checkpoint.step)
+        if name is None:
+            return None
+        self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
+        await self.patch(
+            phase="Pending",
+            reason=Reason.SNAPSHOT_RESTORED,
+            message=message,
+            attempt=attempt,
+            podName=name,
+            resumeStep=checkpoint.step,
+            restoredFrom=restored,
+            restoreFromObserved=snapshot,
+            completionTime=None,
+            startTime=self.status.get("startTime") or now,
+        )
+        return None
+
+
+async def reconcile(lc: Lifecycle, namespace: str, name: str) -> float | None:
+    """One pass for ``namespace/name``; seconds until the next pass is due, or None (wait for events)."""
+    obj = await lc.kube.get_execution(namespace, name)
+    if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    return await Pass(lc, obj).run()
