@@ -66,7 +66,7 @@ def test_every_container_is_hardened(rendered: list[Manifest]) -> None:
         pod = workload["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-        for container in pod["containers"]:
+        for container in pod.get("initContainers", []) + pod["containers"]:
             sc = container["securityContext"]
             where = f"{workload['kind']}/{workload['metadata']['name']}:{container['name']}"
             assert sc["runAsNonRoot"] is True, where
@@ -225,6 +225,9 @@ def test_bundled_postgresql_is_the_default(helm: Helm) -> None:
     assert (
         service["spec"]["selector"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
     )
+    # The operator waits for it rather than crash-looping through its first start.
+    wait = one(manifests, "Deployment")["spec"]["template"]["spec"]["initContainers"][0]
+    assert wait["command"][-1] == f"{name}.strata-system.svc"
 
 
 def test_bundled_postgresql_without_persistence_uses_emptydir(helm: Helm) -> None:
@@ -239,6 +242,7 @@ def test_existing_secret_replaces_the_bundled_postgresql(helm: Helm) -> None:
     assert not by_kind(manifests, "StatefulSet")
     assert not by_kind(manifests, "Secret")
     assert env_of(manifests)["STRATA_DB_URL"] == {"secretKeyRef": {"name": "prod-db", "key": "dsn"}}
+    assert "initContainers" not in one(manifests, "Deployment")["spec"]["template"]["spec"]
 
 
 # -- service, API URL, optional objects --------------------------------------------------------------------
