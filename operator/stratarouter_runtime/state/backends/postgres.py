@@ -59,6 +59,8 @@ _RETRYABLE_SQLSTATES = {"53300", "40001", "40P01"}  # too many connections, seri
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, OSError | asyncio.TimeoutError | asyncpg.exceptions.ConnectionDoesNotExistError):
         return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):  # protocol state left broken by a lost server
+        return True
     if isinstance(exc, asyncpg.exceptions.InterfaceError):
         return "closed" in str(exc) or "connection" in str(exc).lower()
     if isinstance(exc, asyncpg.PostgresError):
@@ -188,8 +190,15 @@ class PostgresBackend(StateBackend):
         while True:
             try:
                 pool = self._pool or await self._open()
-                async with pool.acquire() as conn:
+                conn = await pool.acquire()
+                try:
                     return await fn(conn)
+                except Exception as exc:
+                    if _retryable(exc):  # a broken connection must not go back into the pool
+                        conn.terminate()
+                    raise
+                finally:
+                    await pool.release(conn)
             except Exception as exc:
                 if not _retryable(exc):
                     raise
