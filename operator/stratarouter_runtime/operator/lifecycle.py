@@ -161,6 +161,12 @@ class Pass:
     # -- the pass -----------------------------------------------------------------------------
     async def run(self) -> float | None:
         """Move the Execution one step; returns seconds until the next pass is due (None: on events)."""
+        due = await self.step()
+        if self.generation is not None and self.status.get("observedGeneration") != self.generation:
+            await self.patch()  # the spec change was seen, even if it changed nothing
+        return due
+
+    async def step(self) -> float | None:
         self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
         try:
             spec = ExecutionSpec.model_validate(self.obj.get("spec") or {})
