@@ -216,7 +216,7 @@ async def run(server_dsn: str, settings: Settings, only: set[str] | None) -> tup
                 "<= 2x raw SELECT time",
                 merge(
                     hist_ready,
-                    await measure(list_ok(contenders, hist_ready), history, settings, "hist", warm=2),
+                    await measure(list_ok(contenders, hist_ready), history, settings, "hist", warm=2, min_ops=1),
                 ),
             )
         )

@@ -112,13 +112,20 @@ Op = Callable[[Contender, int, str], Awaitable[int]]
 
 
 async def measure(
-    contenders: list[Contender], op: Op, settings: Settings, tag: str, warm: int = 20
+    contenders: list[Contender],
+    op: Op,
+    settings: Settings,
+    tag: str,
+    warm: int = 20,
+    min_ops: int | None = None,
 ) -> dict[str, Measurement]:
     """Warm up each contender, size its rounds to ``settings.seconds``, then run interleaved rounds.
 
     ``op(contender, n, key)`` performs about ``n`` operations and returns how many it did; the rate
-    is that count over the elapsed wall time. ``key`` is fresh for every call.
+    is that count over the elapsed wall time. ``key`` is fresh for every call. ``min_ops`` (default
+    ``settings.min_ops``) keeps rounds of fast operations from being too short to time.
     """
+    floor = settings.min_ops if min_ops is None else min_ops
     results: dict[str, Measurement] = {c.name: Measurement() for c in contenders}
     sizes: dict[str, int] = {}
     for c in contenders:
@@ -133,7 +140,7 @@ async def measure(
             results[c.name].error = f"{type(exc).__name__}: {exc}"
             continue
         estimate = warm_done / max(elapsed, 1e-6)
-        sizes[c.name] = int(min(settings.max_ops, max(settings.min_ops, estimate * settings.seconds)))
+        sizes[c.name] = int(min(settings.max_ops, max(floor, estimate * settings.seconds)))
     for rnd in range(settings.rounds):
         for c in contenders:
             if c.name not in sizes or results[c.name].error:

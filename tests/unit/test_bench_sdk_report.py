@@ -1,0 +1,41 @@
+"""The benchmark table judges ratios in the right direction (no timing here: only the arithmetic)."""
+
+from __future__ import annotations
+
+from bench.sdk_harness import Measurement
+from bench.sdk_report import LANGGRAPH, OURS, RAW, Kind, Row, render
+
+
+def row(kind: Kind, basis: str, threshold: float, ours: float, base: float) -> Row:
+    r = Row("t", kind, basis, threshold, "target")
+    r.results = {OURS: Measurement(rates=[ours]), basis: Measurement(rates=[base])}
+    return r
+
+
+def test_rate_at_or_above_threshold_passes() -> None:
+    assert row("rate", RAW, 0.85, ours=85.0, base=100.0).verdict() == "PASS"
+    assert row("rate", RAW, 0.85, ours=84.0, base=100.0).verdict() == "MISS"
+
+
+def test_time_rows_compare_rates_so_slower_history_misses() -> None:
+    # 2 calls/s against 5 calls/s is 2.5x the time: over the 2x budget.
+    assert row("ms", RAW, 0.5, ours=2.0, base=5.0).verdict() == "MISS"
+    assert row("ms", RAW, 0.5, ours=3.0, base=5.0).verdict() == "PASS"
+
+
+def test_bytes_rows_pass_only_when_smaller() -> None:
+    assert row("bytes", LANGGRAPH, 1.0, ours=10.0, base=40.0).verdict() == "PASS"
+    assert row("bytes", LANGGRAPH, 1.0, ours=50.0, base=40.0).verdict() == "MISS"
+
+
+def test_missing_sdk_is_neither_pass_nor_miss_and_the_reason_is_printed() -> None:
+    r = Row("seq", "rate", RAW, 0.85, ">= 0.85x")
+    r.results = {RAW: Measurement(rates=[100.0]), OURS: Measurement(error="cannot import: boom")}
+    table = render([r], {RAW: "raw", OURS: "ours"}, [RAW, OURS])
+    assert r.verdict() == "—"
+    assert "| error |" in table
+    assert "ours: cannot import: boom" in table
+
+
+def test_median_of_rounds() -> None:
+    assert Measurement(rates=[1.0, 9.0, 3.0]).rate == 3.0
