@@ -101,10 +101,10 @@ def test_unmanaged_pod_is_403(labels: dict[str, str]) -> None:
     assert (err.value.status, err.value.reason) == (403, "NotManaged")
 
 
-def test_missing_execution_is_404() -> None:
+def test_pod_naming_an_execution_missing_from_its_namespace_is_403() -> None:
     with pytest.raises(AuthError) as err:
         caller_for(IDENT, LABELS, None)
-    assert err.value.status == 404
+    assert (err.value.status, err.value.reason) == (403, "NoExecution")
 
 
 def test_ttl_cache_expires_and_stays_bounded() -> None:

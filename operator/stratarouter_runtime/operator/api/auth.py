@@ -38,7 +38,7 @@ SA_PREFIX = "system:serviceaccount:"
 
 
 class AuthError(Exception):
-    """A refused caller: ``status`` is the HTTP code (401, 403, 404 or 503), ``reason`` a stable word."""
+    """A refused caller: ``status`` is the HTTP code (401, 403 or 503), ``reason`` a stable word."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -112,7 +112,8 @@ def caller_for(
 ) -> Caller:
     """Check that ``ident`` is the current pod of the Execution its labels name.
 
-    ``execution`` is the Execution object as a dict, or None when it does not exist.
+    ``execution`` is the Execution object as a dict, or None when it does not exist (403 too: a pod
+    can only ever write the Execution of its own namespace that names it as its current pod).
     """
     labels = pod_labels or {}
     name = labels.get(LABEL_EXECUTION)
@@ -125,7 +126,9 @@ def caller_for(
             f"(labels {LABEL_EXECUTION} and {LABEL_ATTEMPT} missing)",
         )
     if execution is None:
-        raise AuthError(404, "ExecutionNotFound", f"Execution {ident.namespace}/{name} not found")
+        raise AuthError(
+            403, "NoExecution", f"pod {ident.pod_name} names Execution {name}, not found in {ident.namespace}"
+        )
     current = ((execution.get("status") or {}).get("podName")) or ""
     if current != ident.pod_name:
         raise AuthError(
