@@ -1,10 +1,10 @@
 """``make bench-sdk``: the SDK against raw asyncpg, LangGraph's Postgres saver and DBOS, on one server.
 
 Starts a throwaway PostgreSQL (fsync on), gives every contender a fresh database of its own on it,
-runs the storage workload and then the throughput/latency benchmarks with interleaved rounds, and
+runs the storage workload and then the throughput/latency benchmarks in rotating slices, and
 prints a Markdown table (also written to ``bench/results/sdk.md``). Numbers are printed, never asserted.
 
-    python -m bench.sdk [--seconds 1.5] [--rounds 3] [--quick] [--only raw,strata] [--dsn URL]
+    python -m bench.sdk [--seconds 4] [--quick] [--only raw,strata] [--dsn URL]
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ async def storage(
             results[c.name] = Measurement(error=f"{type(exc).__name__}: {exc}")
             continue
         after = await database_bytes(dsn_of[c.name])
-        results[c.name] = Measurement(rates=[float(after - before)], unit_ops=steps)
+        results[c.name] = Measurement(fixed=float(after - before))
         notes.append(f"{LABELS[c.name]}: {what} ({took:.1f} s)")
     return results, "; ".join(notes)
 
@@ -216,7 +216,15 @@ async def run(server_dsn: str, settings: Settings, only: set[str] | None) -> tup
                 "<= 2x raw SELECT time",
                 merge(
                     hist_ready,
-                    await measure(list_ok(contenders, hist_ready), history, settings, "hist", warm=2, min_ops=1),
+                    await measure(
+                        list_ok(contenders, hist_ready),
+                        history,
+                        settings,
+                        "hist",
+                        warm=1,
+                        min_ops=1,
+                        slices=4,
+                    ),
                 ),
             )
         )
@@ -281,9 +289,10 @@ def header(settings: Settings, facts: str, argv: list[str]) -> str:
             "",
             f"`{cmd}` — {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, {facts}; client and server on the same machine.",
-            f"Each figure is the median of {settings.rounds} interleaved rounds of about "
-            f"{settings.seconds:g} s after a warm-up; every contender in a fresh database of its own "
-            "on the same server; state ≈ 1 KiB of JSON.",
+            f"Each figure is total operations over total time of about {settings.seconds:g} s per "
+            f"contender, in slices of about {settings.slice_seconds:g} s rotating through the contenders, "
+            "after a warm-up; every contender in a fresh database of its own on the same server; "
+            "state ≈ 1 KiB of JSON.",
             "",
             "",
         ]
@@ -292,16 +301,15 @@ def header(settings: Settings, facts: str, argv: list[str]) -> str:
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     p = argparse.ArgumentParser(prog="python -m bench.sdk", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=1.5, help="target duration of one timed round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="smoke run: short rounds, small storage run")
+    p.add_argument("--seconds", type=float, default=4.0, help="timed work per contender per benchmark")
+    p.add_argument("--quick", action="store_true", help="smoke run: short slices, small storage run")
     p.add_argument("--only", help="comma-separated contenders: " + ",".join(ORDER))
     p.add_argument("--dsn", help="use this server (admin DSN) instead of starting a throwaway one")
     p.add_argument("--out", type=Path, default=RESULTS, help="where to write the Markdown table")
     args = p.parse_args(argv)
-    settings = Settings(seconds=args.seconds, rounds=args.rounds)
+    settings = Settings(seconds=args.seconds)
     if args.quick:
-        settings = Settings(seconds=0.3, rounds=1, min_ops=20, storage_steps=100, history_rows=200)
+        settings = Settings(seconds=0.5, slice_seconds=0.25, storage_steps=100, history_rows=200)
     return args, settings
 
 

@@ -7,7 +7,6 @@ reported figure is the median of the rounds.
 
 from __future__ import annotations
 
-import statistics
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -28,14 +27,23 @@ class NotSupported(Exception):
 
 @dataclass
 class Settings:
-    """How long and how often to measure; ``--quick`` shrinks everything for a smoke run."""
+    """How long and how finely to measure; ``--quick`` shrinks everything for a smoke run.
 
-    seconds: float = 1.5
-    rounds: int = 3
-    min_ops: int = 50
+    Each contender gets about ``seconds`` of timed work per benchmark, cut into slices of about
+    ``slice_seconds`` that rotate through the contenders (raw, ours, LangGraph, DBOS, raw, ...), so a
+    burst of disk contention from another process hits everyone alike.
+    """
+
+    seconds: float = 4.0
+    slice_seconds: float = 0.25
+    min_ops: int = 20
     max_ops: int = 50_000
     storage_steps: int = STORAGE_STEPS
     history_rows: int = HISTORY_ROWS
+
+    @property
+    def slices(self) -> int:
+        return max(1, round(self.seconds / self.slice_seconds))
 
 
 class Contender(ABC):
@@ -96,16 +104,26 @@ def transcript_steps(steps: int) -> list[tuple[int, dict[str, object]]]:
 
 @dataclass
 class Measurement:
-    """Rates (ops/s) of each round, or the reason the contender could not take part."""
+    """Timed slices (ops, seconds) of one contender, a fixed quantity (bytes), or why it has neither."""
 
-    rates: list[float] = field(default_factory=list)
-    unit_ops: int = 0
+    slices: list[tuple[int, float]] = field(default_factory=list)
+    fixed: float | None = None
     skipped: str | None = None
     error: str | None = None
 
     @property
     def rate(self) -> float | None:
-        return statistics.median(self.rates) if self.rates else None
+        """Operations per second over all slices (or the fixed quantity)."""
+        if self.fixed is not None:
+            return self.fixed
+        seconds = sum(t for _, t in self.slices)
+        return sum(n for n, _ in self.slices) / seconds if seconds > 0 else None
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        """Slowest and fastest slice rate: how steady the figure was."""
+        rates = [n / t for n, t in self.slices if t > 0]
+        return (min(rates), max(rates)) if rates else None
 
 
 Op = Callable[[Contender, int, str], Awaitable[int]]
@@ -118,20 +136,23 @@ async def measure(
     tag: str,
     warm: int = 20,
     min_ops: int | None = None,
+    slices: int | None = None,
 ) -> dict[str, Measurement]:
-    """Warm up each contender, size its rounds to ``settings.seconds``, then run interleaved rounds.
+    """Warm up and calibrate each contender, then run the slices in rotation.
 
-    ``op(contender, n, key)`` performs about ``n`` operations and returns how many it did; the rate
-    is that count over the elapsed wall time. ``key`` is fresh for every call. ``min_ops`` (default
-    ``settings.min_ops``) keeps rounds of fast operations from being too short to time.
+    ``op(contender, n, key)`` performs about ``n`` operations and returns how many it did; ``key``
+    is fresh for every call. A slice's ``n`` comes from a timed calibration run after the warm-up;
+    ``min_ops`` (default ``settings.min_ops``) is the least a slice does; ``slices`` overrides the
+    count for operations that take seconds each.
     """
     floor = settings.min_ops if min_ops is None else min_ops
     results: dict[str, Measurement] = {c.name: Measurement() for c in contenders}
     sizes: dict[str, int] = {}
     for c in contenders:
         try:
+            await op(c, warm, f"{tag}-warm")
             t0 = time.perf_counter()
-            warm_done = await op(c, warm, f"{tag}-warm")
+            done = await op(c, warm, f"{tag}-calibrate")
             elapsed = time.perf_counter() - t0
         except NotSupported as exc:
             results[c.name].skipped = str(exc)
@@ -139,22 +160,20 @@ async def measure(
         except Exception as exc:
             results[c.name].error = f"{type(exc).__name__}: {exc}"
             continue
-        estimate = warm_done / max(elapsed, 1e-6)
-        sizes[c.name] = int(min(settings.max_ops, max(floor, estimate * settings.seconds)))
-    for rnd in range(settings.rounds):
+        estimate = done / max(elapsed, 1e-6)
+        sizes[c.name] = int(min(settings.max_ops, max(floor, estimate * settings.slice_seconds)))
+    for i in range(settings.slices if slices is None else slices):
         for c in contenders:
             if c.name not in sizes or results[c.name].error:
                 continue
-            n = sizes[c.name]
             try:
                 t0 = time.perf_counter()
-                done = await op(c, n, f"{tag}-r{rnd}")
+                done = await op(c, sizes[c.name], f"{tag}-s{i}")
                 elapsed = time.perf_counter() - t0
             except Exception as exc:
                 results[c.name].error = f"{type(exc).__name__}: {exc}"
                 continue
-            results[c.name].rates.append(done / elapsed)
-            results[c.name].unit_ops = done
+            results[c.name].slices.append((done, elapsed))
     return results
 
 

@@ -8,7 +8,7 @@ from bench.sdk_report import LANGGRAPH, OURS, RAW, Kind, Row, render
 
 def row(kind: Kind, basis: str, threshold: float, ours: float, base: float) -> Row:
     r = Row("t", kind, basis, threshold, "target")
-    r.results = {OURS: Measurement(rates=[ours]), basis: Measurement(rates=[base])}
+    r.results = {OURS: Measurement(slices=[(int(ours), 1.0)]), basis: Measurement(slices=[(int(base), 1.0)])}
     return r
 
 
@@ -30,12 +30,15 @@ def test_bytes_rows_pass_only_when_smaller() -> None:
 
 def test_missing_sdk_is_neither_pass_nor_miss_and_the_reason_is_printed() -> None:
     r = Row("seq", "rate", RAW, 0.85, ">= 0.85x")
-    r.results = {RAW: Measurement(rates=[100.0]), OURS: Measurement(error="cannot import: boom")}
+    r.results = {RAW: Measurement(slices=[(100, 1.0)]), OURS: Measurement(error="cannot import: boom")}
     table = render([r], {RAW: "raw", OURS: "ours"}, [RAW, OURS])
     assert r.verdict() == "—"
     assert "| error |" in table
     assert "ours: cannot import: boom" in table
 
 
-def test_median_of_rounds() -> None:
-    assert Measurement(rates=[1.0, 9.0, 3.0]).rate == 3.0
+def test_rate_is_total_ops_over_total_time_and_bytes_stay_fixed() -> None:
+    m = Measurement(slices=[(100, 1.0), (300, 1.0)])
+    assert m.rate == 200.0
+    assert m.spread == (100.0, 300.0)
+    assert Measurement(fixed=4096.0).rate == 4096.0
