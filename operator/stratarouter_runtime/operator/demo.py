@@ -216,7 +216,7 @@ class Demo:
             lambda: self.api.exists(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"),
         )
 
-    def start_operator(self) -> None:
+    def start_operator(self, *, verbose: bool = True) -> None:
         say("Starting the operator: `stratarouter operator` (kopf handlers + checkpoint API on 127.0.0.1)")
         env = {
             **os.environ,
@@ -228,7 +228,7 @@ class Demo:
             "PYTHONUNBUFFERED": "1",
         }
         cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator", "--", "--standalone"]
-        cmd += ["-n", NAMESPACE, "--verbose"]
+        cmd += ["-n", NAMESPACE] + (["--verbose"] if verbose else [])
         with self.operator_log.open("ab") as log:
             self.operator = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_until("the operator's /healthz", self._operator_healthy, timeout=90, every=0.3)

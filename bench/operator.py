@@ -1,0 +1,402 @@
+"""``make bench-operator``: recovery latency against the Job controller, and a many-Executions scale run.
+
+Everything runs on one throwaway local cluster (kwok nodes) with a throwaway PostgreSQL and the operator
+as a subprocess, set up exactly as ``stratarouter demo`` does. Numbers are printed (and written to
+``bench/results/operator.md``), never asserted.
+
+1. Recovery: an Execution with ``recovery.backoffSeconds: 0``; ``--runs`` times its pod is marked Failed
+   (exit 137) and we time pod Failed -> replacement pod exists (polled every 5 ms). Reference: the
+   Kubernetes Job controller (``backoffLimit``) replacing a failed pod of a Job on the same cluster.
+   kwok completes Job pods as soon as they run, so the Job pods are kept unscheduled (a node selector
+   no node has) and marked Failed from Pending; the Job controller does not look at the earlier phase.
+2. Scale: ``--executions`` Executions at once, each pod checkpointing once a second through the
+   checkpoint API for ``--seconds``: API latency p50/p99 (client side), status lag p99 (checkpoint
+   acknowledged -> the Execution's status shows that step, seen by a watch), the operator's peak RSS,
+   and API-server requests per checkpoint (the API server's own ``apiserver_request_total`` for the
+   verbs the checkpoint path uses: TokenReview create, pod get, Execution get, Execution status patch).
+
+    python -m bench.operator [--runs 50] [--executions 1000] [--seconds 30] [--skip-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import ssl
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_runtime.dev.pods import fail_pod, is_running, wait_for_pod
+from stratarouter_runtime.operator.demo import NAMESPACE, Demo, request_pod_token, wait_until
+
+GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
+RESULTS = Path(__file__).parent / "results" / "operator.md"
+TEMPLATE = {"spec": {"containers": [{"name": "work", "image": "example.invalid/work:1"}]}}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def pod_exists(api: KubeApi, name: str) -> bool:
+    return api.exists(f"/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+
+
+# -- 1. recovery latency -------------------------------------------------------------------------
+
+
+def bench_recovery_operator(api: KubeApi, runs: int) -> list[float]:
+    body = {
+        "apiVersion": "stratarouter.io/v1alpha1",
+        "kind": "Execution",
+        "metadata": {"name": "recover"},
+        "spec": {"template": TEMPLATE, "recovery": {"backoffSeconds": 0, "maxRestarts": runs + 5}},
+    }
+    api.request("POST", f"{GROUP_PATH}/namespaces/{NAMESPACE}/executions", body)
+    samples = []
+    for attempt in range(1, runs + 1):
+        pod = f"recover-a{attempt}"
+        nxt = f"recover-a{attempt + 1}"
+        wait_until(f"{pod} exists", lambda pod=pod: pod_exists(api, pod), timeout=60, every=0.005)
+        wait_for_pod(api, NAMESPACE, pod, is_running, timeout=60, what="Running")
+        fail_pod(api, NAMESPACE, pod, 137, reason="OOMKilled")
+        failed_at = time.perf_counter()
+        wait_until(f"{nxt} created", lambda nxt=nxt: pod_exists(api, nxt), timeout=60, every=0.005)
+        samples.append(time.perf_counter() - failed_at)
+        print(f"    operator run {attempt:>2}: {samples[-1] * 1000:7.1f} ms", flush=True)
+    return samples
+
+
+def bench_recovery_jobs(api: KubeApi, jobs: int) -> list[float]:
+    """Jobs in parallel: fail each Job's first pod at once, time until the controller made the second."""
+    selector = "batch.kubernetes.io/job-name"
+    for i in range(jobs):
+        body = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": f"ref-{i}"},
+            "spec": {
+                "backoffLimit": 5,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "nodeSelector": {"stratarouter.io/no-such-node": "true"},
+                        "containers": [{"name": "work", "image": "example.invalid/work:1"}],
+                    }
+                },
+            },
+        }
+        api.request("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs", body)
+
+    def job_pods(i: int) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({"labelSelector": f"{selector}=ref-{i}"})
+        items: list[dict[str, Any]] = api.get(f"/api/v1/namespaces/{NAMESPACE}/pods?{query}").get("items", [])
+        return items
+
+    firsts = {
+        i: wait_until(f"job ref-{i}'s pod", lambda i=i: job_pods(i), timeout=60)[0] for i in range(jobs)
+    }
+    failed_at: dict[int, float] = {}
+    for i, pod in firsts.items():
+        name = pod["metadata"]["name"]
+        patch = {
+            "status": {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "work",
+                        "image": "example.invalid/work:1",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+                    }
+                ],
+            }
+        }
+        api.request(
+            "PATCH",
+            f"/api/v1/namespaces/{NAMESPACE}/pods/{name}/status",
+            patch,
+            content_type="application/merge-patch+json",
+        )
+        failed_at[i] = time.perf_counter()
+    samples: dict[int, float] = {}
+    deadline = time.monotonic() + 120
+    while len(samples) < jobs and time.monotonic() < deadline:
+        for i in range(jobs):
+            if i not in samples and len(job_pods(i)) >= 2:
+                samples[i] = time.perf_counter() - failed_at[i]
+        time.sleep(0.005)
+    for i in range(jobs):
+        api.request(
+            "DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/ref-{i}?propagationPolicy=Background"
+        )
+    missing = jobs - len(samples)
+    if missing:
+        print(f"    {missing} Job(s) made no replacement within 120 s", flush=True)
+    return list(samples.values())
+
+
+# -- 2. scale --------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScaleResult:
+    executions: int
+    checkpoints: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)
+    unseen: int = 0
+    peak_rss_mb: float = 0.0
+    requests_per_checkpoint: float = float("nan")
+    setup_seconds: float = 0.0
+
+
+class StatusWatch(threading.Thread):
+    """Watches every Execution of the namespace and records when each lastCheckpoint step appeared."""
+
+    def __init__(self, api: KubeApi, since: str) -> None:
+        super().__init__(daemon=True)
+        self.api = api
+        self.since = since
+        self.seen: dict[str, list[tuple[float, int]]] = {}
+        self.stop = False
+
+    def run(self) -> None:
+        ctx = ssl.create_default_context(cadata=self.api.ca_pem)
+        rv = self.since
+        while not self.stop:
+            query = urllib.parse.urlencode({"watch": "1", "resourceVersion": rv, "timeoutSeconds": "5"})
+            req = urllib.request.Request(
+                f"{self.api.server}{GROUP_PATH}/namespaces/{NAMESPACE}/executions?{query}"
+            )
+            req.add_header("Authorization", f"Bearer {self.api.token}")
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+                for line in resp:
+                    now = time.perf_counter()
+                    event = json.loads(line)
+                    obj = event["object"]
+                    rv = obj["metadata"].get("resourceVersion", rv)
+                    last = (obj.get("status") or {}).get("lastCheckpoint")
+                    if last:
+                        self.seen.setdefault(obj["metadata"]["name"], []).append((now, int(last["step"])))
+
+
+def apiserver_counts(api: KubeApi) -> dict[str, float]:
+    """apiserver_request_total summed for the verbs the checkpoint path uses."""
+    wanted = {
+        ("POST", "tokenreviews", ""),
+        ("GET", "pods", ""),
+        ("GET", "executions", ""),
+        ("PATCH", "executions", "status"),
+    }
+    totals: dict[str, float] = {}
+    for line in api.text("/metrics", timeout=30).splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+        labels = dict(kv.split("=", 1) for kv in labels_text.split('",') if "=" in kv)
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+        if key in wanted:
+            name = "/".join(k for k in key if k)
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def checkpoint_loop(
+    session: aiohttp.ClientSession, url: str, token: str, seconds: float, result: ScaleResult, acks: list[Any]
+) -> None:
+    await asyncio.sleep(hash(token) % 1000 / 1000)  # spread the pods over the second
+    step = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        step += 1
+        tick = time.perf_counter()
+        try:
+            async with session.post(
+                url,
+                data=json.dumps({"step": step, "state": {"step": step, "payload": "x" * 200}}),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            ) as resp:
+                await resp.read()
+                ok = resp.status == 200
+        except aiohttp.ClientError:
+            ok = False
+        done = time.perf_counter()
+        if ok:
+            result.checkpoints += 1
+            result.latencies.append(done - tick)
+            acks.append((done, step))
+        else:
+            result.errors += 1
+        await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
+
+
+def bench_scale(demo: Demo, count: int, seconds: float) -> ScaleResult:
+    api = demo.api
+    result = ScaleResult(executions=count)
+    started = time.perf_counter()
+    for i in range(count):
+        body = {
+            "apiVersion": "stratarouter.io/v1alpha1",
+            "kind": "Execution",
+            "metadata": {"name": f"s{i:04d}"},
+            "spec": {"template": TEMPLATE},
+        }
+        api.request("POST", f"{GROUP_PATH}/namespaces/{NAMESPACE}/executions", body)
+
+    def all_running() -> list[dict[str, Any]] | None:
+        items = api.get(f"{GROUP_PATH}/namespaces/{NAMESPACE}/executions").get("items", [])
+        ours = [e for e in items if e["metadata"]["name"].startswith("s")]
+        ready = [e for e in ours if (e.get("status") or {}).get("phase") == "Running"]
+        print(f"    {len(ready)}/{count} Executions Running", flush=True)
+        return ours if len(ready) == count else None
+
+    executions = wait_until("every Execution Running", all_running, timeout=900, every=5)
+    tokens: dict[str, str] = {}
+    for e in executions:
+        pod = api.get(f"/api/v1/namespaces/{NAMESPACE}/pods/{e['status']['podName']}")
+        tokens[e["metadata"]["name"]] = request_pod_token(api, pod)
+    result.setup_seconds = time.perf_counter() - started
+    print(f"    {count} Executions running with tokens after {result.setup_seconds:.0f}s", flush=True)
+
+    since = api.get(f"{GROUP_PATH}/namespaces/{NAMESPACE}/executions")["metadata"]["resourceVersion"]
+    watch = StatusWatch(api, since)
+    watch.start()
+    before = apiserver_counts(api)
+    acks: dict[str, list[tuple[float, int]]] = {name: [] for name in tokens}
+
+    async def run() -> None:
+        url = f"http://127.0.0.1:{demo.api_port}/v1/checkpoint"
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
+            await asyncio.gather(
+                *(checkpoint_loop(s, url, tok, seconds, result, acks[name]) for name, tok in tokens.items())
+            )
+
+    asyncio.run(run())
+    time.sleep(3.0)  # the last coalesced patches
+    after = apiserver_counts(api)
+    watch.stop = True
+    assert demo.operator is not None
+    result.peak_rss_mb = peak_rss_mb(demo.operator.pid)
+    requests = sum(after.get(k, 0.0) - before.get(k, 0.0) for k in after)
+    result.requests_per_checkpoint = requests / max(1, result.checkpoints)
+    print(f"    API-server requests during the run: { {k: after[k] - before.get(k, 0) for k in after} }")
+    for name, mine in acks.items():
+        seen = watch.seen.get(name, [])
+        for acked_at, step in mine:
+            shown = next((t for t, s in seen if s >= step and t >= acked_at - 0.001), None)
+            if shown is None:
+                result.unseen += 1
+            else:
+                result.lags.append(max(0.0, shown - acked_at))
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def render(ours: list[float], jobs: list[float], scale: ScaleResult | None) -> str:
+    lines = [
+        f"# bench-operator ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, local kwok cluster)",
+        "",
+        "## Recovery latency: pod Failed -> replacement pod created",
+        "",
+        "| Controller | runs | p50 | p95 | max |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, values in (
+        ("StrataRouter operator (backoffSeconds: 0)", ours),
+        ("Job controller (backoffLimit)", jobs),
+    ):
+        if values:
+            lines.append(
+                f"| {label} | {len(values)} | {ms(statistics.median(values))} | {ms(pct(values, 95))} | "
+                f"{ms(max(values))} |"
+            )
+    if scale is not None:
+        lines += [
+            "",
+            f"## Scale: {scale.executions} Executions, each checkpointing once a second",
+            "",
+            "| Metric | Value | Target |",
+            "|---|---:|---:|",
+            f"| checkpoints acknowledged (errors) | {scale.checkpoints} ({scale.errors}) | |",
+            f"| checkpoint API latency p50 / p99 | {ms(pct(scale.latencies, 50))} / "
+            f"{ms(pct(scale.latencies, 99))} | |",
+            f"| status lag p99 (ack -> visible in status) | {ms(pct(scale.lags, 99))} "
+            f"({scale.unseen} never seen) | < 2 s |",
+            f"| operator peak RSS | {scale.peak_rss_mb:.0f} MB | < 300 MB |",
+            f"| API-server requests per checkpoint | {scale.requests_per_checkpoint:.2f} | |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.operator", description=__doc__)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=20, help="Jobs failed in parallel for the reference")
+    parser.add_argument("--executions", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--skip-scale", action="store_true")
+    args = parser.parse_args(argv)
+    demo = Demo()
+    try:
+        demo.start_infrastructure()
+        demo.apply_crds()
+        demo.start_operator(verbose=False)
+        print("\n==> Recovery latency (operator)", flush=True)
+        ours = bench_recovery_operator(demo.api, args.runs)
+        print("\n==> Recovery latency (Job controller)", flush=True)
+        jobs = bench_recovery_jobs(demo.api, args.jobs)
+        scale = None
+        if not args.skip_scale:
+            print(f"\n==> Scale: {args.executions} Executions for {args.seconds:.0f}s", flush=True)
+            scale = bench_scale(demo, args.executions, args.seconds)
+        report = render(ours, jobs, scale)
+    except (KubeApiError, RuntimeError, OSError) as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        demo.close()
+    print("\n" + report)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
