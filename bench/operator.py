@@ -34,6 +34,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,11 @@ def bench_recovery_operator(api: KubeApi, runs: int) -> list[float]:
     for attempt in range(1, runs + 1):
         pod = f"recover-a{attempt}"
         nxt = f"recover-a{attempt + 1}"
-        wait_until(f"{pod} exists", lambda pod=pod: pod_exists(api, pod), timeout=60, every=0.005)
+        wait_until(f"{pod} exists", partial(pod_exists, api, pod), timeout=60, every=0.005)
         wait_for_pod(api, NAMESPACE, pod, is_running, timeout=60, what="Running")
         fail_pod(api, NAMESPACE, pod, 137, reason="OOMKilled")
         failed_at = time.perf_counter()
-        wait_until(f"{nxt} created", lambda nxt=nxt: pod_exists(api, nxt), timeout=60, every=0.005)
+        wait_until(f"{nxt} created", partial(pod_exists, api, nxt), timeout=60, every=0.005)
         samples.append(time.perf_counter() - failed_at)
         print(f"    operator run {attempt:>2}: {samples[-1] * 1000:7.1f} ms", flush=True)
     return samples
@@ -110,9 +111,7 @@ def bench_recovery_jobs(api: KubeApi, jobs: int) -> list[float]:
         items: list[dict[str, Any]] = api.get(f"/api/v1/namespaces/{NAMESPACE}/pods?{query}").get("items", [])
         return items
 
-    firsts = {
-        i: wait_until(f"job ref-{i}'s pod", lambda i=i: job_pods(i), timeout=60)[0] for i in range(jobs)
-    }
+    firsts = {i: wait_until(f"job ref-{i}'s pod", partial(job_pods, i), timeout=60)[0] for i in range(jobs)}
     failed_at: dict[int, float] = {}
     for i, pod in firsts.items():
         name = pod["metadata"]["name"]
