@@ -101,7 +101,7 @@ watched namespace (Role). Each rule says which part of the operator needs it.
 # with the Snapshot unless deletionPolicy is Retain). Users create and delete Snapshots, never the operator.
 - apiGroups: ["stratarouter.io"]
   resources: ["snapshots"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 # Handlers and the status coalescer: phase, attempt, lastCheckpoint, conditions (status subresource).
 - apiGroups: ["stratarouter.io"]
   resources: ["executions/status", "snapshots/status"]
@@ -117,13 +117,9 @@ watched namespace (Role). Each rule says which part of the operator needs it.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# kopf (handler progress and errors, core v1 Events) and the operator's Events on recovery, restore
-# and snapshots; patch lets a repeated Event bump its count instead of piling up.
+# kopf (handler warnings and errors) and the operator's Events on recovery, restore and snapshots.
+# Both only ever POST core/v1 Events: no patch, and nothing through events.k8s.io.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-# The same Events through the events.k8s.io/v1 API, for clients that post there.
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
