@@ -24,7 +24,10 @@ if [ ! -x "$bin/controlplane" ]; then
 	ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
 	ldflags="$ldflags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 	(cd "$here/controlplane" && CGO_ENABLED=0 go build -v -trimpath -ldflags "$ldflags" \
-		-o "$bin/controlplane.tmp" . 2>&1 | awk '{ n++; if (n % 50 == 0) { printf "[tools] compiled %d packages (last: %s)\n", n, $0; fflush() } }' >&2)
+		-o "$bin/controlplane.tmp" . 2>&1 | awk '
+			# `go build -v` prints one package path per line: count those, pass everything else (errors) through.
+			/^[A-Za-z0-9_.~+\/-]+$/ { n++; if (n % 50 == 0) { printf "[tools] compiled %d packages (last: %s)\n", n, $0; fflush() }; next }
+			{ print; fflush() }' >&2)
 	mv "$bin/controlplane.tmp" "$bin/controlplane"
 	log "control plane built in $(( $(date +%s) - start ))s"
 fi

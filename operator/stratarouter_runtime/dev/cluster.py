@@ -1,0 +1,495 @@
+"""A real, throwaway Kubernetes control plane on loopback ports, without Docker.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real
+components (built from source by ``hack/build-tools.sh``); kwok plays the
+kubelet for two fake nodes, so pods get scheduled, reach Running and are
+deleted like on a real cluster, but no container ever runs. Everything lives in
+one temporary directory (data, certificates, kubeconfig, one log per
+component) that :meth:`LocalCluster.stop` removes.
+
+``python -m stratarouter_runtime.dev.cluster up|down`` is the Makefile's
+cluster-up/cluster-down: ``up`` leaves the processes running after it exits and
+prints the shell lines that point ``kubectl`` at them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ctypes
+import functools
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_runtime.dev.pki import make_pki
+from stratarouter_runtime.dev.ports import free_port
+from stratarouter_runtime.dev.tools import tools_bin_dir
+
+#: Start order; stop goes the other way round.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+NODE_LABEL = "stratarouter.io/kwok-node"
+SERVICE_CIDR = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"
+#: Audiences the API server accepts besides its issuer; pods present tokens with this one to the operator.
+EXTRA_AUDIENCES = ("stratarouter",)
+#: Per fake node; two of them hold the 1,000-Execution benchmark with room to spare.
+NODE_ALLOCATABLE = {"cpu": "128", "memory": "512Gi", "pods": "1100", "ephemeral-storage": "1Ti"}
+LOG_TAIL_LINES = 40
+
+
+class ClusterStartError(RuntimeError):
+    """A component died or did not become ready; the message carries the tail of its log."""
+
+
+class KubectlError(RuntimeError):
+    """A ``kubectl``/``helm`` invocation exited non-zero; the message carries its stderr."""
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log written)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Linux: have the kernel SIGKILL this child when the process that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    return state != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@dataclass
+class LocalCluster:
+    """A running local control plane. Build one with :meth:`start`; :meth:`stop` leaves nothing behind."""
+
+    root: Path
+    bin_dir: Path
+    server: str
+    token: str
+    ports: dict[str, int]
+    pids: dict[str, int] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+
+    # -- paths and clients ------------------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (JSON, which every YAML reader accepts)."""
+        return self.root / "kubeconfig"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "pki" / "ca.crt"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, component: str) -> Path:
+        return self.log_dir / f"{component}.log"
+
+    @functools.cached_property
+    def api(self) -> KubeApi:
+        """A small stdlib client authenticated as the cluster admin."""
+        return KubeApi(self.server, self.token, self.ca_file.read_text())
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for subprocesses: KUBECONFIG, the tools first on PATH, helm's dirs inside root."""
+        helm = self.root / "helm"
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "HELM_CACHE_HOME": str(helm / "cache"),
+            "HELM_CONFIG_HOME": str(helm / "config"),
+            "HELM_DATA_HOME": str(helm / "data"),
+        }
+
+    def run(self, tool: str, *args: str, input: str | None = None, timeout: float = 180.0) -> str:
+        """Run ``tool`` (e.g. ``helm``) from the bin dir against this cluster; return stdout."""
+        cmd = [str(self.bin_dir / tool), *args]
+        result = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, env=self.env, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise KubectlError(
+                f"`{tool} {' '.join(args)}` exited {result.returncode}: {result.stderr.strip()}"
+            )
+        return result.stdout
+
+    def kubectl(self, *args: str, input: str | None = None, timeout: float = 180.0) -> str:
+        """``kubectl --kubeconfig=<admin> ARGS``; raises :class:`KubectlError` with stderr on failure."""
+        return self.run("kubectl", f"--kubeconfig={self.kubeconfig}", *args, input=input, timeout=timeout)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        bin_dir: Path | None = None,
+        *,
+        nodes: int = 2,
+        timeout: float = 90.0,
+        die_with_parent: bool = False,
+    ) -> LocalCluster:
+        """Start every component, register ``nodes`` kwok nodes and wait until the cluster is usable.
+
+        Usable means: /readyz ok, every node Ready without taints, and the ``default`` ServiceAccount in
+        ``default``. ``die_with_parent`` ties the processes to this one (for test sessions); leave it off
+        when they must outlive it (``up``). On failure everything started is stopped and removed.
+        """
+        bin_dir = bin_dir or tools_bin_dir()
+        root = Path(tempfile.mkdtemp(prefix="strata-k8s-"))
+        ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver")}
+        cluster = cls(
+            root=root,
+            bin_dir=bin_dir,
+            server=f"https://127.0.0.1:{ports['apiserver']}",
+            token=secrets.token_urlsafe(32),
+            ports=ports,
+        )
+        try:
+            cluster._boot(nodes, time.monotonic() + timeout, die_with_parent)
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    def _boot(self, nodes: int, deadline: float, die_with_parent: bool) -> None:
+        self.log_dir.mkdir(parents=True)
+        pki = make_pki(self.root / "pki")
+        (self.root / "tokens.csv").write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        self._write_kubeconfig()
+        (self.root / "kwok.yaml").write_text(
+            "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
+        )
+        kubeconfig = str(self.kubeconfig)
+        etcd_url = f"http://127.0.0.1:{self.ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{self.ports['etcd-peer']}"
+        commands: dict[str, list[str]] = {
+            "etcd": [
+                "--name=strata",
+                f"--data-dir={self.root / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=strata={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+            "kube-apiserver": [
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--token-auth-file={self.root / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                f"--service-account-issuer={self.server}",
+                f"--service-account-key-file={pki.service_account_pub}",
+                f"--service-account-signing-key-file={pki.service_account_key}",
+                f"--api-audiences={','.join((self.server, *EXTRA_AUDIENCES))}",
+                # The endpoints of the `kubernetes` Service would be 127.0.0.1, which validation refuses.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+            "kube-controller-manager": [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                f"--service-account-private-key-file={pki.service_account_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--controllers=*",
+                # Defaults (20 qps) make 1,000-pod runs crawl through the GC and ReplicaSet controllers.
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--node-monitor-period=1s",
+                "--profiling=false",
+            ],
+            "kube-scheduler": [
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
+                "--profiling=false",
+            ],
+            "kwok": [
+                f"--kubeconfig={kubeconfig}",
+                f"--config={self.root / 'kwok.yaml'}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                "--node-lease-duration-seconds=40",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=10.0.0.1",
+            ],
+        }
+        self._spawn("etcd", commands["etcd"], die_with_parent)
+        self._wait("etcd", deadline, self._etcd_healthy, "etcd to answer /health")
+        self._spawn("kube-apiserver", commands["kube-apiserver"], die_with_parent)
+        self._wait("kube-apiserver", deadline, self._apiserver_ready, "kube-apiserver /readyz")
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            self._spawn(name, commands[name], die_with_parent)
+        for i in range(nodes):
+            self.api.request("POST", "/api/v1/nodes", _node_manifest(f"kwok-node-{i}"))
+        self._wait("kwok", deadline, lambda: self._nodes_ready(nodes), f"{nodes} kwok nodes to be Ready")
+        self._wait(
+            "kube-controller-manager",
+            deadline,
+            lambda: self.api.exists("/api/v1/namespaces/default/serviceaccounts/default"),
+            "the default ServiceAccount in namespace default",
+        )
+
+    def _write_kubeconfig(self) -> None:
+        ca_data = base64.b64encode(self.ca_file.read_bytes()).decode()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "stratarouter-local",
+                    "cluster": {"server": self.server, "certificate-authority-data": ca_data},
+                }
+            ],
+            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "contexts": [
+                {
+                    "name": "stratarouter-local",
+                    "context": {"cluster": "stratarouter-local", "user": "admin", "namespace": "default"},
+                }
+            ],
+            "current-context": "stratarouter-local",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2) + "\n")
+        self.kubeconfig.chmod(0o600)
+
+    def _spawn(self, name: str, args: list[str], die_with_parent: bool) -> None:
+        with self.log(name).open("ab") as log:
+            proc = subprocess.Popen(
+                [str(self.bin_dir / name), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                start_new_session=True,  # own process group: stop() kills it whole, Ctrl-C elsewhere does not
+                preexec_fn=_die_with_parent if die_with_parent else None,
+            )
+        self._procs[name] = proc
+        self.pids[name] = proc.pid
+
+    def _wait(self, component: str, deadline: float, ready: Callable[[], bool], what: str) -> None:
+        """Poll ``ready`` until true; fail early if any component exits, else at the deadline."""
+        while True:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise ClusterStartError(
+                        f"{name} exited with code {proc.returncode} while waiting for {what}; "
+                        f"last lines of {self.log(name)}:\n{_tail(self.log(name))}"
+                    )
+            try:
+                if ready():
+                    return
+            except (OSError, KubeApiError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterStartError(
+                    f"timed out waiting for {what}; last lines of {self.log(component)}:\n"
+                    f"{_tail(self.log(component))}"
+                )
+            time.sleep(0.1)
+
+    def _etcd_healthy(self) -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['etcd']}/health", timeout=2) as resp:
+            return bool(json.loads(resp.read()).get("health") == "true")
+
+    def _apiserver_ready(self) -> bool:
+        try:
+            return self.api.text("/readyz", timeout=2).strip() == "ok"
+        except urllib.error.URLError:
+            return False
+
+    def _nodes_ready(self, count: int) -> bool:
+        items: list[dict[str, Any]] = self.api.get(f"/api/v1/nodes?labelSelector={NODE_LABEL}")["items"]
+        ready = [
+            node
+            for node in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in node.get("status", {}).get("conditions", [])
+            )
+            and not node.get("spec", {}).get("taints")
+        ]
+        return len(ready) >= count
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every component's process group (last started first), SIGKILL stragglers, delete root."""
+        order = [name for name in reversed(COMPONENTS) if name in self.pids]
+        for name in order:
+            self._signal(name, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in order:
+            while self._running(name) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._running(name):
+                self._signal(name, signal.SIGKILL)
+                proc = self._procs.get(name)
+                if proc is not None:
+                    proc.wait(timeout=5)
+                else:
+                    while _alive(self.pids[name]):
+                        time.sleep(0.05)
+        self._procs.clear()
+        self.pids.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _running(self, name: str) -> bool:
+        proc = self._procs.get(name)
+        if proc is not None:
+            return proc.poll() is None
+        return _alive(self.pids[name])
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        pid = self.pids[name]
+        # A process found through the state file must still be ours: its command line names our root.
+        if name not in self._procs and str(self.root) not in _cmdline(pid):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    # -- state file for `up` / `down` -------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "bin_dir": str(self.bin_dir),
+            "server": self.server,
+            "token": self.token,
+            "ports": self.ports,
+            "pids": self.pids,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LocalCluster:
+        """Re-attach to a cluster started by another process (no Popen handles: pids only)."""
+        return cls(
+            root=Path(state["root"]),
+            bin_dir=Path(state["bin_dir"]),
+            server=state["server"],
+            token=state["token"],
+            ports={k: int(v) for k, v in state["ports"].items()},
+            pids={k: int(v) for k, v in state["pids"].items()},
+        )
+
+
+def _node_manifest(name: str) -> dict[str, Any]:
+    """A Node that kwok manages (by annotation) and that fits well over 1,000 small pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                NODE_LABEL: "true",
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+            },
+        },
+        "status": {"allocatable": NODE_ALLOCATABLE, "capacity": NODE_ALLOCATABLE},
+    }
+
+
+STATE_FILE = Path(tempfile.gettempdir()) / "stratarouter-cluster.json"
+
+
+def _exports(cluster: LocalCluster) -> str:
+    return f"export KUBECONFIG={cluster.kubeconfig}\nexport PATH={cluster.bin_dir}:$PATH"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stratarouter_runtime.dev.cluster up|down``: the Makefile's cluster-up/cluster-down."""
+    parser = argparse.ArgumentParser(prog="stratarouter-dev-cluster")
+    parser.add_argument("action", choices=["up", "down"])
+    args = parser.parse_args(argv)
+    existing = LocalCluster.from_state(json.loads(STATE_FILE.read_text())) if STATE_FILE.exists() else None
+    if args.action == "up":
+        if existing is not None and existing._running("kube-apiserver"):
+            print(_exports(existing))
+            return 0
+        if existing is not None:  # a stale record: clean up whatever is left of it
+            existing.stop()
+        started = time.monotonic()
+        cluster = LocalCluster.start()
+        STATE_FILE.write_text(json.dumps(cluster.to_state(), indent=2) + "\n")
+        print(
+            f"local cluster up in {time.monotonic() - started:.1f}s at {cluster.server} "
+            f"(logs: {cluster.log_dir}); stop it with `make cluster-down`",
+            file=sys.stderr,
+        )
+        print(_exports(cluster))
+        return 0
+    if existing is None:
+        print("no local cluster is running", file=sys.stderr)
+        return 0
+    existing.stop()
+    STATE_FILE.unlink()
+    print("local cluster stopped and its data removed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

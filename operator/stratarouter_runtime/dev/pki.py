@@ -1,0 +1,101 @@
+"""Keys and certificates for the local API server, made with the ``openssl`` CLI.
+
+Our own CA (rather than the API server's self-signed cert) means the kubeconfig
+can be written before the server starts, and clients verify TLS for real.
+EC P-256 keys because they are generated in milliseconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+OPENSSL_CONFIG = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = stratarouter-local
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = {sans}
+"""
+
+SERVING_SANS = (
+    "IP:127.0.0.1",
+    "DNS:localhost",
+    "IP:10.96.0.1",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the generated files."""
+
+    ca_cert: Path
+    serving_cert: Path
+    serving_key: Path
+    service_account_key: Path
+    service_account_pub: Path
+
+
+def _openssl(*args: str) -> None:
+    exe = shutil.which("openssl")
+    if exe is None:
+        raise RuntimeError("the `openssl` command is required to make the local cluster's certificates")
+    result = subprocess.run([exe, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args[:2])} failed: {result.stderr.strip()}")
+
+
+def _ec_key(path: Path) -> Path:
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
+    path.chmod(0o600)
+    return path
+
+
+def make_pki(directory: Path) -> Pki:
+    """Create a CA, a serving cert for 127.0.0.1 signed by it, and a service-account signing key."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "openssl.cnf"
+    config.write_text(OPENSSL_CONFIG.format(sans=",".join(SERVING_SANS)))
+    ca_key = _ec_key(directory / "ca.key")
+    ca_cert = directory / "ca.crt"
+    _openssl(
+        "req", "-x509", "-new", "-config", str(config), "-extensions", "ca", "-key", str(ca_key),
+        "-subj", "/CN=stratarouter-local-ca", "-days", "3650", "-out", str(ca_cert),
+    )  # fmt: skip
+    serving_key = _ec_key(directory / "apiserver.key")
+    csr = directory / "apiserver.csr"
+    _openssl(
+        "req", "-new", "-config", str(config), "-key", str(serving_key), "-subj", "/CN=kube-apiserver",
+        "-out", str(csr),
+    )  # fmt: skip
+    serving_cert = directory / "apiserver.crt"
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-set_serial", "2",
+        "-days", "3650", "-extfile", str(config), "-extensions", "server", "-out", str(serving_cert),
+    )  # fmt: skip
+    sa_key = _ec_key(directory / "sa.key")
+    sa_pub = directory / "sa.pub"  # the API server reads public keys only in this form, not PKCS#8
+    _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
+    return Pki(
+        ca_cert=ca_cert,
+        serving_cert=serving_cert,
+        serving_key=serving_key,
+        service_account_key=sa_key,
+        service_account_pub=sa_pub,
+    )

@@ -1,0 +1,140 @@
+"""Make a pod on a kwok node end the way a crashed container would.
+
+kwok never runs containers, so a workload cannot crash by itself. What the
+operator sees when a real container dies is the pod's status: phase ``Failed``
+and ``containerStatuses[].state.terminated.exitCode``. :func:`fail_pod` writes
+exactly that through the status subresource, as a kubelet would.
+
+kwok's default pod stages only touch a pod that has no ``podIP`` yet (it then
+marks it Running), a Running pod owned by a Job (it marks it Succeeded), and a
+pod being deleted (it removes it). A failed pod keeps its podIP, so kwok leaves
+it alone; that is why :func:`fail_pod` first waits for kwok to have started it.
+
+From a shell, against ``make cluster-up``::
+
+    python -m stratarouter_runtime.dev.pods fail POD -n NAMESPACE --exit-code 137
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from stratarouter_runtime.dev.kubeapi import MERGE_PATCH, KubeApi, KubeApiError
+
+Pod = dict[str, Any]
+
+
+def _pod_path(namespace: str, name: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/pods/{name}"
+
+
+def wait_for_pod(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    condition: Callable[[Pod | None], bool],
+    *,
+    timeout: float = 30.0,
+    what: str = "the expected state",
+) -> Pod | None:
+    """Poll the pod until ``condition(pod)`` holds (``pod`` is None once it is gone); return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pod: Pod | None = api.get(_pod_path(namespace, name))
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+            pod = None
+        if condition(pod):
+            return pod
+        if time.monotonic() > deadline:
+            phase = pod.get("status", {}).get("phase") if pod else "gone"
+            raise TimeoutError(f"pod {namespace}/{name} did not reach {what} in {timeout}s (phase: {phase})")
+        time.sleep(0.1)
+
+
+def is_running(pod: Pod | None) -> bool:
+    """Running as kwok reports it: phase Running with a pod IP."""
+    status = (pod or {}).get("status", {})
+    return status.get("phase") == "Running" and bool(status.get("podIP"))
+
+
+def fail_pod(
+    api: KubeApi,
+    namespace: str,
+    name: str,
+    exit_code: int = 1,
+    *,
+    reason: str = "Error",
+    message: str = "",
+    timeout: float = 30.0,
+) -> Pod:
+    """Mark the pod Failed with every container terminated with ``exit_code``; return the updated pod.
+
+    Waits (up to ``timeout``) for the pod to be Running first, so kwok cannot overwrite the failure.
+    """
+    pod = wait_for_pod(api, namespace, name, is_running, timeout=timeout, what="Running")
+    assert pod is not None  # is_running(None) is False
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = {s["name"]: s for s in pod["status"].get("containerStatuses", [])}
+    statuses = []
+    for container in pod["spec"]["containers"]:
+        before = previous.get(container["name"], {})
+        started = before.get("state", {}).get("running", {}).get("startedAt", now)
+        terminated: dict[str, Any] = {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": started,
+            "finishedAt": now,
+        }
+        if message:
+            terminated["message"] = message
+        statuses.append(
+            {
+                "name": container["name"],
+                "image": container.get("image", before.get("image", "")),
+                "imageID": before.get("imageID", ""),
+                "ready": False,
+                "started": False,
+                "restartCount": before.get("restartCount", 0),
+                "state": {"terminated": terminated},
+            }
+        )
+    conditions = [
+        {**c, "status": "False", "lastTransitionTime": now, "reason": "PodFailed"}
+        if c.get("type") in {"Ready", "ContainersReady"}
+        else c
+        for c in pod["status"].get("conditions", [])
+    ]
+    patch = {"status": {"phase": "Failed", "conditions": conditions, "containerStatuses": statuses}}
+    return api.request("PATCH", _pod_path(namespace, name) + "/status", patch, content_type=MERGE_PATCH)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stratarouter_runtime.dev.pods fail POD [-n NS] [--exit-code N]`` (uses $KUBECONFIG)."""
+    parser = argparse.ArgumentParser(prog="stratarouter-dev-pods")
+    parser.add_argument("action", choices=["fail"])
+    parser.add_argument("pod")
+    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument("--exit-code", type=int, default=1)
+    parser.add_argument("--reason", default="Error")
+    args = parser.parse_args(argv)
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        parser.error("set KUBECONFIG (run the export lines printed by `make cluster-up`)")
+    api = KubeApi.from_kubeconfig(Path(kubeconfig))
+    fail_pod(api, args.namespace, args.pod, args.exit_code, reason=args.reason)
+    print(f"pod {args.namespace}/{args.pod} marked Failed with exit code {args.exit_code}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
