@@ -68,6 +68,16 @@ async def test_state_is_stored_once_per_execution_and_history_only_on_checkpoint
         assert await conn.fetchval("SELECT count(*) FROM executions") == 1
         assert await conn.fetchval("SELECT count(*) FROM checkpoints") == 10
         assert await conn.fetchval("SELECT count(*) FROM events WHERE kind = 'checkpoint'") == 10
+        # step 94 was a plain save: the current state sits in the executions row
+        assert await conn.fetchval("SELECT state IS NOT NULL FROM executions") is True
+    finally:
+        await conn.close()
+    async with StateManager(db_url=pg_dsn) as state:
+        await state.checkpoint("grow", 95, {"step": 95})
+        assert await state.load("grow") == {"step": 95}
+    conn = await asyncpg.connect(pg_dsn)
+    try:  # after a checkpoint the state is stored once, in the checkpoint row
+        assert await conn.fetchval("SELECT state IS NULL FROM executions") is True
     finally:
         await conn.close()
 

@@ -30,6 +30,7 @@ import orjson
 from stratarouter_runtime.state import codec, partitions
 from stratarouter_runtime.state.backends import postgres_sql as sql
 from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
+from stratarouter_runtime.state.backends.pg_pool import Connection, ConnectionPool
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
@@ -145,25 +146,20 @@ class PostgresBackend(StateBackend):
         self._config = config
         self._dsn = config.db_url
         self._keep = config.checkpoint_retention
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
         self._opening = asyncio.Lock()
         self._partitions_checked_month: datetime | None = None
 
     # -- connection ---------------------------------------------------------------------------
-    async def _open(self) -> asyncpg.Pool:
+    async def _open(self) -> ConnectionPool:
         async with self._opening:
             if self._pool is not None:
                 return self._pool
             cfg = self._config
-            pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=cfg.pool_min_size,
-                max_size=cfg.pool_max_size,
-                statement_cache_size=cfg.statement_cache_size,
-                timeout=cfg.connect_timeout,
-            )
+            pool = ConnectionPool(self._connect, cfg.pool_max_size)
             try:
-                async with pool.acquire() as conn:
+                conn = await pool.acquire()
+                try:
                     if cfg.auto_migrate:
                         applied = await migrate(conn)
                         if applied:
@@ -172,11 +168,20 @@ class PostgresBackend(StateBackend):
                         await check_version(conn)
                     if cfg.enable_partitioning:
                         await self._ensure_partitions(conn)
+                finally:
+                    pool.release(conn)
             except BaseException:
                 await pool.close()
                 raise
             self._pool = pool
             return pool
+
+    async def _connect(self) -> Connection:
+        cfg = self._config
+        conn: Connection = await asyncpg.connect(
+            self._dsn, statement_cache_size=cfg.statement_cache_size, timeout=cfg.connect_timeout
+        )
+        return conn
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -191,14 +196,16 @@ class PostgresBackend(StateBackend):
             try:
                 pool = self._pool or await self._open()
                 conn = await pool.acquire()
+                broken = True
                 try:
-                    return await fn(conn)
+                    result = await fn(conn)
+                    broken = False
+                    return result
                 except Exception as exc:
-                    if _retryable(exc):  # a broken connection must not go back into the pool
-                        conn.terminate()
+                    broken = _retryable(exc)  # a broken connection must not go back into the pool
                     raise
                 finally:
-                    await pool.release(conn)
+                    pool.release(conn, discard=broken)
             except Exception as exc:
                 if not _retryable(exc):
                     raise

@@ -1,5 +1,8 @@
 """Every SQL statement of the PostgreSQL backend (all parameterised; no string-built values).
 
+The current state lives in ``executions.state``, except right after a history checkpoint: then it is
+NULL there and the state is read from the checkpoint row at ``current_step`` (stored once, not twice).
+
 The durable write is ONE statement (data-modifying CTEs), i.e. one round trip and one commit:
 fence on the attempt, upsert the execution row with the current state, and when it is a history
 checkpoint also upsert the checkpoint, append the audit event and prune to the retention.
@@ -23,7 +26,8 @@ WITH ex AS (
     INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step, checkpoint_count,
                                  state, state_codec, state_size, state_hash)
     VALUES ($1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
-            CASE WHEN $8::bool THEN 1 ELSE 0 END, $4::bytea, $5::text, $6::int, $7::bytea)
+            CASE WHEN $8::bool THEN 1 ELSE 0 END, CASE WHEN $8::bool THEN NULL ELSE $4::bytea END,
+            $5::text, $6::int, $7::bytea)
     ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
         attempt = greatest(e.attempt, EXCLUDED.attempt),
@@ -49,12 +53,14 @@ WITH ex AS (
     INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash)
     SELECT $1, ex.created_at, 'checkpoint', $2::bigint, ex.attempt, $6::int, $7::bytea FROM ex WHERE $8::bool
 ), pruned AS (
-    DELETE FROM checkpoints c USING ex
-    WHERE $8::bool AND ex.keep IS NOT NULL
-      AND c.execution_id = $1 AND c.execution_created_at = ex.created_at AND c.step <> $2::bigint
+    -- The threshold is NULL (nothing scanned, nothing deleted) unless this write keeps a retention.
+    DELETE FROM checkpoints c
+    WHERE c.execution_id = $1 AND c.execution_created_at = (SELECT created_at FROM ex)
+      AND c.step <> $2::bigint
       AND c.step <= (
           SELECT o.step FROM checkpoints o
-          WHERE o.execution_id = $1 AND o.execution_created_at = (SELECT created_at FROM ex)
+          WHERE $8::bool AND (SELECT keep FROM ex) IS NOT NULL
+            AND o.execution_id = $1 AND o.execution_created_at = (SELECT created_at FROM ex)
             AND o.step <> $2::bigint
           ORDER BY o.step DESC
           OFFSET (SELECT keep - 1 FROM ex) LIMIT 1)
@@ -64,7 +70,17 @@ UNION ALL
 SELECT strata_stale_attempt($1, $3::int) WHERE NOT EXISTS (SELECT 1 FROM ex)
 """
 
-LOAD: Final = "SELECT current_step, state, state_codec, attempt FROM executions WHERE id = $1"
+# The current state: executions.state, or the checkpoint row at current_step when that is NULL.
+_CURRENT: Final = """
+FROM executions e LEFT JOIN checkpoints c
+  ON e.state IS NULL AND c.execution_id = e.id AND c.execution_created_at = e.created_at
+ AND c.step = e.current_step
+WHERE e.id = $1"""
+
+LOAD: Final = f"""
+SELECT e.current_step, coalesce(e.state, c.state) AS state, coalesce(c.codec, e.state_codec) AS codec,
+       e.attempt
+{_CURRENT}"""
 
 GET_EXECUTION: Final = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
 
@@ -145,8 +161,9 @@ SNAPSHOT_COLUMNS: Final = "name, execution_id, step, size_bytes, created_at"
 SNAPSHOT_FROM_CURRENT: Final = f"""
 WITH s AS (
     INSERT INTO snapshots AS s (execution_id, name, step, attempt, codec, size_bytes, hash, state)
-    SELECT id, $2, current_step, attempt, state_codec, state_size, state_hash, state
-    FROM executions WHERE id = $1 AND state IS NOT NULL
+    SELECT e.id, $2, e.current_step, e.attempt, coalesce(c.codec, e.state_codec), e.state_size, e.state_hash,
+           coalesce(e.state, c.state)
+    {_CURRENT} AND coalesce(e.state, c.state) IS NOT NULL
     ON CONFLICT (execution_id, name) DO UPDATE SET
         step = EXCLUDED.step, attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
         size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
