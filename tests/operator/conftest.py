@@ -17,7 +17,6 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,22 +75,18 @@ def crds(cluster: Any, kube: KubeApi) -> None:
 
 
 @pytest.fixture
-def namespace(kube: KubeApi, crds: None) -> Iterator[str]:
-    """A namespace of the test's own, removed afterwards (finalizers dropped once the operator is gone)."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
-    yield name
+def namespace(kube: KubeApi, crds: None, cluster_namespace: str) -> Iterator[str]:
+    """The test's own namespace; Executions' finalizers are dropped once the operator is gone."""
+    yield cluster_namespace
     with contextlib.suppress(KubeApiError):
-        items = kube.get(f"{GROUP_PATH}/namespaces/{name}/executions").get("items", [])
+        items = kube.get(f"{GROUP_PATH}/namespaces/{cluster_namespace}/executions").get("items", [])
         for item in items:
             kube.request(
                 "PATCH",
-                f"{GROUP_PATH}/namespaces/{name}/executions/{item['metadata']['name']}",
+                f"{GROUP_PATH}/namespaces/{cluster_namespace}/executions/{item['metadata']['name']}",
                 {"metadata": {"finalizers": None}},
                 content_type=MERGE_PATCH,
             )
-    with contextlib.suppress(KubeApiError):
-        kube.request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 @dataclass

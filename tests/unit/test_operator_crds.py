@@ -57,7 +57,12 @@ def test_execution_crd_names_columns_and_rules() -> None:
     assert top == ["PHASE", "STEP", "RESTARTS", "POD", "AGE"]
     props = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     recovery = props["recovery"]
-    assert recovery["default"] == {}
+    assert recovery["default"] == {
+        "maxRestarts": 3,
+        "backoffSeconds": 10,
+        "maxBackoffSeconds": 300,
+        "nonRetryableExitCodes": [],
+    }
     assert recovery["properties"]["maxRestarts"] == {
         "default": 3,
         "description": "Recoveries allowed before Failed/BackoffLimitExceeded.",

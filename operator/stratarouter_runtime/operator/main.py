@@ -103,6 +103,8 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
     ours: OperatorSettings = memo.get("settings") or OperatorSettings.from_env()
     memo.settings = ours
     configure_kopf(settings, ours)
+    if not ours.api_url_for_pods:
+        logger.warning("STRATA_API_URL_FOR_PODS is empty: pods will not know where the checkpoint API is")
     memo.wakeups = Wakeups()
     memo.k8s = await make_api_client()
     if ours.run_migrations:

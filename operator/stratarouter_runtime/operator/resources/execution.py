@@ -131,7 +131,8 @@ class ExecutionSpec(CamelModel):
     recovery: RecoverySpec = Field(
         default_factory=RecoverySpec,
         json_schema_extra={
-            "default": {},
+            # the full default, not {}: the API server checks the CEL rule against the default as written
+            "default": RecoverySpec().model_dump(by_alias=True, mode="json"),
             "x-kubernetes-validations": [
                 {
                     "rule": "self.maxBackoffSeconds >= self.backoffSeconds",
