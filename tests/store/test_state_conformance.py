@@ -264,6 +264,42 @@ async def test_batch_writes_are_buffered_and_flushed(make_state: MakeState) -> N
     assert [c.step for c in await observer.get_history("b")] == list(range(8))
 
 
+async def test_a_flushed_batch_keeps_retention_audit_and_fencing(make_state: MakeState) -> None:
+    state = make_state(batch_writes=True, batch_size=100, flush_interval_ms=60_000, checkpoint_retention=3)
+    await state.start_execution("old", attempt=2)
+    for step in range(10):
+        await state.checkpoint("kept", step, {"s": step})
+        await state.save("saved", step, {"s": step})
+    await state.checkpoint("kept", 9, {"s": "9 again"})
+    await state.flush()
+    assert [c.step for c in await state.get_history("kept")] == [7, 8, 9]
+    assert (await state.get_history("kept"))[-1].state_data == {"s": "9 again"}
+    audit = [e.step for e in await state.get_audit("kept") if e.kind == "checkpoint"]
+    assert audit == [*range(10), 9]
+    assert await state.load("saved") == {"s": 9}
+    assert [c.step for c in await state.get_history("saved")] == [0]
+    execution = await state.get_execution("kept")
+    assert execution is not None
+    assert (execution.current_step, execution.last_checkpoint_step) == (9, 9)
+    await state.save("saved", 10, {"s": 10}, attempt=1)
+    await state.save("old", 1, {"zombie": True}, attempt=1)
+    with pytest.raises(StaleAttemptError):
+        await state.flush()
+    assert await state.load("saved") == {"s": 10}  # only the fenced write was refused
+    with pytest.raises(ExecutionNotFound):
+        await state.load("old")
+
+
+async def test_a_transaction_of_many_writes_to_one_execution(make_state: MakeState) -> None:
+    state = make_state(checkpoint_retention=2)
+    async with state.transaction() as txn:
+        for step in range(5):
+            await txn.checkpoint("many", step, {"s": step})
+    assert await state.load("many") == {"s": 4}
+    assert [c.step for c in await state.get_history("many")] == [3, 4]
+    assert len([e for e in await state.get_audit("many") if e.kind == "checkpoint"]) == 5
+
+
 async def test_batch_writes_flush_on_the_interval(make_state: MakeState) -> None:
     state = make_state(batch_writes=True, batch_size=1000, flush_interval_ms=50)
     observer = make_state()

@@ -22,11 +22,8 @@ ROOT = Path(__file__).parents[2]
 async def _run_until_killed(dsn: str, execution_id: str, kill_after_step: int) -> int:
     """Start the worker, SIGKILL it once it reported ``kill_after_step``; return the last step it reported."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "operator")])}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(WORKER),
-        dsn,
-        execution_id,
+    proc = subprocess.Popen(  # noqa: ASYNC220  # asyncio's child watcher loses this pid under pytest
+        [sys.executable, str(WORKER), dsn, execution_id],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -35,16 +32,16 @@ async def _run_until_killed(dsn: str, execution_id: str, kill_after_step: int) -
     last = -1
     try:
         while last < kill_after_step:
-            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=60)
             if not line:
-                err = await proc.stderr.read() if proc.stderr else b""
+                err = proc.stderr.read() if proc.stderr else b""
                 raise AssertionError(f"worker exited early: {err.decode()}")
             last = int(line)
-        proc.send_signal(signal.SIGKILL)  # mid-run: it is writing the next checkpoint right now
+        os.kill(proc.pid, signal.SIGKILL)  # mid-run: it is writing the next checkpoint right now
     finally:
-        if proc.returncode is None:
+        if proc.poll() is None:
             proc.kill()
-        await proc.wait()
+        await asyncio.to_thread(proc.wait, 30)
     assert proc.returncode == -signal.SIGKILL
     return last
 

@@ -133,6 +133,45 @@ def _args(op: WriteOp) -> tuple[Any, ...]:
     )
 
 
+def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
+    """Fold writes into WRITE_BATCH's arrays, or None when one execution mixes attempts in the batch
+    (then the writes go one statement each, so fencing applies write by write)."""
+    last: dict[str, WriteOp] = {}
+    attempts: dict[str, int | None] = {}
+    hist_step: dict[str, int] = {}
+    hist_count: dict[str, int] = {}
+    hist: list[WriteOp] = []
+    for op in ops:
+        key = op.execution_id
+        if key in attempts and attempts[key] != op.attempt:
+            return None
+        attempts[key] = op.attempt
+        last[key] = op
+        if op.history:
+            hist.append(op)
+            hist_step[key] = op.step
+            hist_count[key] = hist_count.get(key, 0) + 1
+    groups = list(last.values())
+    return (
+        [o.execution_id for o in groups],
+        [o.step for o in groups],
+        [o.attempt for o in groups],
+        [o.state.data for o in groups],
+        [o.state.codec for o in groups],
+        [o.state.size_bytes for o in groups],
+        [o.state.digest for o in groups],
+        [hist_step.get(o.execution_id) for o in groups],
+        [hist_count.get(o.execution_id, 0) for o in groups],
+        [o.execution_id for o in hist],
+        [o.step for o in hist],
+        [o.state.data for o in hist],
+        [o.state.codec for o in hist],
+        [o.state.size_bytes for o in hist],
+        [o.state.digest for o in hist],
+        ops[-1].retention,
+    )
+
+
 class PostgresBackend(StateBackend):
     """The durable store; see the module docstring."""
 
@@ -254,7 +293,24 @@ class PostgresBackend(StateBackend):
     async def write(self, op: WriteOp) -> None:
         await self._run(lambda conn: self._write_on(conn, op))
 
+    async def _write_batch_on(self, conn: Conn, ops: Sequence[WriteOp]) -> None:
+        """All of ``ops`` in one statement (one round trip, atomic), or one by one in a transaction."""
+        args = _batch_args(ops)
+        try:
+            if args is not None:
+                await conn.fetchval(sql.WRITE_BATCH, *args)
+            else:
+                await conn.executemany(sql.WRITE, [_args(op) for op in ops])
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate == STALE_SQLSTATE:
+                message = str(exc)
+                culprit = next((op for op in ops if f"execution {op.execution_id} " in message), ops[0])
+                raise _stale(exc, culprit.execution_id, culprit.attempt) from None
+            raise
+
     async def write_many(self, ops: Sequence[WriteOp]) -> list[StateError | None]:
+        if not ops:
+            return []
         if len(ops) == 1:
             try:
                 await self.write(ops[0])
@@ -264,10 +320,9 @@ class PostgresBackend(StateBackend):
 
         async def run(conn: Conn) -> list[StateError | None]:
             try:
-                await conn.executemany(sql.WRITE, [_args(op) for op in ops])
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate != STALE_SQLSTATE:
-                    raise
+                await self._write_batch_on(conn, ops)
+            except StaleAttemptError:
+                pass
             else:
                 return [None] * len(ops)
             results: list[StateError | None] = []  # a refused write: replay one by one, in order
@@ -285,21 +340,10 @@ class PostgresBackend(StateBackend):
     async def write_atomic(self, ops: Sequence[WriteOp]) -> None:
         if not ops:
             return
-
-        async def run(conn: Conn) -> None:
-            try:
-                if len(ops) == 1:
-                    await conn.fetchval(sql.WRITE, *_args(ops[0]))
-                else:
-                    await conn.executemany(sql.WRITE, [_args(op) for op in ops])
-            except asyncpg.PostgresError as exc:
-                if exc.sqlstate == STALE_SQLSTATE:
-                    message = str(exc)
-                    culprit = next((op for op in ops if f"execution {op.execution_id} " in message), ops[0])
-                    raise _stale(exc, culprit.execution_id, culprit.attempt) from None
-                raise
-
-        await self._run(run)
+        if len(ops) == 1:
+            await self.write(ops[0])
+            return
+        await self._run(lambda conn: self._write_batch_on(conn, ops))
 
     # -- executions ---------------------------------------------------------------------------
     async def start_execution(

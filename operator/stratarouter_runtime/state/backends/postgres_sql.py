@@ -275,3 +275,70 @@ SELECT count(*) AS total,
      + pg_total_relation_size('executions') + pg_total_relation_size('snapshots') AS bytes
 FROM executions
 """
+
+# Many writes in one statement (batch flushes, group commit, transactions): the same effects as
+# running WRITE for each, set-based. The caller folds the writes per execution ($1..$9, one row per
+# execution: its last write, and one attempt per execution) and lists every history write in order
+# ($10..$15). Retention keeps the newest N steps of old and new history together; the current state
+# is kept in the executions row (a history row of the batch may fall outside the retention).
+WRITE_BATCH: Final = """
+WITH i AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bytea[], $5::text[], $6::int[], $7::bytea[],
+                         $8::bigint[], $9::int[])
+        AS i(id, step, attempt, state, codec, size, hash, hist_step, hist_count)
+), ex AS (
+    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step, checkpoint_count,
+                                 state, state_codec, state_size, state_hash)
+    SELECT id, 'running', coalesce(attempt, 1), step, hist_step, hist_count, state, codec, size, hash FROM i
+    ON CONFLICT (id) DO UPDATE SET
+        status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
+        attempt = greatest(e.attempt, EXCLUDED.attempt),
+        current_step = EXCLUDED.current_step,
+        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, e.last_checkpoint_step),
+        checkpoint_count = e.checkpoint_count + EXCLUDED.checkpoint_count,
+        state = EXCLUDED.state,
+        state_codec = EXCLUDED.state_codec,
+        state_size = EXCLUDED.state_size,
+        state_hash = EXCLUDED.state_hash,
+        updated_at = now()
+    WHERE e.attempt <= coalesce((SELECT i.attempt FROM i WHERE i.id = e.id), e.attempt)
+    RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $16::int) AS keep
+), h AS (
+    SELECT h.*, ex.created_at, ex.attempt, ex.keep
+    FROM unnest($10::text[], $11::bigint[], $12::bytea[], $13::text[], $14::int[], $15::bytea[])
+         WITH ORDINALITY AS h(id, step, state, codec, size, hash, ord)
+    JOIN ex ON ex.id = h.id
+), newest AS (
+    SELECT DISTINCT ON (id, step) * FROM h ORDER BY id, step, ord DESC
+), ranked AS (
+    SELECT id, step, is_new, row_number() OVER (PARTITION BY id ORDER BY step DESC) AS rn
+    FROM (
+        SELECT id, step, true AS is_new FROM newest WHERE keep IS NOT NULL
+        UNION ALL
+        SELECT c.execution_id, c.step, false
+        FROM ex JOIN checkpoints c ON c.execution_id = ex.id AND c.execution_created_at = ex.created_at
+        WHERE ex.keep IS NOT NULL
+          AND EXISTS (SELECT 1 FROM newest n WHERE n.id = ex.id)
+          AND NOT EXISTS (SELECT 1 FROM newest n WHERE n.id = c.execution_id AND n.step = c.step)
+    ) s
+), cp AS (
+    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
+                                  codec, size_bytes, hash, state)
+    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state FROM newest n
+    WHERE n.keep IS NULL
+       OR EXISTS (SELECT 1 FROM ranked r WHERE r.id = n.id AND r.step = n.step AND r.rn <= n.keep)
+    ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
+        attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+), pruned AS (
+    DELETE FROM checkpoints c USING ranked r, ex
+    WHERE NOT r.is_new AND r.id = ex.id AND r.rn > ex.keep
+      AND c.execution_id = r.id AND c.execution_created_at = ex.created_at AND c.step = r.step
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash)
+    SELECT id, created_at, 'checkpoint', step, attempt, size, hash FROM h ORDER BY ord
+)
+SELECT count(*)::int FROM ex
+UNION ALL
+SELECT strata_stale_attempt(i.id, i.attempt) FROM i WHERE NOT EXISTS (SELECT 1 FROM ex WHERE ex.id = i.id)
+"""
