@@ -107,6 +107,8 @@ class Measurement:
     """Timed slices (ops, seconds) of one contender, a fixed quantity (bytes), or why it has neither."""
 
     slices: list[tuple[int, float]] = field(default_factory=list)
+    cpu_seconds: float = 0.0
+    """CPU time of this (client) process during the slices, all threads: where the client's time goes."""
     fixed: float | None = None
     skipped: str | None = None
     error: str | None = None
@@ -118,6 +120,11 @@ class Measurement:
             return self.fixed
         seconds = sum(t for _, t in self.slices)
         return sum(n for n, _ in self.slices) / seconds if seconds > 0 else None
+
+    @property
+    def cpu_us_per_op(self) -> float | None:
+        ops = sum(n for n, _ in self.slices)
+        return self.cpu_seconds / ops * 1e6 if ops else None
 
     @property
     def spread(self) -> tuple[float, float] | None:
@@ -167,13 +174,14 @@ async def measure(
             if c.name not in sizes or results[c.name].error:
                 continue
             try:
-                t0 = time.perf_counter()
+                cpu0, t0 = time.process_time(), time.perf_counter()
                 done = await op(c, sizes[c.name], f"{tag}-s{i}")
-                elapsed = time.perf_counter() - t0
+                elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             except Exception as exc:
                 results[c.name].error = f"{type(exc).__name__}: {exc}"
                 continue
             results[c.name].slices.append((done, elapsed))
+            results[c.name].cpu_seconds += cpu
     return results
 
 

@@ -99,6 +99,29 @@ def render(rows: list[Row], labels: dict[str, str], order: list[str]) -> str:
                     notes.append(f"- {row.title}, {reason}")
         if row.note:
             notes.append(f"- {row.title}: {row.note}")
+    lines += ["", *cpu_lines(rows, labels, order)]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
+
+
+def cpu_lines(rows: list[Row], labels: dict[str, str], order: list[str]) -> list[str]:
+    """Client-side CPU per operation and the slowest..fastest slice, per timed row (the diagnostics)."""
+    out = ["Client CPU per operation (this process, all threads) and slowest..fastest slice:", ""]
+    for row in rows:
+        if row.kind == "bytes":
+            continue
+        cells = []
+        for name in order:
+            m = row.results.get(name)
+            cpu = None if m is None else m.cpu_us_per_op
+            spread = None if m is None else m.spread
+            if cpu is None or spread is None:
+                continue
+            lo, hi = spread
+            span = (
+                f"{lo:,.0f}..{hi:,.0f}/s" if row.kind == "rate" else f"{1000 / hi:,.1f}..{1000 / lo:,.1f} ms"
+            )
+            cells.append(f"{labels[name]} {cpu:,.0f} µs ({span})")
+        out.append(f"- {row.title}: " + "; ".join(cells))
+    return out
