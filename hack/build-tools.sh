@@ -7,19 +7,25 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=/dev/null
 source "$here/versions.env"
 
-key=$(cat "$here/versions.env" "$here/controlplane/go.mod" "$here/controlplane/go.sum" "$here/controlplane/main.go" \
-	| sha256sum | cut -c1-12)
+# The key covers this script too: a change to how a tool is built must not reuse the old binary.
+key=$(cat "$here/versions.env" "$here/build-tools.sh" "$here/controlplane/go.mod" "$here/controlplane/go.sum" \
+	"$here/controlplane/main.go" | sha256sum | cut -c1-12)
 cache=${STRATA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stratarouter-tools}
 bin="$cache/$KUBERNETES_VERSION-$key/bin"
 mkdir -p "$bin"
+# One build at a time per cache (make, pytest and the demo may all ask at once): the others wait, then reuse it.
+if command -v flock >/dev/null; then
+	exec 9>"$cache/.build.lock"
+	flock 9
+fi
 
 log() { echo "[tools] $*" >&2; }
+major=${KUBERNETES_VERSION#v}; major=${major%%.*}
+minor=${KUBERNETES_VERSION#v*.}; minor=${minor%%.*}
 
 if [ ! -x "$bin/controlplane" ]; then
 	log "building etcd $ETCD_VERSION + kubernetes $KUBERNETES_VERSION control plane (cold: many minutes on 2 cores)..."
 	start=$(date +%s)
-	major=${KUBERNETES_VERSION#v}; major=${major%%.*}
-	minor=${KUBERNETES_VERSION#v*.}; minor=${minor%%.*}
 	pkg=k8s.io/component-base/version
 	ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
 	ldflags="$ldflags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
@@ -37,11 +43,15 @@ done
 
 if [ ! -x "$bin/kwok" ]; then
 	log "building kwok $KWOK_VERSION..."
-	GOBIN="$bin" CGO_ENABLED=0 go install -trimpath "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+	GOBIN="$bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 fi
 if [ ! -x "$bin/helm" ]; then
 	log "building helm $HELM_VERSION..."
-	GOBIN="$bin" CGO_ENABLED=0 go install -trimpath \
-		-ldflags "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+	# Offline renders (`helm template`, `helm lint`) assume the pinned cluster's version, not helm's v1.20 default.
+	hv="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+	for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+		hv="$hv -X $p.k8sVersionMajor=$major -X $p.k8sVersionMinor=$minor"
+	done
+	GOBIN="$bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $hv" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 echo "$bin"

@@ -453,7 +453,10 @@ def _node_manifest(name: str) -> dict[str, Any]:
     }
 
 
-STATE_FILE = Path(tempfile.gettempdir()) / "stratarouter-cluster.json"
+def state_file() -> Path:
+    """Where ``up`` records the running cluster for ``down``; ``$STRATA_CLUSTER_STATE`` overrides it."""
+    override = os.environ.get("STRATA_CLUSTER_STATE")
+    return Path(override) if override else Path(tempfile.gettempdir()) / "stratarouter-cluster.json"
 
 
 def _exports(cluster: LocalCluster) -> str:
@@ -465,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stratarouter-dev-cluster")
     parser.add_argument("action", choices=["up", "down"])
     args = parser.parse_args(argv)
-    existing = LocalCluster.from_state(json.loads(STATE_FILE.read_text())) if STATE_FILE.exists() else None
+    path = state_file()
+    existing = LocalCluster.from_state(json.loads(path.read_text())) if path.exists() else None
     if args.action == "up":
         if existing is not None and existing._running("kube-apiserver"):
             print(_exports(existing))
@@ -474,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             existing.stop()
         started = time.monotonic()
         cluster = LocalCluster.start()
-        STATE_FILE.write_text(json.dumps(cluster.to_state(), indent=2) + "\n")
+        path.write_text(json.dumps(cluster.to_state(), indent=2) + "\n")
         print(
             f"local cluster up in {time.monotonic() - started:.1f}s at {cluster.server} "
             f"(logs: {cluster.log_dir}); stop it with `make cluster-down`",
@@ -486,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no local cluster is running", file=sys.stderr)
         return 0
     existing.stop()
-    STATE_FILE.unlink()
+    path.unlink()
     print("local cluster stopped and its data removed", file=sys.stderr)
     return 0
 

@@ -77,9 +77,11 @@ def fail_pod(
     message: str = "",
     timeout: float = 30.0,
 ) -> Pod:
-    """Mark the pod Failed with every container terminated with ``exit_code``; return the updated pod.
+    """End the pod as if every container exited with ``exit_code``; return the updated pod.
 
-    Waits (up to ``timeout``) for the pod to be Running first, so kwok cannot overwrite the failure.
+    The phase follows the exit code as a kubelet's would for ``restartPolicy: Never``: Failed, or
+    Succeeded for 0 (see :func:`succeed_pod`). Waits (up to ``timeout``) for the pod to be Running first,
+    so kwok cannot overwrite the outcome.
     """
     pod = wait_for_pod(api, namespace, name, is_running, timeout=timeout, what="Running")
     assert pod is not None  # is_running(None) is False
@@ -109,13 +111,24 @@ def fail_pod(
             }
         )
     conditions = [
-        {**c, "status": "False", "lastTransitionTime": now, "reason": "PodFailed"}
+        {
+            **c,
+            "status": "False",
+            "lastTransitionTime": now,
+            "reason": "PodCompleted" if exit_code == 0 else "PodFailed",
+        }
         if c.get("type") in {"Ready", "ContainersReady"}
         else c
         for c in pod["status"].get("conditions", [])
     ]
-    patch = {"status": {"phase": "Failed", "conditions": conditions, "containerStatuses": statuses}}
+    phase = "Succeeded" if exit_code == 0 else "Failed"
+    patch = {"status": {"phase": phase, "conditions": conditions, "containerStatuses": statuses}}
     return api.request("PATCH", _pod_path(namespace, name) + "/status", patch, content_type=MERGE_PATCH)
+
+
+def succeed_pod(api: KubeApi, namespace: str, name: str, *, timeout: float = 30.0) -> Pod:
+    """End the pod Succeeded, every container terminated with exit code 0 (reason Completed)."""
+    return fail_pod(api, namespace, name, 0, reason="Completed", timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
