@@ -220,6 +220,7 @@ async def test_snapshots_copy_restore_and_outlive_retention(make_state: MakeStat
     assert kinds[-2:] == ["checkpoint", "restore"]
     assert kinds.count("snapshot") == 2
     assert (await state.get_snapshot("s", "at-1")).step == 1  # type: ignore[union-attr]
+    assert await state.load_snapshot("s", "at-1") == {"s": 1}
     assert await state.delete_snapshot("s", "at-1") is True
     assert await state.delete_snapshot("s", "at-1") is False
     assert await state.get_snapshot("s", "at-1") is None

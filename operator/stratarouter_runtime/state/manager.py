@@ -182,10 +182,11 @@ class StateManager:
         return WriteOp(execution_id, step, encoded, attempt, history, self._retention)
 
     async def _submit(self, op: WriteOp) -> None:
-        started = time.perf_counter()
-        if self._buffer is not None:
+        if self._buffer is not None:  # not durable yet: not counted in avg_checkpoint_ms
             await self._buffer.add(op)
-        elif self._committer is not None:
+            return
+        started = time.perf_counter()
+        if self._committer is not None:
             await self._committer.submit(op)
         else:
             await self._backend.write(op)

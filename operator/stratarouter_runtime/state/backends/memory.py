@@ -327,6 +327,12 @@ class MemoryBackend(StateBackend):
         blob = self._snapshots.get((execution_id, name))
         return None if blob is None else _snapshot(execution_id, name, blob)
 
+    async def load_snapshot_state(self, execution_id: str, name: str) -> Any:
+        blob = self._snapshots.get((execution_id, name))
+        if blob is None:
+            raise SnapshotNotFound(execution_id, name)
+        return codec.decode(blob.data, blob.codec)
+
     async def list_snapshots(self, execution_id: str) -> list[Snapshot]:
         found = [(n, b) for (e, n), b in self._snapshots.items() if e == execution_id]
         found.sort(key=lambda nb: (nb[1].created_at, nb[0]))

@@ -187,7 +187,6 @@ class PostgresBackend(StateBackend):
         self._keep = config.checkpoint_retention
         self._pool: ConnectionPool | None = None
         self._opening = asyncio.Lock()
-        self._partitions_checked_month: datetime | None = None
 
     # -- connection ---------------------------------------------------------------------------
     async def _open(self) -> ConnectionPool:
@@ -275,7 +274,6 @@ class PostgresBackend(StateBackend):
                             )
                     except asyncpg.PostgresError as exc:  # rows of that month already sit in the default
                         log.warning("cannot create partition %s yet: %s", part.name, exc)
-        self._partitions_checked_month = partitions.month_start(now)
 
     async def ensure_partitions(self) -> None:
         """Make partitions ahead now (also done on first connect and by ``cleanup``)."""
