@@ -253,6 +253,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(409, type(exc).__name__, str(exc))
     except web.HTTPException as exc:
         response = error_response(exc.status, exc.reason, exc.text or exc.reason)
+    except Exception:  # a bug, not the caller's fault: log it, answer 500 in the same JSON shape
+        log.exception("checkpoint API: %s %s failed", request.method, request.path)
+        response = error_response(500, "InternalError", "internal error in the checkpoint API (see its log)")
     API_REQUESTS_TOTAL.labels(route=route, code=str(response.status)).inc()
     return response
 
