@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from stratarouter_runtime.dev.cluster import ClusterStartError, LocalCluster
+from stratarouter_runtime.dev.kubeapi import KubeApi
 from stratarouter_runtime.dev.tools import REQUIRED, tools_bin_dir
 
 pytestmark = pytest.mark.cluster
@@ -91,3 +93,17 @@ def test_start_failure_names_the_component_and_shows_its_log(tmp_path: Path) -> 
     assert "unknown flag: --no-such-flag" in message
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout
     assert leftovers == ""
+
+
+def test_kubeconfig_serves_kubectl_and_the_stdlib_client_even_after_kubectl_rewrites_it(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    copy = tmp_path / "kubeconfig"
+    shutil.copy(cluster.kubeconfig, copy)
+    assert KubeApi.from_kubeconfig(copy).get("/version")["gitVersion"].startswith("v1.")
+    # kubectl rewrites the file as YAML; TLS is still verified against the cluster's own CA.
+    cluster.kubectl(f"--kubeconfig={copy}", "config", "set-context", "--current", "--namespace=kube-system")
+    assert not copy.read_text().lstrip().startswith("{")
+    api = KubeApi.from_kubeconfig(copy)
+    assert api.server == cluster.server
+    assert api.get("/api/v1/namespaces/kube-system")["metadata"]["name"] == "kube-system"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -115,3 +117,15 @@ def test_succeeded_pod(cluster: LocalCluster, cluster_namespace: str) -> None:
     pod = succeed_pod(cluster.api, cluster_namespace, "done")
     assert pod["status"]["phase"] == "Succeeded"
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+
+
+def test_fail_from_the_shell(cluster: LocalCluster, cluster_namespace: str) -> None:
+    create_pod(cluster, cluster_namespace, "shell")
+    subprocess.run(
+        [sys.executable, "-m", "stratarouter_runtime.dev.pods", "fail", "shell", "-n", cluster_namespace,
+         "--exit-code", "42"],
+        env=cluster.env, check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    pod = cluster.api.get(f"/api/v1/namespaces/{cluster_namespace}/pods/shell")
+    assert pod["status"]["phase"] == "Failed"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 42

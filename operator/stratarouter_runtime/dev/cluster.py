@@ -50,6 +50,7 @@ EXTRA_AUDIENCES = ("stratarouter",)
 #: Per fake node; two of them hold the 1,000-Execution benchmark with room to spare.
 NODE_ALLOCATABLE = {"cpu": "128", "memory": "512Gi", "pods": "1100", "ephemeral-storage": "1Ti"}
 LOG_TAIL_LINES = 40
+PORT_ATTEMPTS = 3
 
 
 class ClusterStartError(RuntimeError):
@@ -177,21 +178,28 @@ class LocalCluster:
         when they must outlive it (``up``). On failure everything started is stopped and removed.
         """
         bin_dir = bin_dir or tools_bin_dir()
-        root = Path(tempfile.mkdtemp(prefix="strata-k8s-"))
-        ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver")}
-        cluster = cls(
-            root=root,
-            bin_dir=bin_dir,
-            server=f"https://127.0.0.1:{ports['apiserver']}",
-            token=secrets.token_urlsafe(32),
-            ports=ports,
-        )
-        try:
-            cluster._boot(nodes, time.monotonic() + timeout, die_with_parent)
-        except BaseException:
-            cluster.stop()
-            raise
-        return cluster
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver")}
+            cluster = cls(
+                root=Path(tempfile.mkdtemp(prefix="strata-k8s-")),
+                bin_dir=bin_dir,
+                server=f"https://127.0.0.1:{ports['apiserver']}",
+                token=secrets.token_urlsafe(32),
+                ports=ports,
+            )
+            try:
+                cluster._boot(nodes, time.monotonic() + timeout, die_with_parent)
+            except ClusterStartError as exc:
+                cluster.stop()
+                # Another process took a port between free_port() and the bind: pick new ones.
+                if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                    raise
+            except BaseException:
+                cluster.stop()
+                raise
+            else:
+                return cluster
+        raise AssertionError("unreachable")
 
     def _boot(self, nodes: int, deadline: float, die_with_parent: bool) -> None:
         self.log_dir.mkdir(parents=True)
