@@ -22,7 +22,16 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.sdk_harness import WRITERS, Contender, Measurement, NotSupported, Settings, database_bytes, measure
+from bench.sdk_harness import (
+    WRITERS,
+    Contender,
+    Measurement,
+    NotSupported,
+    Settings,
+    growth,
+    measure,
+    table_bytes,
+)
 from bench.sdk_report import LANGGRAPH, OURS, RAW, Row, render
 
 BATCH_SIZE = 100
@@ -90,7 +99,7 @@ async def storage(
     results: dict[str, Measurement] = {}
     notes: list[str] = []
     for c in contenders:
-        before = await database_bytes(dsn_of[c.name])
+        before = await table_bytes(dsn_of[c.name])
         try:
             t0 = time.perf_counter()
             what = await c.storage_run("transcript", steps)
@@ -101,9 +110,11 @@ async def storage(
         except Exception as exc:
             results[c.name] = Measurement(error=f"{type(exc).__name__}: {exc}")
             continue
-        after = await database_bytes(dsn_of[c.name])
-        results[c.name] = Measurement(fixed=float(after - before))
-        notes.append(f"{LABELS[c.name]}: {what} ({took:.1f} s)")
+        grown = growth(before, await table_bytes(dsn_of[c.name]))
+        results[c.name] = Measurement(fixed=float(sum(grown.values())))
+        top = sorted(grown.items(), key=lambda kv: -kv[1])[:3]
+        where = ", ".join(f"{name.removeprefix('public.')} {size / 2**20:.2f} MiB" for name, size in top)
+        notes.append(f"{LABELS[c.name]}: {what} ({took:.1f} s; {where})")
     return results, "; ".join(notes)
 
 

@@ -185,13 +185,13 @@ async def measure(
     return results
 
 
-async def database_bytes(dsn: str) -> int:
-    """Bytes on disk of every user table in the database: heap, TOAST and indexes."""
+async def table_bytes(dsn: str) -> dict[str, int]:
+    """Bytes on disk of every user table in the database (heap, TOAST and indexes), by table."""
     conn = await asyncpg.connect(dsn)
     try:
-        total = await conn.fetchval(
+        rows = await conn.fetch(
             """
-            SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+            SELECT n.nspname || '.' || c.relname AS name, pg_total_relation_size(c.oid) AS bytes
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind IN ('r', 'm')
               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -200,4 +200,10 @@ async def database_bytes(dsn: str) -> int:
         )
     finally:
         await conn.close()
-    return int(total)
+    return {r["name"]: int(r["bytes"]) for r in rows}
+
+
+def growth(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Per-table growth between two :func:`table_bytes` readings (tables that grew only)."""
+    grown = {name: size - before.get(name, 0) for name, size in after.items()}
+    return {name: delta for name, delta in grown.items() if delta > 0}
