@@ -27,6 +27,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from stratarouter_runtime.operator.events import EventType, post_event
+from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.resources.base import GROUP, VERSION
 from stratarouter_runtime.operator.resources.conditions import ConditionType, format_time, set_condition
 from stratarouter_runtime.operator.resources.snapshot import SnapshotSpec
@@ -44,6 +46,16 @@ class SnapshotWaiting(Exception):
 def store_id(namespace: str, execution_name: str) -> str:
     """The store's execution id of an Execution resource."""
     return f"{namespace}/{execution_name}"
+
+
+async def _event(memo: Any, body: kopf.Body, reason: str, message: str, type_: EventType = "Normal") -> None:
+    """A Kubernetes Event on the Snapshot (posted directly: kopf's poster only forwards warnings)."""
+    obj = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Snapshot",
+        "metadata": dict(body.get("metadata") or {}),
+    }
+    await post_event(Kube(memo.k8s), obj, reason, message, type_)
 
 
 def _deletion_policy(spec: Any, **_: Any) -> bool:
@@ -143,14 +155,14 @@ async def create_snapshot(
         if retry >= WAIT_RETRIES:
             message = f"{exc} gave up after {retry} tries"
             patch.status.update(_status(body, "Failed", "False", "NoCheckpoint", message))
-            kopf.warn(body, reason="SnapshotFailed", message=message)
+            await _event(memo, body, "SnapshotFailed", message, "Warning")
             raise kopf.PermanentError(message) from exc
         patch.status.update(_status(body, "Pending", "False", "WaitingForCheckpoint", str(exc)))
         raise kopf.TemporaryError(str(exc), delay=WAIT_DELAY_SECONDS) from exc
     except kopf.PermanentError as exc:
         message = str(exc)
         patch.status.update(_status(body, "Failed", "False", "SnapshotFailed", message))
-        kopf.warn(body, reason="SnapshotFailed", message=message)
+        await _event(memo, body, "SnapshotFailed", message, "Warning")
         raise
     except errors.StoreUnavailableError as exc:
         raise kopf.TemporaryError(f"store unavailable: {exc}", delay=5) from exc
@@ -167,7 +179,7 @@ async def create_snapshot(
             createdAt=format_time(snap.created_at),
         )
     )
-    kopf.info(body, reason="SnapshotCreated", message=message)
+    await _event(memo, body, "SnapshotCreated", message)
     logger.info("snapshot %s/%s: %s", namespace, name, message)
 
 
@@ -184,5 +196,5 @@ async def delete_snapshot(
     except errors.StoreUnavailableError as exc:
         raise kopf.TemporaryError(f"store unavailable: {exc}", delay=5) from exc
     if deleted:
-        kopf.info(body, reason="SnapshotDeleted", message=f"deleted the stored snapshot {name}")
+        await _event(memo, body, "SnapshotDeleted", f"deleted the stored snapshot {name}")
     logger.info("snapshot %s/%s deleted from the store: %s", namespace, name, bool(deleted))
