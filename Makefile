@@ -8,6 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TOOLS   = $(shell bash hack/build-tools.sh)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help
 help: ## List every target with what it does
@@ -97,9 +98,9 @@ kind-e2e: kind-up ## (Docker) The end-to-end tests against the kind cluster, wor
 bench: bench-sdk bench-operator ## All benchmarks
 
 .PHONY: bench-sdk
-bench-sdk: install deps ## SDK vs raw asyncpg, LangGraph's Postgres saver and DBOS on a throwaway PostgreSQL
+bench-sdk: install deps ## SDK vs raw asyncpg, LangGraph's Postgres saver and DBOS on a throwaway PostgreSQL (BENCH_ARGS=--quick)
 	uv pip install --quiet --python $(PY) -e '.[dev,bench]'
-	$(PY) -m bench.sdk
+	$(PY) -m bench.sdk $(BENCH_ARGS)
 
 .PHONY: bench-operator
 bench-operator: install deps tools ## Recovery latency vs the Job controller, and 1,000-Execution scale, on the local cluster
