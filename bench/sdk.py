@@ -316,7 +316,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     p.add_argument("--quick", action="store_true", help="smoke run: short slices, small storage run")
     p.add_argument("--only", help="comma-separated contenders: " + ",".join(ORDER))
     p.add_argument("--dsn", help="use this server (admin DSN) instead of starting a throwaway one")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where to write the Markdown table")
+    p.add_argument(
+        "--out", type=Path, help=f"where to write the Markdown table (default {RESULTS}, none with --quick)"
+    )
     args = p.parse_args(argv)
     settings = Settings(seconds=args.seconds)
     if args.quick:
@@ -346,9 +348,11 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"written to {args.out}", file=sys.stderr)
+    out: Path | None = args.out or (None if args.quick else RESULTS)
+    if out is not None:  # a --quick smoke run never overwrites the published table
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"written to {out}", file=sys.stderr)
     return 0
 
 
