@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from stratarouter_runtime.dev.cluster import LocalCluster
-from stratarouter_runtime.dev.kubeapi import KubeApiError
+from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.dev.pods import is_running, wait_for_pod
 from tests.cluster.waiting import wait_until
 
@@ -71,8 +71,19 @@ def test_pod_bound_token_is_reviewed_with_its_audience(cluster: LocalCluster, cl
     assert user["extra"]["authentication.kubernetes.io/pod-name"] == ["bound"]
     assert user["extra"]["authentication.kubernetes.io/pod-uid"] == [uid]
 
-    # Another audience does not accept it.
+    # As on a real cluster: another audience, a review without audiences (the API server's own audience)
+    # and the API server itself all refuse it.
     assert review(cluster, token, ["someone-else"]).get("authenticated") is not True
+    assert review(cluster, token, []).get("authenticated") is not True
+    with pytest.raises(KubeApiError) as err:
+        KubeApi(cluster.server, token, cluster.ca_file.read_text()).get(f"/api/v1/namespaces/{ns}/pods")
+    assert err.value.status == 401
+    # A token for the API server's audience is not a `stratarouter` token either.
+    plain = api.request(
+        "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/worker/token", {"spec": {"expirationSeconds": 600}}
+    )["status"]["token"]
+    assert review(cluster, plain, []).get("authenticated") is True
+    assert review(cluster, plain, [AUDIENCE]).get("authenticated") is not True
     # The token dies with its pod.
     api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/bound")
     wait_until(
