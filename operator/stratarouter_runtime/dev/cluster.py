@@ -202,7 +202,9 @@ class LocalCluster:
     def _boot(self, nodes: int, deadline: float, die_with_parent: bool) -> None:
         self.log_dir.mkdir(parents=True)
         pki = make_pki(self.root / "pki")
-        (self.root / "tokens.csv").write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
+        tokens = self.root / "tokens.csv"
+        tokens.touch(mode=0o600)
+        tokens.write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
         self._write_kubeconfig()
         (self.root / "kwok.yaml").write_text(
             "apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokConfiguration\noptions: {}\n"
