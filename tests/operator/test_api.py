@@ -95,6 +95,8 @@ async def test_pod_checkpoints_resumes_and_is_fenced(
     execution_id = f"{executions.namespace}/run"
     assert state.execution_id == execution_id
     for step in range(1, 6):
+        if step == 3:  # the kubelet rotates the projected token: the backend reads the file every time
+            token_file.write_text(token_for(kube, executions, pod1))
         await state.checkpoint(execution_id, step, {"total": step * 10, "note": "é✓"})
     assert await state.load(execution_id) == {"total": 50, "note": "é✓"}
     history = await state.get_history(execution_id)
