@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--chart", default="charts/stratarouter-operator", help="also refresh the chart's copy")
     crds.set_defaults(func=_crds)
 
-    demo = sub.add_parser("demo", help="local cluster + PostgreSQL + operator: a run that crashes and resumes")
+    demo = sub.add_parser(
+        "demo", help="local cluster + PostgreSQL + operator: a run that crashes and resumes"
+    )
     demo.set_defaults(func=_demo)
     return parser
 

@@ -76,14 +76,29 @@ class PostgresServer:
             os.chown(server.root, pw.pw_uid, pw.pw_gid)
         server.root.chmod(0o755)
         server._run(
-            str(server.bindir / "initdb"), "-D", str(server.datadir), "-U", server.user,
-            "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync",
+            str(server.bindir / "initdb"),
+            "-D",
+            str(server.datadir),
+            "-U",
+            server.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
         )
         log = server.root / "server.log"
         try:
             server._run(
-                str(server.bindir / "pg_ctl"), "-D", str(server.datadir), "-l", str(log), "-w", "-t", "60",
-                "-o", f"-p {server.port} -h 127.0.0.1 -k {server.root} -c max_connections=300 "
+                str(server.bindir / "pg_ctl"),
+                "-D",
+                str(server.datadir),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-p {server.port} -h 127.0.0.1 -k {server.root} -c max_connections=300 "
                 "-c shared_buffers=256MB -c max_locks_per_transaction=256",
                 "start",
             )
@@ -91,8 +106,14 @@ class PostgresServer:
             detail = log.read_text() if log.exists() else exc.stderr
             raise RuntimeError(f"PostgreSQL failed to start:\n{detail}") from exc
         server._run(
-            str(server.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(server.port),
-            "-U", server.user, server.database,
+            str(server.bindir / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            server.user,
+            server.database,
         )
         return server
 
