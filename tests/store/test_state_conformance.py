@@ -246,6 +246,20 @@ async def test_retention_prunes_state_but_the_audit_keeps_every_checkpoint(make_
     assert [c.step for c in await state.get_history("r2")] == [3]
 
 
+async def test_a_retention_set_by_another_manager_is_honoured(make_state: MakeState) -> None:
+    operator_side = make_state()
+    await operator_side.start_execution("pod-run", checkpoint_retention=2)
+    pod_side = make_state()  # knows nothing about that retention
+    for step in range(6):
+        await pod_side.checkpoint("pod-run", step, {"s": step})
+    assert [c.step for c in await pod_side.get_history("pod-run")] == [4, 5]
+    batched = make_state(batch_writes=True, batch_size=3)
+    for step in range(6, 12):
+        await batched.checkpoint("pod-run", step, {"s": step})
+    await batched.flush()
+    assert [c.step for c in await batched.get_history("pod-run")] == [10, 11]
+
+
 async def test_batch_writes_are_buffered_and_flushed(make_state: MakeState) -> None:
     state = make_state(batch_writes=True, batch_size=5, flush_interval_ms=60_000)
     observer = make_state()

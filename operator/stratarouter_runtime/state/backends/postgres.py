@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STALE_SQLSTATE = "SR001"
+RETAINED_CACHE_SIZE = 100_000
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, operator intervention (shutdown)
 _RETRYABLE_SQLSTATES = {"53300", "40001", "40P01"}  # too many connections, serialization, deadlock
 
@@ -186,6 +187,7 @@ class PostgresBackend(StateBackend):
         self._dsn = config.db_url
         self._keep = config.checkpoint_retention
         self._pool: ConnectionPool | None = None
+        self._retained: dict[str, None] = {}
         self._opening = asyncio.Lock()
 
     # -- connection ---------------------------------------------------------------------------
@@ -280,13 +282,27 @@ class PostgresBackend(StateBackend):
         await self._run(self._ensure_partitions)
 
     # -- writes -------------------------------------------------------------------------------
+    def _learn(self, execution_ids: Sequence[str]) -> None:
+        """Remember executions that have a retention of their own (bounded; oldest forgotten first).
+
+        A write that did not know yet leaves at most its own extra checkpoint, pruned by the next one.
+        """
+        for execution_id in execution_ids:
+            if execution_id not in self._retained:
+                if len(self._retained) >= RETAINED_CACHE_SIZE:
+                    del self._retained[next(iter(self._retained))]
+                self._retained[execution_id] = None
+
     async def _write_on(self, conn: Conn, op: WriteOp) -> None:
+        prune = op.history and (op.retention is not None or op.execution_id in self._retained)
         try:
-            await conn.fetchval(sql.WRITE, *_args(op))
+            keep = await conn.fetchval(sql.WRITE_KEEP if prune else sql.WRITE, *_args(op))
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == STALE_SQLSTATE:
                 raise _stale(exc, op.execution_id, op.attempt) from None
             raise
+        if keep is not None and op.retention is None:
+            self._learn([op.execution_id])
 
     async def write(self, op: WriteOp) -> None:
         await self._run(lambda conn: self._write_on(conn, op))
@@ -296,9 +312,15 @@ class PostgresBackend(StateBackend):
         args = _batch_args(ops)
         try:
             if args is not None:
-                await conn.fetchval(sql.WRITE_BATCH, *args)
+                prune = any(
+                    op.history and (op.retention is not None or op.execution_id in self._retained)
+                    for op in ops
+                )
+                rows = await conn.fetch(sql.WRITE_BATCH_KEEP if prune else sql.WRITE_BATCH, *args)
+                if ops[-1].retention is None:
+                    self._learn([r[0] for r in rows])
             else:
-                await conn.executemany(sql.WRITE, [_args(op) for op in ops])
+                await conn.executemany(sql.WRITE_KEEP, [_args(op) for op in ops])
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == STALE_SQLSTATE:
                 message = str(exc)
@@ -352,7 +374,10 @@ class PostgresBackend(StateBackend):
             lambda conn: conn.fetchrow(sql.START, execution_id, attempt, labels_json, checkpoint_retention)
         )
         assert row is not None
-        return _execution(row)
+        execution = _execution(row)
+        if execution.checkpoint_retention is not None:
+            self._learn([execution_id])
+        return execution
 
     async def finish(
         self, execution_id: str, status: ExecutionStatus, error: str | None, attempt: int | None
