@@ -434,6 +434,23 @@ async def test_recover_all_claims_stalled_runs_and_fences_them(make_state: MakeS
     assert "recovering" in [e.kind for e in await state.get_audit("stalled")]
 
 
+async def test_auto_recovery_sweeps_in_the_background(make_state: MakeState) -> None:
+    seen: list[tuple[str, int]] = []
+    writer = make_state()
+    await writer.checkpoint("swept", 1, {"v": 1})
+    sweeper = make_state(
+        enable_auto_recovery=True,
+        recovery_timeout=0.2,
+        on_recover=lambda e: seen.append((e.execution_id, e.attempt)),
+    )
+    async with sweeper:
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+    assert seen[0] == ("swept", 2)
+
+
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
