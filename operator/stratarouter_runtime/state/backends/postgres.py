@@ -54,6 +54,7 @@ T = TypeVar("T")
 
 STALE_SQLSTATE = "SR001"
 RETAINED_CACHE_SIZE = 100_000
+PARTITION_CHECK_SECONDS = 3600.0
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, operator intervention (shutdown)
 _RETRYABLE_SQLSTATES = {"53300", "40001", "40P01"}  # too many connections, serialization, deadlock
 
@@ -188,6 +189,8 @@ class PostgresBackend(StateBackend):
         self._keep = config.checkpoint_retention
         self._pool: ConnectionPool | None = None
         self._retained: dict[str, None] = {}
+        self._next_partition_check = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._opening = asyncio.Lock()
 
     # -- connection ---------------------------------------------------------------------------
@@ -224,6 +227,8 @@ class PostgresBackend(StateBackend):
         return conn
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -232,6 +237,8 @@ class PostgresBackend(StateBackend):
         """Run ``fn`` on a pooled connection, retrying lost connections with backoff."""
         deadline = time.monotonic() + self._config.retry_timeout
         delay = 0.05
+        if self._config.enable_partitioning and time.monotonic() > self._next_partition_check:
+            self._schedule_partition_check()
         while True:
             try:
                 pool = self._pool or await self._open()
@@ -276,6 +283,23 @@ class PostgresBackend(StateBackend):
                             )
                     except asyncpg.PostgresError as exc:  # rows of that month already sit in the default
                         log.warning("cannot create partition %s yet: %s", part.name, exc)
+
+    def _schedule_partition_check(self) -> None:
+        """Hourly, in the background: a long-running process keeps making next months' partitions."""
+        first = self._next_partition_check == 0.0
+        self._next_partition_check = time.monotonic() + PARTITION_CHECK_SECONDS
+        if first:  # _open() makes them on the first connect
+            return
+
+        async def check() -> None:
+            try:
+                await self.ensure_partitions()
+            except Exception:
+                log.exception("making partitions ahead failed; rows go to the default partition meanwhile")
+
+        task = asyncio.create_task(check())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def ensure_partitions(self) -> None:
         """Make partitions ahead now (also done on first connect and by ``cleanup``)."""

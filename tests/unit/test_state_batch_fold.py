@@ -1,0 +1,30 @@
+"""How a batch of writes is folded into the arrays of the set-based PostgreSQL statement (no I/O)."""
+
+from __future__ import annotations
+
+from stratarouter_runtime.state.backends.base import WriteOp
+from stratarouter_runtime.state.backends.postgres import _batch_args
+from stratarouter_runtime.state.codec import StateCodec
+
+CODEC = StateCodec()
+
+
+def op(execution_id: str, step: int, *, history: bool = True, attempt: int | None = None) -> WriteOp:
+    return WriteOp(execution_id, step, CODEC.encode({"s": step}), attempt, history, 5)
+
+
+def test_one_row_per_execution_with_its_last_write_and_every_history_write() -> None:
+    args = _batch_args([op("a", 1), op("b", 1, history=False), op("a", 2, history=False), op("a", 3)])
+    assert args is not None
+    ids, steps, attempts, _, _, _, _, hist_steps, hist_counts = args[:9]
+    assert (ids, steps, attempts) == (["a", "b"], [3, 1], [None, None])
+    assert (hist_steps, hist_counts) == ([3, None], [2, 0])
+    h_ids, h_steps = args[9], args[10]
+    assert (h_ids, h_steps) == (["a", "a"], [1, 3])
+    assert args[-1] == 5  # the manager's retention
+
+
+def test_mixed_attempts_of_one_execution_fall_back_to_write_by_write() -> None:
+    assert _batch_args([op("a", 1, attempt=1), op("a", 2, attempt=2)]) is None
+    assert _batch_args([op("a", 1), op("a", 2, attempt=2)]) is None
+    assert _batch_args([op("a", 1, attempt=1), op("b", 2, attempt=2)]) is not None
