@@ -120,6 +120,11 @@ class OperatorProcess:
         except OSError:
             return False
 
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/metrics", timeout=5) as resp:
+            text: str = resp.read().decode()
+        return text
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Stop it the hard way (SIGKILL) or the polite way (SIGTERM)."""
         if self.proc is None or self.proc.poll() is not None:

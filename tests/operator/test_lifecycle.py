@@ -90,6 +90,10 @@ async def test_full_loop_resumes_from_last_checkpoint(
         lambda: (r := executions.event_reasons("train")) and {"Recovering", "Recovered"} <= set(r) and r,
     )
     assert reasons.index("Recovering") < reasons.index("Recovered")
+    metrics = operator.metrics()
+    assert 'stratarouter_recoveries_total{reason="ExitCode"} 1.0' in metrics
+    assert 'stratarouter_executions{phase="Succeeded"} 1.0' in metrics
+    assert "stratarouter_recovery_seconds_count 1.0" in metrics
 
 
 def test_kubectl_get_executions_columns(
@@ -172,3 +176,41 @@ async def test_restore_from_snapshot_once_per_change(
     assert executions.status("model")["attempt"] == 2
     assert await workload.load(f"{ns}/model") == {"step": 3}
     assert "Restored" in executions.event_reasons("model")
+
+
+async def test_restore_waits_for_a_missing_snapshot(
+    operator: OperatorProcess, executions: Executions, workload: StateManager
+) -> None:
+    ns = executions.namespace
+    executions.create("late")
+    executions.wait_phase("late", "Running")
+    await workload.checkpoint(f"{ns}/late", 0, {"step": 0}, attempt=1)
+    executions.patch_spec("late", {"restoreFrom": {"snapshot": "not-yet"}})
+    wait_until(
+        "Restored=False SnapshotNotFound",
+        lambda: (c := executions.condition("late", "Restored")) and c["reason"] == "SnapshotNotFound",
+    )
+    status = executions.status("late")
+    assert status["phase"] == "Running", "the running attempt is left alone"
+    assert status["attempt"] == 1
+    assert "not-yet" in status["message"]
+    # the snapshot appears later (GitOps applied both at once): the restore then happens by itself
+    await workload.create_snapshot(f"{ns}/late", "not-yet")
+    status = executions.wait_status(
+        "late", "restored", lambda s: (s.get("restoredFrom") or {}).get("snapshot") == "not-yet", timeout=30
+    )
+    assert status["attempt"] == 2
+    assert executions.env("late-a2")["STRATA_RESUME_STEP"] == "0"
+
+
+def test_suspended_from_creation_starts_on_unsuspend(
+    operator: OperatorProcess, executions: Executions
+) -> None:
+    executions.create("held", suspend=True)
+    status = executions.wait_phase("held", "Suspended")
+    assert status.get("attempt", 0) == 0
+    assert executions.pods("held") == []
+    executions.patch_spec("held", {"suspend": False})
+    status = executions.wait_status("held", "first attempt", lambda s: s.get("attempt") == 1)
+    assert executions.env("held-a1")["STRATA_RESUME_STEP"] == ""
+    executions.wait_phase("held", "Running")
