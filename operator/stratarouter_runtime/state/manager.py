@@ -23,6 +23,7 @@ from stratarouter_runtime.state.batching import GroupCommitter, WriteBuffer
 from stratarouter_runtime.state.codec import StateCodec, decode
 from stratarouter_runtime.state.config import StateConfig, config_from_env, environ, run_identity_from_env
 from stratarouter_runtime.state.errors import (
+    CheckpointNotFound,
     ExecutionNotFound,
     InvalidArgumentError,
     SnapshotNotFound,
@@ -348,8 +349,6 @@ class StateManager:
 
     async def get_checkpoint(self, execution_id: str, step: int) -> Checkpoint:
         """The history checkpoint at ``step``; CheckpointNotFound if absent or pruned."""
-        from stratarouter_runtime.state.errors import CheckpointNotFound
-
         check.execution_id(execution_id)
         check.step(step)
         await self._flush_pending()
