@@ -5,14 +5,17 @@
   ``enable_partitioning`` is on.
 * Durable: every write is a single statement committed before the call returns
   (``synchronous_commit`` as the server has it, on by default). Concurrent writes coalesced by the
-  manager's group committer and batch flushes go out with ``executemany`` (pipelined, one
-  transaction, one round trip); if one of them is refused the batch is replayed op by op so only
-  that one fails.
+  manager's group committer, batch flushes and transactions go out as one set-based statement
+  (one round trip, one commit); if one of them is fenced, a group-commit or flush batch is replayed
+  write by write so only that one fails, while a transaction fails as a whole.
+* Lean: the pool is :mod:`.pg_pool` (no reset round trip per call), and a write only runs the
+  retention prune when a retention applies to its execution.
 * Pooler-safe: no session state is relied on across transactions (advisory locks are
   transaction-level); ``statement_cache_size=0`` disables asyncpg's named prepared statements for
   transaction-mode poolers that cannot keep them.
 * A lost connection is retried with exponential backoff for ``retry_timeout`` seconds, then
-  :class:`StoreUnavailableError`. Retried writes are idempotent on (execution, step).
+  :class:`StoreUnavailableError`. Retried writes are idempotent on (execution, step) (a write whose
+  commit was lost in flight may appear twice in the audit trail).
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
-from stratarouter_runtime.state import codec, partitions
+from stratarouter_runtime.state import codec
+from stratarouter_runtime.state.backends import pg_partitions
 from stratarouter_runtime.state.backends import postgres_sql as sql
 from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
 from stratarouter_runtime.state.backends.pg_pool import Connection, ConnectionPool
@@ -40,7 +44,7 @@ from stratarouter_runtime.state.errors import (
     StateError,
     StoreUnavailableError,
 )
-from stratarouter_runtime.state.migrations import LOCK_KEY, Conn, check_version, migrate
+from stratarouter_runtime.state.migrations import Conn, check_version, migrate
 from stratarouter_runtime.state.models import (
     AuditEvent,
     Checkpoint,
@@ -266,23 +270,7 @@ class PostgresBackend(StateBackend):
 
     # -- partitions ---------------------------------------------------------------------------
     async def _ensure_partitions(self, conn: Conn) -> None:
-        """Create this month's and the next ``partitions_ahead`` months' partitions if missing."""
-        now = datetime.now(UTC)
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY + 1)
-            for table in partitions.PARTITIONED_TABLES:
-                existing = {r[0] for r in await conn.fetch(sql.LIST_PARTITIONS, table)}
-                for part in partitions.partitions_ahead(now, self._config.partitions_ahead, table):
-                    if part.name in existing:
-                        continue
-                    try:
-                        async with conn.transaction():  # a savepoint: one refusal does not undo the rest
-                            await conn.execute(
-                                f"CREATE TABLE {part.name} PARTITION OF {table} "
-                                f"FOR VALUES FROM ('{part.start.isoformat()}') TO ('{part.end.isoformat()}')"
-                            )
-                    except asyncpg.PostgresError as exc:  # rows of that month already sit in the default
-                        log.warning("cannot create partition %s yet: %s", part.name, exc)
+        await pg_partitions.create_ahead(conn, self._config.partitions_ahead)
 
     def _schedule_partition_check(self) -> None:
         """Hourly, in the background: a long-running process keeps making next months' partitions."""
@@ -475,34 +463,13 @@ class PostgresBackend(StateBackend):
         async def run(conn: Conn) -> int:
             removed = 0
             if self._config.enable_partitioning:
-                removed += await self._drop_months(conn, cutoff, names)
+                removed += await pg_partitions.drop_due_months(conn, cutoff, names)
                 await self._ensure_partitions(conn)
             async with conn.transaction():
                 removed += int(await conn.fetchval(sql.CLEANUP_ROWS, names, cutoff))
             return removed
 
         return await self._run(run)
-
-    async def _drop_months(self, conn: Conn, cutoff: datetime, statuses: list[str]) -> int:
-        """Drop whole monthly partitions whose executions are all due for cleanup."""
-        removed = 0
-        names = {r[0] for r in await conn.fetch(sql.LIST_PARTITIONS, "checkpoints")}
-        months = sorted(p.start for n in names if (p := partitions.MonthPartition.parse(n)) is not None)
-        for start in months:
-            part = partitions.MonthPartition("checkpoints", start)
-            if not partitions.droppable(part, cutoff):
-                continue
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY + 1)
-                blockers = await conn.fetchval(sql.MONTH_BLOCKERS, part.start, part.end, statuses, cutoff)
-                if blockers:
-                    continue
-                removed += int(await conn.fetchval(sql.DELETE_MONTH, part.start, part.end))
-                for table in partitions.PARTITIONED_TABLES:
-                    name = partitions.MonthPartition(table, start).name
-                    await conn.execute(f"DROP TABLE IF EXISTS {name}")
-                log.info("cleanup dropped partitions of %s", part.start.strftime("%Y-%m"))
-        return removed
 
     async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
         rows = await self._run(lambda conn: conn.fetch(sql.CLAIM, float(stale_before_seconds), limit))
