@@ -13,6 +13,7 @@ import pytest
 
 from stratarouter_runtime.dev.tools import tools_bin_dir
 from tests.chart.helm import Helm
+from tests.chart.identity import operator_identity  # noqa: F401 - the session fixture, for tests/chart
 
 
 def _helm_binary() -> Path:
