@@ -168,6 +168,10 @@ class ScaleResult:
     peak_rss_mb: float = 0.0
     requests_per_checkpoint: float = float("nan")
     setup_seconds: float = 0.0
+    load_average: float = 0.0
+    """The machine's 1-minute load average at the end of the window (other work competes for the CPUs)."""
+    cpu: dict[str, float] = field(default_factory=dict)
+    """Cores used by each process during the checkpointing window (2.0 = two cores busy)."""
 
 
 class StatusWatch(threading.Thread):
@@ -220,6 +224,40 @@ def apiserver_counts(api: KubeApi) -> dict[str, float]:
             name = "/".join(k for k in key if k)
             totals[name] = totals.get(name, 0.0) + float(value)
     return totals
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_by_component(demo: Demo) -> dict[str, float]:
+    """CPU seconds used so far by each process of the setup (PostgreSQL: postmaster + its backends)."""
+    assert demo.operator is not None
+    usage = {"operator": _cpu_seconds(demo.operator.pid)}
+    for name, pid in demo.cluster.pids.items():
+        usage[name] = _cpu_seconds(pid)
+    postmaster = int((demo.postgres.datadir / "postmaster.pid").read_text().split()[0])
+    usage["postgresql"] = _cpu_seconds(postmaster) + sum(_cpu_seconds(c) for c in _children(postmaster))
+    times = os.times()
+    usage["bench client"] = times.user + times.system
+    return usage
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -290,6 +328,8 @@ def bench_scale(demo: Demo, count: int, seconds: float) -> ScaleResult:
     watch = StatusWatch(api, since)
     watch.start()
     before = apiserver_counts(api)
+    cpu_before = cpu_by_component(demo)
+    wall = time.perf_counter()
     acks: dict[str, list[tuple[float, int]]] = {name: [] for name in tokens}
 
     async def run() -> None:
@@ -301,6 +341,10 @@ def bench_scale(demo: Demo, count: int, seconds: float) -> ScaleResult:
             )
 
     asyncio.run(run())
+    wall = time.perf_counter() - wall
+    cpu_after = cpu_by_component(demo)
+    result.cpu = {k: (cpu_after[k] - cpu_before.get(k, 0.0)) / wall for k in cpu_after}
+    result.load_average = os.getloadavg()[0]
     time.sleep(3.0)  # the last coalesced patches
     after = apiserver_counts(api)
     watch.stop = True
@@ -360,6 +404,12 @@ def render(ours: list[float], jobs: list[float], scale: ScaleResult | None) -> s
             f"({scale.unseen} never seen) | < 2 s |",
             f"| operator peak RSS | {scale.peak_rss_mb:.0f} MB | < 300 MB |",
             f"| API-server requests per checkpoint | {scale.requests_per_checkpoint:.2f} | |",
+            "",
+            f"Machine load average (1 min) at the end of the window: {scale.load_average:.1f} "
+            f"on {os.cpu_count()} CPUs.",
+            "",
+            "CPU (cores) used during the window: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(scale.cpu.items(), key=lambda kv: -kv[1])),
         ]
     return "\n".join(lines) + "\n"
 
@@ -371,16 +421,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executions", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-recovery", action="store_true")
     args = parser.parse_args(argv)
     demo = Demo()
     try:
         demo.start_infrastructure()
         demo.apply_crds()
         demo.start_operator(verbose=False)
-        print("\n==> Recovery latency (operator)", flush=True)
-        ours = bench_recovery_operator(demo.api, args.runs)
-        print("\n==> Recovery latency (Job controller)", flush=True)
-        jobs = bench_recovery_jobs(demo.api, args.jobs)
+        ours: list[float] = []
+        jobs: list[float] = []
+        if not args.skip_recovery:
+            print("\n==> Recovery latency (operator)", flush=True)
+            ours = bench_recovery_operator(demo.api, args.runs)
+            print("\n==> Recovery latency (Job controller)", flush=True)
+            jobs = bench_recovery_jobs(demo.api, args.jobs)
         scale = None
         if not args.skip_scale:
             print(f"\n==> Scale: {args.executions} Executions for {args.seconds:.0f}s", flush=True)
