@@ -411,10 +411,11 @@ async def test_delete_execution(state: StateManager) -> None:
 
 async def test_recover_all_claims_stalled_runs_and_fences_them(make_state: MakeState) -> None:
     state = make_state(recovery_timeout=0.2)
+    patient = make_state(recovery_timeout=3600)  # same store, an hour's patience: sees nothing stalled
     await state.checkpoint("stalled", 4, {"at": 4}, attempt=1)
     await state.checkpoint("finished", 1, {})
     await state.complete("finished")
-    assert await state.recover_all() == []  # nothing idle long enough yet
+    assert await patient.recover_all() == []
     await asyncio.sleep(0.3)
     seen: list[str] = []
 
@@ -426,7 +427,7 @@ async def test_recover_all_claims_stalled_runs_and_fences_them(make_state: MakeS
         ("stalled", ExecutionStatus.RECOVERING, 2, 4)
     ]
     assert seen == ["stalled"]
-    assert await state.recover_all(resume=seen.append) == []  # claimed: not idle any more
+    assert await patient.recover_all(resume=seen.append) == []  # claimed just now: not idle any more
     with pytest.raises(StaleAttemptError):
         await state.save("stalled", 5, {"at": "zombie"}, attempt=1)
     await state.save("stalled", 5, {"at": 5}, attempt=2)
