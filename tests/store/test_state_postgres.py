@@ -82,6 +82,17 @@ async def test_state_is_stored_once_per_execution_and_history_only_on_checkpoint
         await conn.close()
 
 
+async def test_writers_racing_on_one_new_step_all_succeed(pg_dsn: str) -> None:
+    async with StateManager(db_url=pg_dsn, group_commit=False, pool_max_size=8) as state:
+        await state.checkpoint("race", 0, {"w": -1})
+        for step in range(1, 6):
+            await asyncio.gather(*(state.checkpoint("race", step, {"w": w}) for w in range(8)))
+        history = await state.get_history("race")
+        assert [c.step for c in history] == list(range(6))
+        audit = [e for e in await state.get_audit("race") if e.kind == "checkpoint"]
+        assert len(audit) == 1 + 5 * 8  # every write is audited, the step holds one checkpoint
+
+
 async def test_query_is_served_by_an_index_never_by_checkpoint_data(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn) as state:
         await state.save("q", 1, {})

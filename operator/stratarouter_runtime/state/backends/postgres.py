@@ -307,8 +307,12 @@ class PostgresBackend(StateBackend):
 
     async def _write_on(self, conn: Conn, op: WriteOp) -> None:
         prune = op.history and (op.retention is not None or op.execution_id in self._retained)
+        statement = sql.WRITE_KEEP if prune else sql.WRITE
         try:
-            keep = await conn.fetchval(sql.WRITE_KEEP if prune else sql.WRITE, *_args(op))
+            try:
+                keep = await conn.fetchval(statement, *_args(op))
+            except asyncpg.UniqueViolationError:  # raced another writer of this new step: now it exists
+                keep = await conn.fetchval(statement, *_args(op))
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == STALE_SQLSTATE:
                 raise _stale(exc, op.execution_id, op.attempt) from None

@@ -41,14 +41,20 @@ WITH ex AS (
         updated_at = now()
     WHERE $3::int IS NULL OR e.attempt <= $3::int
     RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
+), rewritten AS (
+    -- A step written again replaces its checkpoint; a new step is a plain INSERT (cheaper than
+    -- ON CONFLICT). Two writers racing on one new step: the loser gets a unique violation and the
+    -- backend re-runs the statement, which then takes this UPDATE path.
+    UPDATE checkpoints c SET attempt = ex.attempt, created_at = now(), codec = $5::text, size_bytes = $6::int,
+                             hash = $7::bytea, state = $4::bytea
+    FROM ex
+    WHERE $8::bool AND c.execution_id = $1 AND c.execution_created_at = ex.created_at AND c.step = $2::bigint
+    RETURNING 1
 ), cp AS (
-    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
-                                  codec, size_bytes, hash, state)
+    INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
+                             codec, size_bytes, hash, state)
     SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea
-    FROM ex WHERE $8::bool
-    ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
-        attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+    FROM ex WHERE $8::bool AND NOT EXISTS (SELECT 1 FROM rewritten)
 ), ev AS (
     INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash)
     SELECT $1, ex.created_at, 'checkpoint', $2::bigint, ex.attempt, $6::int, $7::bytea FROM ex WHERE $8::bool
