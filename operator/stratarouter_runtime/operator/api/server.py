@@ -132,9 +132,8 @@ async def _write(request: web.Request, *, history: bool) -> web.Response:
     if history or is_history_step(step, store.config.checkpoint_interval):
         now = datetime.now(UTC)
         request.app[STATUS_KEY].note_checkpoint(caller.namespace, caller.execution, step, now, size)
-    return web.json_response(
-        {"executionId": caller.execution_id, "step": step, "attempt": caller.attempt, "sizeBytes": size}
-    )
+    answer = {"executionId": caller.execution_id, "step": step, "attempt": caller.attempt, "sizeBytes": size}
+    return _json(answer)
 
 
 async def checkpoint(request: web.Request) -> web.Response:
