@@ -303,7 +303,8 @@ def header(settings: Settings, facts: str, argv: list[str]) -> str:
             f"Each figure is total operations over total time of about {settings.seconds:g} s per "
             f"contender, in slices of about {settings.slice_seconds:g} s rotating through the contenders, "
             "after a warm-up; every contender in a fresh database of its own on the same server; "
-            "state ≈ 1 KiB of JSON.",
+            "state ≈ 1 KiB of JSON. Ratios of rates are the median of per-rotation ratios (slices a "
+            "moment apart), so bursts of load from other processes cancel out.",
             "",
             "",
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,6 +23,10 @@ class Row:
     stored as calls/s so the ratio is still a rate ratio), ``bytes`` (smaller is better).
     ``basis`` is the contender our ratio is taken against; ``threshold`` the target on that ratio
     (ours ÷ basis for rates; for bytes, ours ÷ basis must be at most the threshold).
+
+    Rate ratios are paired: the median over rotations of ours ÷ theirs in the same rotation (slices
+    taken a moment apart), so a burst of load from another process cannot flip a verdict by landing
+    on one contender's slices. Without slices to pair (bytes) it is the plain quotient.
     """
 
     title: str
@@ -37,10 +42,20 @@ class Row:
         return None if m is None else m.rate
 
     def ratio(self, against: str) -> float | None:
-        ours, base = self.value(OURS), self.value(against)
-        if ours is None or base is None or base == 0:
+        ours, base = self.results.get(OURS), self.results.get(against)
+        if ours is None or base is None:
             return None
-        return ours / base
+        pairs = [
+            (n1 / t1) / (n2 / t2)
+            for (n1, t1), (n2, t2) in zip(ours.slices, base.slices, strict=False)
+            if t1 > 0 and t2 > 0 and n2 > 0
+        ]
+        if pairs:
+            return statistics.median(pairs)
+        mine, theirs = ours.rate, base.rate
+        if mine is None or theirs is None or theirs == 0:
+            return None
+        return mine / theirs
 
     def verdict(self) -> str:
         ratio = self.ratio(self.basis)

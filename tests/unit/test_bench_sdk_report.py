@@ -42,3 +42,16 @@ def test_rate_is_total_ops_over_total_time_and_bytes_stay_fixed() -> None:
     assert m.rate == 200.0
     assert m.spread == (100.0, 300.0)
     assert Measurement(fixed=4096.0).rate == 4096.0
+
+
+def test_ratio_pairs_slices_of_the_same_rotation() -> None:
+    # A load burst slows one raw slice tenfold: the totals would say 3.6x, the paired median 0.9x.
+    r = Row("seq", "rate", RAW, 0.85, ">= 0.85x")
+    r.results = {
+        RAW: Measurement(slices=[(100, 1.0), (100, 1.0), (100, 10.0)]),
+        OURS: Measurement(slices=[(90, 1.0), (90, 1.0), (90, 1.0)]),
+    }
+    ratio = r.ratio(RAW)
+    assert ratio is not None
+    assert abs(ratio - 0.9) < 1e-9
+    assert r.verdict() == "PASS"
