@@ -99,18 +99,43 @@ async def test_full_loop_resumes_from_last_checkpoint(
 def test_kubectl_get_executions_columns(
     operator: OperatorProcess, executions: Executions, cluster: Any
 ) -> None:
-    executions.create("show")
-    executions.wait_phase("show", "Running")
-    out = cluster.kubectl("get", "executions", "-n", executions.namespace)
-    header = out.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "STEP", "RESTARTS", "POD", "AGE"]
-    row = out.splitlines()[1].split()
-    assert row[:2] == ["show", "Running"]
-    assert "show-a1" in row
-    # short name and category work too
-    assert "show" in cluster.kubectl("get", "exec", "-n", executions.namespace)
-    assert "show" in cluster.kubectl("get", "stratarouter", "-n", executions.namespace)
+    ns = executions.namespace
+    executions.create("train")
+    executions.create("etl", recovery={"backoffSeconds": 0})
+    executions.create("report")
+    executions.create("held", suspend=True)
+    for name in ("train", "etl", "report"):
+        executions.wait_phase(name, "Running")
+    # what the checkpoint API's status coalescer writes
+    executions.kube.request(
+        "PATCH",
+        executions.path("train") + "/status",
+        {"status": {"lastCheckpoint": {"step": 1200, "time": "2026-01-01T00:00:00Z", "sizeBytes": 5120}}},
+        content_type="application/merge-patch+json",
+    )
+    executions.fail("etl-a1")
+    executions.wait_status("etl", "attempt 2 running", lambda s: s.get("attempt") == 2)
+    executions.wait_phase("etl", "Running")
+    executions.succeed("report-a1")
+    executions.wait_phase("report", "Succeeded")
+    executions.wait_phase("held", "Suspended")
+
+    out = cluster.kubectl("get", "executions", "-n", ns, "--sort-by=.metadata.name")
     print(out)
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "PHASE", "STEP", "RESTARTS", "POD", "AGE"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["train"][1:5] == ["Running", "1200", "0", "train-a1"]
+    assert rows["etl"][1:2] == ["Running"]
+    assert rows["etl"][2:4] == ["1", "etl-a2"], "STEP is empty: nothing checkpointed through the API"
+    assert rows["report"][1] == "Succeeded"
+    assert rows["held"][1] == "Suspended"
+    wide = cluster.kubectl("get", "executions", "-n", ns, "-o", "wide", "--sort-by=.metadata.name")
+    print(wide)
+    assert wide.splitlines()[0].split()[-3:] == ["ATTEMPT", "REASON", "MESSAGE"]
+    # short name and category work too
+    assert "train" in cluster.kubectl("get", "exec", "-n", ns)
+    assert "train" in cluster.kubectl("get", "stratarouter", "-n", ns)
 
 
 async def test_suspend_keeps_state_and_resume_continues(

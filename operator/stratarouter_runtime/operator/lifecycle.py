@@ -218,7 +218,12 @@ class Pass:
                         Reason.RECOVERED,
                         f"attempt {self.attempt} is running",
                     )
-                await self.patch(phase="Running", reason=Reason.POD_RUNNING, message=None, podName=name)
+                message = None
+                if phase == "Recovering":
+                    step = self.status.get("resumeStep")
+                    since = "the start" if step is None else f"step {step}"
+                    message = f"recovered: attempt {self.attempt} resumed from {since}"
+                await self.patch(phase="Running", reason=Reason.POD_RUNNING, message=message, podName=name)
             return None
         if state.kind == "succeeded":
             await self.succeed(name)
