@@ -98,3 +98,23 @@ async def wait_until_async(
         await asyncio.sleep(0.2)
         value = await probe()
     return value
+
+
+async def test_deleting_a_running_execution(
+    operator: OperatorProcess, executions: Executions, workload: StateManager
+) -> None:
+    ns = executions.namespace
+    executions.create("keep", retention={"keepHistory": True})
+    executions.create("drop")
+    for name in ("keep", "drop"):
+        executions.wait_phase(name, "Running")
+        await workload.checkpoint(f"{ns}/{name}", 0, {"n": name}, attempt=1)
+        executions.delete(name)
+    for name in ("keep", "drop"):
+        wait_until(f"{name} deleted (finalizer released)", lambda name=name: executions.get(name) is None)
+        wait_until(f"{name}'s pod garbage-collected", lambda name=name: executions.pods(name) == [])
+    kept = await workload.get_execution(f"{ns}/keep")
+    assert kept is not None
+    assert kept.status == "cancelled"
+    assert await workload.load(f"{ns}/keep") == {"n": "keep"}
+    assert await workload.get_execution(f"{ns}/drop") is None

@@ -32,7 +32,7 @@ async def spec_changed(*, namespace: str | None, name: str, memo: Any, **_: Any)
     memo.wakeups.poke(namespace or "", name)
 
 
-@kopf.daemon(GROUP, VERSION, "executions", id="lifecycle", cancellation_timeout=2.0)
+@kopf.daemon(GROUP, VERSION, "executions", id="lifecycle", cancellation_timeout=15.0)
 async def lifecycle(
     *,
     stopped: kopf.DaemonStopped,
@@ -48,21 +48,37 @@ async def lifecycle(
     settings = lc.settings
     due: float | None = 0.0
     errors = 0
-    while not stopped:
-        if due is None or due > 0:
-            await memo.wakeups.wait(namespace, name, RESYNC_SECONDS if due is None else due)
-        if stopped:
-            break
-        try:
-            due = await reconcile(lc, namespace, name)
-            errors = 0
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            errors += 1
-            due = min(settings.handler_backoff_seconds * 2 ** min(errors - 1, 10), MAX_ERROR_BACKOFF_SECONDS)
-            log = logger.error if errors >= settings.handler_retries else logger.warning
-            log(f"reconcile failed ({errors} in a row), retrying in {due:g}s: {exc!r}", exc_info=errors == 1)
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        while not stopped:
+            if due is None or due > 0:
+                await _sleep(memo, namespace, name, RESYNC_SECONDS if due is None else due, stop)
+            if stopped:
+                break
+            try:
+                due = await reconcile(lc, namespace, name)
+                errors = 0
+            except Exception as exc:  # any error: retried with a capped backoff, never a hot loop
+                errors += 1
+                due = min(
+                    settings.handler_backoff_seconds * 2 ** min(errors - 1, 10), MAX_ERROR_BACKOFF_SECONDS
+                )
+                log = logger.error if errors >= settings.handler_retries else logger.warning
+                log(
+                    f"reconcile failed ({errors} in a row), retrying in {due:g}s: {exc!r}",
+                    exc_info=errors == 1,
+                )
+    finally:
+        stop.cancel()
+
+
+async def _sleep(memo: Any, namespace: str, name: str, seconds: float, stop: asyncio.Future[Any]) -> None:
+    """Until poked, ``seconds`` pass, or the daemon is asked to stop (then it exits between passes)."""
+    wake = asyncio.ensure_future(memo.wakeups.wait(namespace, name, seconds))
+    try:
+        await asyncio.wait({wake, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        wake.cancel()
 
 
 @kopf.on.delete(GROUP, VERSION, "executions", retries=HANDLER_RETRIES, backoff=HANDLER_BACKOFF_SECONDS)
