@@ -58,6 +58,7 @@ T = TypeVar("T")
 
 STALE_SQLSTATE = "SR001"
 RETAINED_CACHE_SIZE = 100_000
+RACE_RETRIES = 3
 PARTITION_CHECK_SECONDS = 3600.0
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, operator intervention (shutdown)
 _RETRYABLE_SQLSTATES = {"53300", "40001", "40P01"}  # too many connections, serialization, deadlock
@@ -309,10 +310,13 @@ class PostgresBackend(StateBackend):
         prune = op.history and (op.retention is not None or op.execution_id in self._retained)
         statement = sql.WRITE_KEEP if prune else sql.WRITE
         try:
-            try:
-                keep = await conn.fetchval(statement, *_args(op))
-            except asyncpg.UniqueViolationError:  # raced another writer of this new step: now it exists
-                keep = await conn.fetchval(statement, *_args(op))
+            for tries_left in range(RACE_RETRIES, -1, -1):
+                try:
+                    keep = await conn.fetchval(statement, *_args(op))
+                    break
+                except asyncpg.UniqueViolationError:  # raced another writer of this new step: now it exists
+                    if not tries_left:
+                        raise
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == STALE_SQLSTATE:
                 raise _stale(exc, op.execution_id, op.attempt) from None
@@ -326,6 +330,17 @@ class PostgresBackend(StateBackend):
     async def _write_batch_on(self, conn: Conn, ops: Sequence[WriteOp]) -> None:
         """All of ``ops`` in one statement (one round trip, atomic), or one by one in a transaction."""
         args = _batch_args(ops)
+        for tries_left in range(RACE_RETRIES, -1, -1):
+            try:
+                await self._write_batch_once(conn, ops, args)
+                return
+            except asyncpg.UniqueViolationError:  # another writer created one of these steps meanwhile
+                if not tries_left:
+                    raise
+
+    async def _write_batch_once(
+        self, conn: Conn, ops: Sequence[WriteOp], args: tuple[Any, ...] | None
+    ) -> None:
         try:
             if args is not None:
                 prune = any(

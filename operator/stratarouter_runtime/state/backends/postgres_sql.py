@@ -3,9 +3,14 @@
 The current state lives in ``executions.state``, except right after a history checkpoint: then it is
 NULL there and the state is read from the checkpoint row at ``current_step`` (stored once, not twice).
 
+The audit trail of checkpoints costs no extra row per write: a checkpoint row *is* its audit row
+(step, time, size, sha256, attempt, and a ``seq`` from the events sequence) while it lives; when
+retention prunes it, or a rewrite of its step replaces it, the same statement moves that audit row
+into ``events``. ``get_audit`` reads both, ordered by ``seq``.
+
 The durable write is ONE statement (data-modifying CTEs), i.e. one round trip and one commit:
 fence on the attempt, upsert the execution row with the current state, and when it is a history
-checkpoint also upsert the checkpoint, append the audit event and prune to the retention.
+checkpoint also write the checkpoint and prune to the retention.
 A fenced write changes nothing and raises SQLSTATE SR001 (see 0001_initial.sql).
 
 Parameters of WRITE: $1 id, $2 step, $3 attempt (NULL: not fenced), $4 state, $5 codec, $6 size,
@@ -42,22 +47,31 @@ WITH ex AS (
     WHERE $3::int IS NULL OR e.attempt <= $3::int
     RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
 ), rewritten AS (
-    -- A step written again replaces its checkpoint; a new step is a plain INSERT (cheaper than
-    -- ON CONFLICT). Two writers racing on one new step: the loser gets a unique violation and the
-    -- backend re-runs the statement, which then takes this UPDATE path.
-    UPDATE checkpoints c SET attempt = ex.attempt, created_at = now(), codec = $5::text, size_bytes = $6::int,
-                             hash = $7::bytea, state = $4::bytea
-    FROM ex
-    WHERE $8::bool AND c.execution_id = $1 AND c.execution_created_at = ex.created_at AND c.step = $2::bigint
-    RETURNING 1
+    -- A step written again replaces its checkpoint in place (a new step is a plain INSERT, cheaper
+    -- than ON CONFLICT). The replaced version is read locked, so concurrent rewriters see each
+    -- other's versions; two writers racing on one *new* step make the loser hit a unique violation,
+    -- and the backend re-runs its statement, which then takes this path.
+    UPDATE checkpoints c SET seq = nextval('events_seq'), attempt = ex.attempt, created_at = now(),
+                             codec = $5::text, size_bytes = $6::int, hash = $7::bytea, state = $4::bytea
+    FROM ex, (
+        SELECT o.seq, o.attempt, o.created_at, o.size_bytes, o.hash FROM checkpoints o
+        WHERE $8::bool AND o.execution_id = $1 AND o.execution_created_at = (SELECT created_at FROM ex)
+          AND o.step = $2::bigint
+        FOR UPDATE
+    ) old
+    WHERE c.execution_id = $1 AND c.execution_created_at = ex.created_at AND c.step = $2::bigint
+    RETURNING old.seq, old.attempt, old.created_at, old.size_bytes, old.hash
+), superseded AS (
+    -- ... and its audit row moves to events
+    INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)
+    SELECT $1, (SELECT created_at FROM ex), seq, 'checkpoint', $2::bigint, attempt, created_at,
+           size_bytes, hash
+    FROM rewritten
 ), cp AS (
     INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
                              codec, size_bytes, hash, state)
     SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea
     FROM ex WHERE $8::bool AND NOT EXISTS (SELECT 1 FROM rewritten)
-), ev AS (
-    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash)
-    SELECT $1, ex.created_at, 'checkpoint', $2::bigint, ex.attempt, $6::int, $7::bytea FROM ex WHERE $8::bool
 """
 
 _WRITE_PRUNE: Final = """), pruned AS (
@@ -72,6 +86,11 @@ _WRITE_PRUNE: Final = """), pruned AS (
             AND o.step <> $2::bigint
           ORDER BY o.step DESC
           OFFSET (SELECT keep - 1 FROM ex) LIMIT 1)
+    RETURNING c.*
+), pruned_audit AS (
+    INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)
+    SELECT execution_id, execution_created_at, seq, 'checkpoint', step, attempt, created_at, size_bytes, hash
+    FROM pruned
 )
 """
 
@@ -149,6 +168,9 @@ WHERE e.id = $1 AND c.step = coalesce($2::bigint, e.last_checkpoint_step)
 
 AUDIT: Final = f"""
 SELECT seq, kind, step, attempt, at, size_bytes, hash, detail FROM events
+WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND seq > $2
+UNION ALL
+SELECT seq, 'checkpoint', step, attempt, created_at, size_bytes, hash, NULL FROM checkpoints
 WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND seq > $2
 ORDER BY seq LIMIT $3
 """
@@ -230,9 +252,15 @@ ev AS (
 SELECT count(*) FROM s
 """
 
-DROP_LATER_HISTORY: Final = (
-    f"DELETE FROM checkpoints WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND step > $2"
+DROP_LATER_HISTORY: Final = f"""
+WITH dropped AS (
+    DELETE FROM checkpoints WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND step > $2
+    RETURNING *
 )
+INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)
+SELECT execution_id, execution_created_at, seq, 'checkpoint', step, attempt, created_at, size_bytes, hash
+FROM dropped
+"""
 
 RESTORE_EVENT: Final = """
 INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
@@ -319,12 +347,28 @@ WITH i AS (
     WHERE e.attempt <= coalesce((SELECT i.attempt FROM i WHERE i.id = e.id), e.attempt)
     RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $16::int) AS keep
 ), h AS (
-    SELECT h.*, ex.created_at, ex.attempt, ex.keep
+    -- every history write of the batch, in order, with its audit sequence number
+    SELECT h.*, ex.created_at, ex.attempt, ex.keep, nextval('events_seq') AS seq
     FROM unnest($10::text[], $11::bigint[], $12::bytea[], $13::text[], $14::int[], $15::bytea[])
          WITH ORDINALITY AS h(id, step, state, codec, size, hash, ord)
     JOIN ex ON ex.id = h.id
+    ORDER BY h.ord
 ), newest AS (
     SELECT DISTINCT ON (id, step) * FROM h ORDER BY id, step, ord DESC
+), superseded AS (
+    -- audit rows of checkpoints this batch replaces: earlier writes of a step in the batch, and the
+    -- stored checkpoint of a step written again
+    INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)
+    SELECT h.id, h.created_at, h.seq, 'checkpoint', h.step, h.attempt, now(), h.size, h.hash
+    FROM h WHERE NOT EXISTS (SELECT 1 FROM newest n WHERE n.ord = h.ord)
+), superseded_stored AS (
+    INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)
+    SELECT c.execution_id, c.execution_created_at, c.seq, 'checkpoint', c.step, c.attempt, c.created_at,
+           c.size_bytes, c.hash
+    FROM newest n JOIN checkpoints c
+      ON c.execution_id = n.id AND c.execution_created_at = n.created_at AND c.step = n.step
+    FOR UPDATE OF c  -- the latest version, so concurrent rewriters never copy the same audit row
+    RETURNING execution_id, step, seq
 """
 
 _BATCH_PRUNE: Final = """), ranked AS (
@@ -338,38 +382,64 @@ _BATCH_PRUNE: Final = """), ranked AS (
           AND EXISTS (SELECT 1 FROM newest n WHERE n.id = ex.id)
           AND NOT EXISTS (SELECT 1 FROM newest n WHERE n.id = c.execution_id AND n.step = c.step)
     ) s
-), cp AS (
-    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
-                                  codec, size_bytes, hash, state)
-    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state FROM newest n
+), to_write AS (
+    SELECT * FROM newest n
     WHERE n.keep IS NULL
        OR EXISTS (SELECT 1 FROM ranked r WHERE r.id = n.id AND r.step = n.step AND r.rn <= n.keep)
+), cp AS (
+    -- A stored step is replaced only if its audit row was moved above (the version we locked); a
+    -- step another writer created after this statement's snapshot is not, and the check below
+    -- then raises a unique violation so the backend re-runs the statement.
+    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
+                                  codec, size_bytes, hash, state, seq)
+    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state, n.seq FROM to_write n
     ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
         attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq
+    WHERE EXISTS (SELECT 1 FROM superseded_stored o
+                  WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
+    RETURNING 1
+), dropped AS (
+    -- new checkpoints already beyond the retention keep only their audit row
+    INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, size_bytes, hash)
+    SELECT n.id, n.created_at, n.seq, 'checkpoint', n.step, n.attempt, n.size, n.hash FROM newest n
+    WHERE n.keep IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM ranked r WHERE r.id = n.id AND r.step = n.step AND r.rn <= n.keep)
 ), pruned AS (
     DELETE FROM checkpoints c USING ranked r, ex
     WHERE NOT r.is_new AND r.id = ex.id AND r.rn > ex.keep
       AND c.execution_id = r.id AND c.execution_created_at = ex.created_at AND c.step = r.step
+    RETURNING c.*
+), pruned_audit AS (
+    INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)
+    SELECT execution_id, execution_created_at, seq, 'checkpoint', step, attempt, created_at, size_bytes, hash
+    FROM pruned
 """
 
-_BATCH_PLAIN: Final = """), cp AS (
+_BATCH_PLAIN: Final = """), to_write AS (
+    SELECT * FROM newest
+), cp AS (
+    -- A stored step is replaced only if its audit row was moved above (the version we locked); a
+    -- step another writer created after this statement's snapshot is not, and the check below
+    -- then raises a unique violation so the backend re-runs the statement.
     INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
-                                  codec, size_bytes, hash, state)
-    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state FROM newest n
+                                  codec, size_bytes, hash, state, seq)
+    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state, n.seq FROM to_write n
     ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
         attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq
+    WHERE EXISTS (SELECT 1 FROM superseded_stored o
+                  WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
+    RETURNING 1
 """
 
-_BATCH_TAIL: Final = """), ev AS (
-    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash)
-    SELECT id, created_at, 'checkpoint', step, attempt, size, hash FROM h ORDER BY ord
-)
+_BATCH_TAIL: Final = """)
 SELECT id FROM ex WHERE keep IS NOT NULL
 UNION ALL
 SELECT strata_stale_attempt(i.id, i.attempt)::text FROM i
 WHERE NOT EXISTS (SELECT 1 FROM ex WHERE ex.id = i.id)
+UNION ALL
+SELECT strata_step_raced()::text WHERE (SELECT count(*) FROM cp) < (SELECT count(*) FROM to_write)
 """
 
 WRITE_BATCH: Final = _BATCH_HEAD + _BATCH_PLAIN + _BATCH_TAIL
