@@ -70,3 +70,24 @@ def test_take_all_flushes_everything() -> None:
     plan.note(B, cp(3), 0.1)
     assert sorted(plan.take_all()) == sorted([(A, cp(2)), (B, cp(3))])
     assert plan.next_due() is None
+
+
+def test_take_one_serves_the_longest_due_with_its_newest_value() -> None:
+    plan = CoalescePlan(interval=1.0)
+    plan.note(A, cp(1), 0.0)
+    plan.note(B, cp(1), 0.5)
+    plan.note(A, cp(9), 0.7)  # newer value while A waits for a free slot
+    assert plan.take_one(0.8) == (A, cp(9))
+    assert plan.take_one(0.8) == (B, cp(1))
+    assert plan.take_one(0.8) is None
+    plan.note(A, cp(10), 0.9)
+    assert plan.take_one(1.5) is None  # A was sent at 0.8: not before 1.8
+    assert plan.take_one(1.8) == (A, cp(10))
+
+
+def test_sent_times_stay_bounded() -> None:
+    plan = CoalescePlan(interval=1.0)
+    for i in range(5000):
+        plan.note(("ns", str(i)), cp(1), float(i))
+        plan.take_due(float(i))
+    assert len(plan._last_sent) <= 4 * 256 + 1

@@ -76,18 +76,28 @@ class CoalescePlan:
         return self._due[0][0] if self._due else None
 
     def take_due(self, now: float) -> list[tuple[Key, LastCheckpoint]]:
-        """Pop every patch whose time has come, marking it sent at ``now``."""
+        """Pop every patch whose time has come, marking each sent at ``now``."""
         out: list[tuple[Key, LastCheckpoint]] = []
+        while (item := self.take_one(now)) is not None:
+            out.append(item)
+        return out
+
+    def take_one(self, now: float) -> tuple[Key, LastCheckpoint] | None:
+        """Pop the patch that has been due longest, with the newest value known now; None if none is due."""
         while self._due and self._due[0][0] <= now:
             _, key = heapq.heappop(self._due)
             value = self.pending.pop(key, None)
             if value is not None:
                 self._last_sent[key] = now
-                out.append((key, value))
+                self._forget_old(now)
+                return key, value
+        return None
+
+    def _forget_old(self, now: float) -> None:
+        """Keep ``_last_sent`` bounded: entries older than an interval no longer delay anything."""
         if len(self._last_sent) > 4 * max(len(self.pending), 256):
             horizon = now - self.interval
             self._last_sent = {k: t for k, t in self._last_sent.items() if t > horizon or k in self.pending}
-        return out
 
     def take_all(self) -> list[tuple[Key, LastCheckpoint]]:
         out = list(self.pending.items())
@@ -134,60 +144,74 @@ class StatusCoalescer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for key, value in self._plan.take_all():
+            await self._sem.acquire()
             self._spawn(key, value)
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _run(self) -> None:
+        """Dispatch due patches, at most ``concurrency`` in flight.
+
+        A patch takes its value only when a slot is free, so under overload nothing queues with a
+        stale value: each Execution is patched with its newest checkpoint, oldest-due first.
+        """
         while True:
+            await self._sem.acquire()
+            try:
+                key, value = await self._next_due()
+            except BaseException:
+                self._sem.release()
+                raise
+            self._spawn(key, value)
+
+    async def _next_due(self) -> tuple[Key, LastCheckpoint]:
+        while True:
+            item = self._plan.take_one(self._clock())
+            if item is not None:
+                return item
             due = self._plan.next_due()
+            self._wake.clear()
             if due is None:
-                self._wake.clear()
                 await self._wake.wait()
                 continue
-            delay = due - self._clock()
-            if delay > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                continue
-            for key, value in self._plan.take_due(self._clock()):
-                self._spawn(key, value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, due - self._clock()))
 
     def _spawn(self, key: Key, value: LastCheckpoint) -> None:
+        """Send one patch; the caller holds a semaphore slot, released when the patch is done."""
         task = asyncio.get_running_loop().create_task(self._patch(key, value))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(lambda _: self._sem.release())
 
     async def _patch(self, key: Key, value: LastCheckpoint) -> None:
         namespace, name = key
         body = {"status": {"lastCheckpoint": value.to_status()}}
-        async with self._sem:
+        try:
+            # The answer (the whole Execution) is read but not parsed: at a thousand
+            # Executions that parsing was a good share of the operator's CPU. _content_type and
+            # _preload_content are accepted at run time but missing from the stubs.
+            resp = await self._custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
             try:
-                # The answer (the whole Execution) is read but not parsed: at a thousand
-                # Executions that parsing was a good share of the operator's CPU. _content_type and
-                # _preload_content are accepted at run time but missing from the stubs.
-                resp = await self._custom.patch_namespaced_custom_object_status(  # type: ignore[call-arg]
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    PLURAL,
-                    name,
-                    body,
-                    _content_type=MERGE_PATCH,
-                    _preload_content=False,
-                )
-                try:
-                    status = int(resp.status)
-                    raw = await resp.read()  # read to the end, so the connection is reused
-                finally:
-                    resp.release()
-                detail = "" if status < 300 else raw[:300].decode(errors="replace")
-            except (OSError, TimeoutError, aiohttp.ClientError, ApiException) as exc:
-                STATUS_PATCHES_TOTAL.labels(result="error").inc()
-                log.warning("status patch of %s/%s failed: %r", namespace, name, exc)
-                self._retry(key, value)
-                return
+                status = int(resp.status)
+                raw = await resp.read()  # read to the end, so the connection is reused
+            finally:
+                resp.release()
+            detail = "" if status < 300 else raw[:300].decode(errors="replace")
+        except (OSError, TimeoutError, aiohttp.ClientError, ApiException) as exc:
+            STATUS_PATCHES_TOTAL.labels(result="error").inc()
+            log.warning("status patch of %s/%s failed: %r", namespace, name, exc)
+            self._retry(key, value)
+            return
         if status == 404:  # the Execution is gone: nothing to mirror
             STATUS_PATCHES_TOTAL.labels(result="gone").inc()
             return
