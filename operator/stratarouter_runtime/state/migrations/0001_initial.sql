@@ -27,16 +27,10 @@ CREATE INDEX executions_status_created_idx ON executions (status, created_at);
 CREATE INDEX executions_created_idx ON executions (created_at);
 CREATE INDEX executions_finished_idx ON executions (finished_at) WHERE finished_at IS NOT NULL;
 
--- One sequence orders the whole audit trail: events rows and checkpoint rows (see below).
-CREATE SEQUENCE events_seq;
-
--- A checkpoint row is also its own audit row while it lives (seq, step, time, size, hash, attempt);
--- retention pruning and step rewrites move that audit row into events before removing it.
 CREATE TABLE checkpoints (
     execution_id         text NOT NULL,
     execution_created_at timestamptz NOT NULL,
     step                 bigint NOT NULL,
-    seq                  bigint NOT NULL DEFAULT nextval('events_seq'),
     attempt              integer NOT NULL,
     created_at           timestamptz NOT NULL DEFAULT now(),
     codec                text NOT NULL,
@@ -47,6 +41,7 @@ CREATE TABLE checkpoints (
 ) PARTITION BY RANGE (execution_created_at);
 CREATE TABLE checkpoints_default PARTITION OF checkpoints DEFAULT;
 
+CREATE SEQUENCE events_seq;
 CREATE TABLE events (
     execution_id         text NOT NULL,
     execution_created_at timestamptz NOT NULL,
@@ -87,16 +82,5 @@ BEGIN
         MESSAGE = format('write to execution %s refused: attempt %s is stale, the current attempt is %s',
                          p_id, p_attempt, current_attempt),
         DETAIL = coalesce(current_attempt::text, '');
-END
-$$;
-
--- Raised by a batch write that met a checkpoint step created concurrently after its snapshot; the
--- SDK re-runs the statement (it sees the step then). A unique violation, as a plain INSERT would raise.
-CREATE FUNCTION strata_step_raced() RETURNS integer
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION USING
-        ERRCODE = 'unique_violation',
-        MESSAGE = 'a checkpoint step was written concurrently; retry the statement';
 END
 $$;
