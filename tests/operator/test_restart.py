@@ -4,13 +4,18 @@ recovery continues where it was (its recorded failure time and backoff are kept)
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_runtime.dev.ports import free_port
 from stratarouter_runtime.state import StateManager
-from tests.operator.conftest import Executions, OperatorProcess, parse_time, wait_until
+from tests.operator.conftest import ROOT, Executions, OperatorProcess, parse_time, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
@@ -88,3 +93,61 @@ def test_restart_resumes_running_executions_without_duplicates(
     # and it still acts: a failure after the restart is recovered
     executions.fail("run0-a1")
     executions.wait_status("run0", "attempt 2", lambda s: s.get("attempt") == 2)
+
+
+@pytest.fixture
+def peering(cluster: Any, kube: KubeApi, namespace: str) -> str:
+    """kopf's peering CRDs (from the chart) and a KopfPeering object in the test's namespace."""
+    cluster.kubectl("apply", "-f", str(ROOT / "charts/stratarouter-operator/crds/kopf-peering.yaml"))
+
+    def served() -> bool:
+        try:
+            return kube.exists(f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings")
+        except KubeApiError:  # 429 "storage is (re)initializing" right after the CRD is created
+            return False
+
+    wait_until("KopfPeering CRD served", served, timeout=30)
+    kube.request(
+        "POST",
+        f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "stratarouter"}},
+    )
+    return "stratarouter"
+
+
+def test_two_replicas_one_handles_and_the_other_takes_over(
+    operator_process: OperatorProcess, executions: Executions, peering: str, tmp_path: Path
+) -> None:
+    first = operator_process
+    first.env["STRATA_PEERING"] = peering
+    port = free_port()
+    second = OperatorProcess(
+        env={
+            **first.env,
+            "STRATA_API_PORT": str(port),
+            "STRATA_API_URL_FOR_PODS": f"http://127.0.0.1:{port}",
+        },
+        namespace=first.namespace,
+        log_path=tmp_path / "operator-2.log",
+        api_port=port,
+    )
+    first.start()
+    second.start()
+    try:
+        executions.create("ha", recovery={"backoffSeconds": 0})
+        executions.wait_phase("ha", "Running")
+        executions.fail("ha-a1")
+        status = executions.wait_status("ha", "attempt 2", lambda s: s.get("attempt") == 2)
+        executions.wait_phase("ha", "Running")
+        assert status["restarts"] == 1, "handled by exactly one replica"
+        assert [p["metadata"]["name"] for p in executions.pods("ha")] == ["ha-a2"]
+
+        first.kill(signal.SIGTERM)  # whichever was active, the survivor must handle what comes next
+        executions.fail("ha-a2")
+        status = executions.wait_status("ha", "attempt 3", lambda s: s.get("attempt") == 3, timeout=90)
+        assert status["restarts"] == 2
+        executions.wait_phase("ha", "Running")
+        assert [p["metadata"]["name"] for p in executions.pods("ha")] == ["ha-a3"]
+    finally:
+        second.kill(signal.SIGTERM)
+        print(f"--- second operator log ---\n{second.logs()[-4000:]}")

@@ -42,3 +42,11 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
     assert flipped[0]["lastTransitionTime"] == "2026-01-02T00:00:00Z"
     both = set_condition(flipped, "Failed", "True", "InvalidTemplate", "bad", generation=2, now=t2)
     assert [c["type"] for c in both] == ["Running", "Failed"]
+
+
+def test_older_replicas_get_higher_peering_priority() -> None:
+    from stratarouter_runtime.operator.main import seniority_priority
+
+    older = seniority_priority(1_800_000_000_000)
+    newer = seniority_priority(1_800_000_000_001)
+    assert older > newer > 0

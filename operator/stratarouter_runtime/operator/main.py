@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import socket
 import sys
+import time
 from typing import Any
 
 import kopf
@@ -29,6 +31,7 @@ from stratarouter_runtime.operator.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
+PRIORITY_EPOCH_MS = 4_000_000_000_000  # year 2096: keeps seniority priorities positive
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 
@@ -84,12 +87,25 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.networking.connect_timeout = 15
     # Bounded retries for handlers without explicit ones (explicit retries=/backoff= are on ours).
     settings.execution.default_backoff = ours.handler_backoff_seconds
-    # Peering: standalone unless STRATA_PEERING names a peering object (several replicas).
+    # Peering: standalone unless STRATA_PEERING names a peering object (several replicas). kopf lets the
+    # highest priority run the handlers and freezes ALL replicas on a tie. Unless STRATA_PEERING_PRIORITY
+    # pins it, the priority falls with the start time: the oldest replica handles, a newcomer (a rolling
+    # update, a rescheduled pod) stands by instead of grabbing the handlers mid-flight, and takes over when
+    # the active one leaves. The checkpoint API runs in every replica regardless.
     if not ours.peering:
         settings.peering.standalone = True
     else:
         settings.peering.name = ours.peering
         settings.peering.mandatory = True
+        settings.peering.priority = (
+            ours.peering_priority if ours.peering_priority is not None else seniority_priority()
+        )
+
+
+def seniority_priority(now_ms: int | None = None) -> int:
+    """A kopf peering priority that is higher the earlier the process started (random tie-breaker)."""
+    started = int(time.time() * 1000) if now_ms is None else now_ms
+    return (PRIORITY_EPOCH_MS - started) * 1000 + secrets.randbelow(1000)
 
 
 @kopf.on.startup()
@@ -178,6 +194,7 @@ def run(argv: list[str] | None = None) -> int:
     kopf.run(
         standalone=not ours.peering,
         peering_name=ours.peering or None,
+        priority=ours.peering_priority,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,

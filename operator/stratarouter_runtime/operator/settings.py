@@ -39,6 +39,11 @@ class OperatorSettings(BaseModel):
         default="",
         description="kopf peering object name; empty = standalone (one replica, no peering object needed)",
     )
+    peering_priority: int | None = Field(
+        default=None,
+        ge=0,
+        description="kopf peering priority; empty = random per process (equal priorities freeze kopf)",
+    )
     run_migrations: bool = True
     handler_retries: int = Field(default=10, ge=1)
     handler_backoff_seconds: float = Field(default=5.0, gt=0)
@@ -59,6 +64,7 @@ class OperatorSettings(BaseModel):
             "status_patch_interval_seconds": "STRATA_STATUS_PATCH_INTERVAL_SECONDS",
             "token_cache_seconds": "STRATA_TOKEN_CACHE_SECONDS",
             "peering": "STRATA_PEERING",
+            "peering_priority": "STRATA_PEERING_PRIORITY",
             "run_migrations": "STRATA_RUN_MIGRATIONS",
             "handler_retries": "STRATA_HANDLER_RETRIES",
             "handler_backoff_seconds": "STRATA_HANDLER_BACKOFF_SECONDS",
