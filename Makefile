@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the SDK, the operator and the dev tools
 
 .PHONY: deps
-deps: ## Install the PostgreSQL server binaries through apt when the machine lacks them
+deps: ## Install PostgreSQL server binaries and PgBouncer through apt when the machine lacks them
 	@bash hack/ensure-postgres.sh
 
 .PHONY: tools
