@@ -107,7 +107,9 @@ class OperatorProcess:
         log.write(f"\n===== start #{self.starts} =====\n".encode())
         log.flush()
         cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator", "--"]
-        cmd += ["--standalone", "-n", self.namespace, "--verbose"]
+        if not self.env.get("STRATA_PEERING"):
+            cmd.append("--standalone")
+        cmd += ["-n", self.namespace, "--verbose"]
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         wait_until("the operator's /healthz", self.healthy, timeout=60, every=0.2)
 

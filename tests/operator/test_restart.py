@@ -116,7 +116,7 @@ def peering(cluster: Any, kube: KubeApi, namespace: str) -> str:
 
 
 def test_two_replicas_one_handles_and_the_other_takes_over(
-    operator_process: OperatorProcess, executions: Executions, peering: str, tmp_path: Path
+    operator_process: OperatorProcess, executions: Executions, peering: str, tmp_path: Path, kube: KubeApi
 ) -> None:
     first = operator_process
     first.env["STRATA_PEERING"] = peering
@@ -134,6 +134,8 @@ def test_two_replicas_one_handles_and_the_other_takes_over(
     first.start()
     second.start()
     try:
+        path = f"/apis/kopf.dev/v1/namespaces/{executions.namespace}/kopfpeerings/{peering}"
+        wait_until("both replicas in the peering object", lambda: len(kube.get(path).get("status", {})) == 2)
         executions.create("ha", recovery={"backoffSeconds": 0})
         executions.wait_phase("ha", "Running")
         executions.fail("ha-a1")
