@@ -4,7 +4,7 @@ Starts a throwaway PostgreSQL (fsync on), gives every contender a fresh database
 runs the storage workload and then the throughput/latency benchmarks in rotating slices, and
 prints a Markdown table (also written to ``bench/results/sdk.md``). Numbers are printed, never asserted.
 
-    python -m bench.sdk [--seconds 4] [--quick] [--only raw,strata] [--dsn URL]
+    python -m bench.sdk [--seconds 6] [--quick] [--only raw,strata] [--dsn URL]
 """
 
 from __future__ import annotations
@@ -313,7 +313,7 @@ def header(settings: Settings, facts: str, argv: list[str]) -> str:
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, Settings]:
     p = argparse.ArgumentParser(prog="python -m bench.sdk", description=__doc__.split("\n\n")[0])
-    p.add_argument("--seconds", type=float, default=4.0, help="timed work per contender per benchmark")
+    p.add_argument("--seconds", type=float, default=6.0, help="timed work per contender per benchmark")
     p.add_argument("--quick", action="store_true", help="smoke run: short slices, small storage run")
     p.add_argument("--only", help="comma-separated contenders: " + ",".join(ORDER))
     p.add_argument("--dsn", help="use this server (admin DSN) instead of starting a throwaway one")

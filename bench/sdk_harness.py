@@ -34,8 +34,8 @@ class Settings:
     burst of disk contention from another process hits everyone alike.
     """
 
-    seconds: float = 4.0
-    slice_seconds: float = 0.25
+    seconds: float = 6.0
+    slice_seconds: float = 0.15
     min_ops: int = 20
     max_ops: int = 50_000
     storage_steps: int = STORAGE_STEPS
