@@ -179,6 +179,12 @@ def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
     )
 
 
+def _distinct_steps(ops: Sequence[WriteOp]) -> bool:
+    """No history step written twice in the batch (WRITE_BATCH_NEW inserts each as a new row)."""
+    steps = [(op.execution_id, op.step) for op in ops if op.history]
+    return len(set(steps)) == len(steps)
+
+
 class PostgresBackend(StateBackend):
     """The durable store; see the module docstring."""
 
@@ -306,13 +312,25 @@ class PostgresBackend(StateBackend):
                     del self._retained[next(iter(self._retained))]
                 self._retained[execution_id] = None
 
-    async def _write_on(self, conn: Conn, op: WriteOp) -> None:
+    async def _write_on(self, conn: Conn, op: WriteOp, *, optimistic: bool = True) -> None:
+        """One write. ``optimistic``: first as if the step were new (WRITE_NEW, the cheap statement);
+        pass False inside a transaction, where its unique violation would abort the transaction."""
         prune = op.history and (op.retention is not None or op.execution_id in self._retained)
-        statement = sql.WRITE_KEEP if prune else sql.WRITE
+        args = _args(op)
         try:
+            if optimistic or not op.history:  # a save touches no checkpoint row: WRITE_NEW is exact
+                try:
+                    keep = await conn.fetchval(sql.WRITE_NEW_KEEP if prune else sql.WRITE_NEW, *args)
+                except asyncpg.UniqueViolationError:  # the step exists: rewrite it below
+                    if not op.history:
+                        raise
+                else:
+                    self._after_write(op, keep)
+                    return
+            statement = sql.WRITE_KEEP if prune else sql.WRITE
             for tries_left in range(RACE_RETRIES, -1, -1):
                 try:
-                    keep = await conn.fetchval(statement, *_args(op))
+                    keep = await conn.fetchval(statement, *args)
                     break
                 except asyncpg.UniqueViolationError:  # raced another writer of this new step: now it exists
                     if not tries_left:
@@ -321,6 +339,9 @@ class PostgresBackend(StateBackend):
             if exc.sqlstate == STALE_SQLSTATE:
                 raise _stale(exc, op.execution_id, op.attempt) from None
             raise
+        self._after_write(op, keep)
+
+    def _after_write(self, op: WriteOp, keep: int | None) -> None:
         if keep is not None and op.retention is None:
             self._learn([op.execution_id])
 
@@ -347,7 +368,14 @@ class PostgresBackend(StateBackend):
                     op.history and (op.retention is not None or op.execution_id in self._retained)
                     for op in ops
                 )
-                rows = await conn.fetch(sql.WRITE_BATCH_KEEP if prune else sql.WRITE_BATCH, *args)
+                rows = None
+                if not prune and _distinct_steps(ops):
+                    try:
+                        rows = await conn.fetch(sql.WRITE_BATCH_NEW, *args)
+                    except asyncpg.UniqueViolationError:  # a step exists already: the full statement
+                        rows = None
+                if rows is None:
+                    rows = await conn.fetch(sql.WRITE_BATCH_KEEP if prune else sql.WRITE_BATCH, *args)
                 if ops[-1].retention is None:
                     self._learn([r[0] for r in rows])
             else:
@@ -587,7 +615,8 @@ class PostgresBackend(StateBackend):
                 step, codec_name, size, digest, data = snap
                 await conn.execute(sql.DROP_LATER_HISTORY, execution_id, step)
                 encoded = codec.EncodedState(bytes(data), codec_name, size, bytes(digest))
-                await self._write_on(conn, WriteOp(execution_id, step, encoded, attempt, True, self._keep))
+                op = WriteOp(execution_id, step, encoded, attempt, True, self._keep)
+                await self._write_on(conn, op, optimistic=False)
                 await conn.execute(sql.RESTORE_EVENT, execution_id, step, size, bytes(digest), name)
                 row = await conn.fetchrow(sql.CHECKPOINT_AT, execution_id, step)
                 assert row is not None

@@ -26,7 +26,7 @@ EXECUTION_COLUMNS: Final = (
     "error, labels, checkpoint_retention"
 )
 
-_WRITE_HEAD: Final = """
+_WRITE_EX: Final = """
 WITH ex AS (
     INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step, checkpoint_count,
                                  state, state_codec, state_size, state_hash)
@@ -46,7 +46,11 @@ WITH ex AS (
         updated_at = now()
     WHERE $3::int IS NULL OR e.attempt <= $3::int
     RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
-), rewritten AS (
+"""
+
+_WRITE_HEAD: Final = (
+    _WRITE_EX
+    + """), rewritten AS (
     -- A step written again replaces its checkpoint in place (a new step is a plain INSERT, cheaper
     -- than ON CONFLICT). The replaced version is read locked, so concurrent rewriters see each
     -- other's versions; two writers racing on one *new* step make the loser hit a unique violation,
@@ -73,6 +77,18 @@ WITH ex AS (
     SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea
     FROM ex WHERE $8::bool AND NOT EXISTS (SELECT 1 FROM rewritten)
 """
+)
+
+_NEW_HEAD: Final = (
+    _WRITE_EX
+    + """), cp AS (
+    -- optimistic: the step is new (the common case); a unique violation sends the full WRITE
+    INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
+                             codec, size_bytes, hash, state)
+    SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea
+    FROM ex WHERE $8::bool
+"""
+)
 
 _WRITE_PRUNE: Final = """), pruned AS (
     -- The threshold is NULL (nothing scanned, nothing deleted) unless this write keeps a retention.
@@ -103,6 +119,11 @@ WRITE: Final = _WRITE_HEAD + ")\n" + _WRITE_TAIL
 """Without retention: no prune step at all (it costs ~10% of a write even when idle)."""
 WRITE_KEEP: Final = _WRITE_HEAD + _WRITE_PRUNE + _WRITE_TAIL
 """With retention: also prunes history beyond the kept N. Both return the effective retention."""
+WRITE_NEW: Final = _NEW_HEAD + ")\n" + _WRITE_TAIL
+"""WRITE for a save or a *new* checkpoint step: no rewrite probe, so about a quarter less server time
+per write. A step that exists already raises a unique violation (nothing written); the backend
+then sends WRITE. Not for use inside a transaction (the violation would abort it)."""
+WRITE_NEW_KEEP: Final = _NEW_HEAD + _WRITE_PRUNE + _WRITE_TAIL
 
 # The current state: executions.state, or the checkpoint row at current_step when that is NULL.
 _CURRENT: Final = """
@@ -324,7 +345,7 @@ FROM executions
 # execution: its last write, and one attempt per execution) and lists every history write in order
 # ($10..$15). Retention keeps the newest N steps of old and new history together; the current state
 # is kept in the executions row (a history row of the batch may fall outside the retention).
-_BATCH_HEAD: Final = """
+_BATCH_EX: Final = """
 WITH i AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bytea[], $5::text[], $6::int[], $7::bytea[],
                          $8::bigint[], $9::int[])
@@ -346,7 +367,11 @@ WITH i AS (
         updated_at = now()
     WHERE e.attempt <= coalesce((SELECT i.attempt FROM i WHERE i.id = e.id), e.attempt)
     RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $16::int) AS keep
-), h AS (
+"""
+
+_BATCH_HEAD: Final = (
+    _BATCH_EX
+    + """), h AS (
     -- every history write of the batch, in order, with its audit sequence number
     SELECT h.*, ex.created_at, ex.attempt, ex.keep, nextval('events_seq') AS seq
     FROM unnest($10::text[], $11::bigint[], $12::bytea[], $13::text[], $14::int[], $15::bytea[])
@@ -370,6 +395,7 @@ WITH i AS (
     FOR UPDATE OF c  -- the latest version, so concurrent rewriters never copy the same audit row
     RETURNING execution_id, step, seq
 """
+)
 
 _BATCH_PRUNE: Final = """), ranked AS (
     SELECT id, step, is_new, row_number() OVER (PARTITION BY id ORDER BY step DESC) AS rn
@@ -445,3 +471,24 @@ SELECT strata_step_raced()::text WHERE (SELECT count(*) FROM cp) < (SELECT count
 WRITE_BATCH: Final = _BATCH_HEAD + _BATCH_PLAIN + _BATCH_TAIL
 WRITE_BATCH_KEEP: Final = _BATCH_HEAD + _BATCH_PRUNE + _BATCH_TAIL
 """Both return the ids of the batch's executions that have a retention."""
+
+WRITE_BATCH_NEW: Final = (
+    _BATCH_EX
+    + """), cp AS (
+    -- optimistic: distinct new steps and no retention (the caller checks); a step that exists already
+    -- raises a unique violation (nothing written) and the backend sends WRITE_BATCH instead
+    INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
+                             codec, size_bytes, hash, state)
+    SELECT h.id, ex.created_at, h.step, ex.attempt, h.codec, h.size, h.hash, h.state
+    FROM unnest($10::text[], $11::bigint[], $12::bytea[], $13::text[], $14::int[], $15::bytea[])
+         WITH ORDINALITY AS h(id, step, state, codec, size, hash, ord)
+    JOIN ex ON ex.id = h.id
+    ORDER BY h.ord
+)
+SELECT id FROM ex WHERE keep IS NOT NULL
+UNION ALL
+SELECT strata_stale_attempt(i.id, i.attempt)::text FROM i
+WHERE NOT EXISTS (SELECT 1 FROM ex WHERE ex.id = i.id)
+"""
+)
+"""WRITE_BATCH for the common case, at a fraction of its server time."""
