@@ -50,3 +50,13 @@ def test_older_replicas_get_higher_peering_priority() -> None:
     older = seniority_priority(1_800_000_000_000)
     newer = seniority_priority(1_800_000_000_001)
     assert older > newer > 0
+
+
+def test_operator_refuses_to_start_without_a_database(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stratarouter_runtime.operator.main import run
+
+    monkeypatch.delenv("STRATA_DB_URL", raising=False)
+    assert run(["--", "--standalone"]) == 2
+    assert "STRATA_DB_URL is not set" in capsys.readouterr().err
