@@ -45,6 +45,15 @@ class EncodedState:
     codec: str
     size_bytes: int
     digest: bytes
+    raw: bytes | None = None
+    """The JSON itself when ``data`` is compressed (kept so it need not be decompressed again)."""
+
+    @property
+    def json(self) -> bytes:
+        """The JSON bytes of this state."""
+        if self.raw is not None:
+            return self.raw
+        return decode_json_bytes(self.data, self.codec)
 
     @property
     def hash_hex(self) -> str:
@@ -139,7 +148,7 @@ class StateCodec:
         if self._compressor is not None and size >= self.threshold:
             packed = self._compressor.compress(raw)
             if len(packed) < size:
-                return EncodedState(packed, ZSTD, size, digest)
+                return EncodedState(packed, ZSTD, size, digest, raw)
         return EncodedState(raw, JSON, size, digest)
 
 

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +32,7 @@ import asyncpg
 import orjson
 
 from stratarouter_runtime.state import codec
-from stratarouter_runtime.state.backends import pg_partitions
+from stratarouter_runtime.state.backends import pg_delta, pg_partitions
 from stratarouter_runtime.state.backends import postgres_sql as sql
 from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
 from stratarouter_runtime.state.backends.pg_pool import Connection, ConnectionPool
@@ -140,6 +141,17 @@ def _args(op: WriteOp) -> tuple[Any, ...]:
     )
 
 
+def _resolve(execution_id: str, row: asyncpg.Record) -> bytes:
+    """The JSON of a delta row read by LOAD (checked against the stored sha256)."""
+    data, base, base_codec, digest = row[1], row[4], row[5], row[6]
+    if base is None:
+        raise StateError(f"execution {execution_id}: the checkpoint its current state is based on is missing")
+    raw = pg_delta.apply(data, codec.decode_json_bytes(base, base_codec))
+    if hashlib.sha256(raw).digest() != digest:
+        raise StateError(f"execution {execution_id}: the current state does not match its sha256")
+    return raw
+
+
 def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
     """Fold writes into WRITE_BATCH's arrays, or None when one execution mixes attempts in the batch
     (then the writes go one statement each, so fencing applies write by write)."""
@@ -203,6 +215,9 @@ class PostgresBackend(StateBackend):
         self._next_partition_check = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._opening = asyncio.Lock()
+        self._deltas = (
+            pg_delta.DeltaBases(config.compression_threshold) if config.enable_compression else None
+        )
 
     # -- connection ---------------------------------------------------------------------------
     async def _open(self) -> ConnectionPool:
@@ -315,6 +330,8 @@ class PostgresBackend(StateBackend):
     async def _write_on(self, conn: Conn, op: WriteOp, *, optimistic: bool = True) -> None:
         """One write. ``optimistic``: first as if the step were new (WRITE_NEW, the cheap statement);
         pass False inside a transaction, where its unique violation would abort the transaction."""
+        if self._deltas is not None and not op.history and await self._save_delta(conn, op):
+            return
         prune = op.history and (op.retention is not None or op.execution_id in self._retained)
         args = _args(op)
         try:
@@ -344,6 +361,21 @@ class PostgresBackend(StateBackend):
     def _after_write(self, op: WriteOp, keep: int | None) -> None:
         if keep is not None and op.retention is None:
             self._learn([op.execution_id])
+        if op.history and self._deltas is not None:
+            self._deltas.remember(op)
+
+    async def _save_delta(self, conn: Conn, op: WriteOp) -> bool:
+        """A save as a delta against this execution's newest checkpoint; False: write it whole."""
+        assert self._deltas is not None
+        delta = self._deltas.encode(op)
+        if delta is None:
+            return False
+        s = op.state
+        args = (op.execution_id, op.step, op.attempt, delta.data, pg_delta.DELTA, s.size_bytes, s.digest)
+        if await conn.fetchval(sql.SAVE_DELTA, *args, delta.base_step, delta.base_digest):
+            return True
+        self._deltas.forget(op.execution_id)  # base gone or changed, or a stale attempt: the full write says
+        return False
 
     async def write(self, op: WriteOp) -> None:
         await self._run(lambda conn: self._write_on(conn, op))
@@ -378,6 +410,9 @@ class PostgresBackend(StateBackend):
                     rows = await conn.fetch(sql.WRITE_BATCH_KEEP if prune else sql.WRITE_BATCH, *args)
                 if ops[-1].retention is None:
                     self._learn([r[0] for r in rows])
+                if self._deltas is not None:
+                    for op in {op.execution_id: op for op in ops if op.history}.values():
+                        self._deltas.remember(op)
             else:
                 await conn.executemany(sql.WRITE_KEEP, [_args(op) for op in ops])
         except asyncpg.PostgresError as exc:
@@ -456,6 +491,8 @@ class PostgresBackend(StateBackend):
         row = await self._run(lambda conn: conn.fetchrow(sql.LOAD, execution_id))
         if row is None or row[1] is None:
             return None
+        if row[2] == pg_delta.DELTA:
+            return StoredState(execution_id, row[0], _resolve(execution_id, row), codec.JSON, row[3])
         return StoredState(execution_id, row[0], row[1], row[2], row[3])
 
     async def get_execution(self, execution_id: str) -> Execution | None:
@@ -499,6 +536,8 @@ class PostgresBackend(StateBackend):
         return text, args
 
     async def delete_execution(self, execution_id: str, keep_snapshots: bool) -> bool:
+        if self._deltas is not None:
+            self._deltas.forget(execution_id)
         count = await self._run(
             lambda conn: conn.fetchval(sql.DELETE_EXECUTION, execution_id, keep_snapshots)
         )
@@ -579,6 +618,8 @@ class PostgresBackend(StateBackend):
         async def run(conn: Conn) -> Snapshot:
             if step is None:
                 row = await conn.fetchrow(sql.SNAPSHOT_FROM_CURRENT, execution_id, name)
+                if row is None:
+                    row = await self._snapshot_resolved(conn, execution_id, name)
             else:
                 row = await conn.fetchrow(sql.SNAPSHOT_FROM_STEP, execution_id, name, step)
             if row is None:
@@ -587,6 +628,22 @@ class PostgresBackend(StateBackend):
             return _snapshot(row)
 
         return await self._run(run)
+
+    async def _snapshot_resolved(self, conn: Conn, execution_id: str, name: str) -> asyncpg.Record | None:
+        """A snapshot of a delta current state: resolved here, stored whole."""
+        current = await conn.fetchrow(sql.LOAD, execution_id)
+        if current is None or current[2] != pg_delta.DELTA:
+            return None
+        cfg = self._config
+        encoder = codec.StateCodec(
+            compress=cfg.enable_compression,
+            threshold=cfg.compression_threshold,
+            max_bytes=cfg.max_state_bytes,
+        )
+        s = encoder.encode_json(_resolve(execution_id, current))
+        args = (current[0], current[3], s.codec, s.size_bytes, s.digest, s.data)
+        row: asyncpg.Record | None = await conn.fetchrow(sql.SNAPSHOT_FROM_VALUES, execution_id, name, *args)
+        return row
 
     async def get_snapshot(self, execution_id: str, name: str) -> Snapshot | None:
         row = await self._run(lambda conn: conn.fetchrow(sql.GET_SNAPSHOT, execution_id, name))
@@ -607,6 +664,9 @@ class PostgresBackend(StateBackend):
         return bool(count)
 
     async def restore_snapshot(self, execution_id: str, name: str, attempt: int | None) -> Checkpoint:
+        if self._deltas is not None:
+            self._deltas.forget(execution_id)
+
         async def run(conn: Conn) -> Checkpoint:
             async with conn.transaction():
                 snap = await conn.fetchrow(sql.SNAPSHOT_STATE, execution_id, name)

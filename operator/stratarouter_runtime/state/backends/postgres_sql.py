@@ -43,6 +43,7 @@ WITH ex AS (
         state_codec = EXCLUDED.state_codec,
         state_size = EXCLUDED.state_size,
         state_hash = EXCLUDED.state_hash,
+        state_base_step = NULL,
         updated_at = now()
     WHERE $3::int IS NULL OR e.attempt <= $3::int
     RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
@@ -125,17 +126,50 @@ per write. A step that exists already raises a unique violation (nothing written
 then sends WRITE. Not for use inside a transaction (the violation would abort it)."""
 WRITE_NEW_KEEP: Final = _NEW_HEAD + _WRITE_PRUNE + _WRITE_TAIL
 
-# The current state: executions.state, or the checkpoint row at current_step when that is NULL.
+# A save stored as a delta (pg_delta.py): $1 id, $2 step, $3 attempt (NULL: not fenced), $4 delta,
+# $5 codec, $6 size, $7 sha256 of the whole state, $8 base step, $9 the base's sha256. Changes nothing
+# (returns 0) unless the base checkpoint still has that digest; it is share-locked, so a concurrent
+# rewrite or prune of it waits for this commit (and then rewrites the execution row too).
+SAVE_DELTA: Final = """
+WITH base AS (
+    SELECT 1 FROM executions e JOIN checkpoints c
+      ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+    WHERE e.id = $1 AND c.step = $8::bigint AND c.hash = $9::bytea
+    FOR SHARE OF c
+), ex AS (
+    UPDATE executions e SET
+        status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
+        attempt = greatest(e.attempt, coalesce($3::int, 1)),
+        current_step = $2::bigint,
+        state = $4::bytea,
+        state_codec = $5::text,
+        state_size = $6::int,
+        state_hash = $7::bytea,
+        state_base_step = $8::bigint,
+        updated_at = now()
+    WHERE e.id = $1 AND ($3::int IS NULL OR e.attempt <= $3::int) AND EXISTS (SELECT 1 FROM base)
+    RETURNING 1
+)
+SELECT count(*) FROM ex
+"""
+
+# The current state: executions.state, or the checkpoint row at current_step when that is NULL
+# (a delta state, state_base_step set, is resolved by the backend, never here).
 _CURRENT: Final = """
 FROM executions e LEFT JOIN checkpoints c
   ON e.state IS NULL AND c.execution_id = e.id AND c.execution_created_at = e.created_at
  AND c.step = e.current_step
-WHERE e.id = $1"""
+WHERE e.id = $1 AND e.state_base_step IS NULL"""
 
-LOAD: Final = f"""
-SELECT e.current_step, coalesce(e.state, c.state) AS state, coalesce(c.codec, e.state_codec) AS codec,
-       e.attempt
-{_CURRENT}"""
+LOAD: Final = """
+SELECT e.current_step, coalesce(e.state, c.state) AS state,
+       CASE WHEN e.state IS NULL THEN c.codec ELSE e.state_codec END AS codec, e.attempt,
+       CASE WHEN e.state IS NOT NULL THEN c.state END AS base, c.codec AS base_codec, e.state_hash
+FROM executions e LEFT JOIN checkpoints c
+  ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+ AND c.step = CASE WHEN e.state IS NULL THEN e.current_step ELSE e.state_base_step END
+WHERE e.id = $1"""
+"""The current state; for a delta row also its base checkpoint's state (``base``, ``base_codec``)."""
 
 GET_EXECUTION: Final = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
 
@@ -234,6 +268,24 @@ WITH s AS (
 )
 SELECT {SNAPSHOT_COLUMNS} FROM s
 """
+
+SNAPSHOT_FROM_VALUES: Final = f"""
+WITH s AS (
+    INSERT INTO snapshots AS s (execution_id, name, step, attempt, codec, size_bytes, hash, state)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (execution_id, name) DO UPDATE SET
+        step = EXCLUDED.step, attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
+    RETURNING {SNAPSHOT_COLUMNS}, hash
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
+    SELECT s.execution_id, e.created_at, 'snapshot', s.step, e.attempt, s.size_bytes, s.hash,
+           jsonb_build_object('snapshot', s.name)
+    FROM s JOIN executions e ON e.id = s.execution_id
+)
+SELECT {SNAPSHOT_COLUMNS} FROM s
+"""
+"""A snapshot of a current state the backend resolved (a delta row): $3 step .. $8 state."""
 
 SNAPSHOT_FROM_STEP: Final = f"""
 WITH s AS (
@@ -364,6 +416,7 @@ WITH i AS (
         state_codec = EXCLUDED.state_codec,
         state_size = EXCLUDED.state_size,
         state_hash = EXCLUDED.state_hash,
+        state_base_step = NULL,
         updated_at = now()
     WHERE e.attempt <= coalesce((SELECT i.attempt FROM i WHERE i.id = e.id), e.attempt)
     RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $16::int) AS keep
