@@ -59,6 +59,31 @@ async def test_writes_arriving_during_a_round_trip_leave_together() -> None:
     await committer.drain()
 
 
+async def test_writes_arriving_together_leave_at_once_as_one_batch_beside_a_write_in_flight() -> None:
+    rec = Recorder()
+    committer = GroupCommitter(rec.write_one, rec.write_many, max_inflight=4)
+    tasks = [asyncio.create_task(committer.submit(op(n))) for n in range(5)]
+    for _ in range(5):  # a few loop passes, no waiting on time
+        await asyncio.sleep(0)
+    # write 0 holds a connection; 1..4 came in the same loop pass and did not wait for it
+    assert rec.singles == []
+    assert rec.batches == [[1, 2, 3, 4]]
+    rec.gate.set()
+    assert await asyncio.gather(*tasks) == [None] * 5
+    assert rec.singles == [0]
+    await committer.drain()
+
+
+async def test_a_lone_write_goes_out_in_its_callers_task() -> None:
+    rec = Recorder()
+    rec.gate.set()
+    committer = GroupCommitter(rec.write_one, rec.write_many, max_inflight=4)
+    for n in range(3):
+        await committer.submit(op(n))
+    assert rec.singles == [0, 1, 2]
+    assert rec.batches == []
+
+
 async def test_a_failed_round_trip_reaches_every_waiter() -> None:
     rec = Recorder()
     committer = GroupCommitter(rec.write_one, rec.write_many, max_inflight=1)

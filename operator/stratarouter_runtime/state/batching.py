@@ -1,9 +1,12 @@
 """Two ways of sending many writes in one round trip.
 
-* :class:`GroupCommitter` (durable mode, always on for backends that batch well): a write goes out
-  at once if a connection slot is free; writes that arrive while ``max_inflight`` batches are in
-  flight wait and leave together in the next batch. Every caller is released only after *its*
-  batch committed, so nothing is reported done before it is durable.
+* :class:`GroupCommitter` (durable mode, always on for backends that batch well): a write with
+  nothing else in flight goes out at once, in its caller's task (no added latency when writes are
+  sequential). Writes that arrive while others are in flight are collected until the end of the
+  current event-loop pass (writers woken by one commit resubmit in the same pass) and leave
+  together as one batch, at once if fewer than ``max_inflight`` batches are in flight (several
+  batches are pipelined on several connections), else when one completes. Every caller is released
+  only after *its* batch committed, so nothing is reported done before it is durable.
 * :class:`WriteBuffer` (``batch_writes=True``): writes return as soon as they are buffered and are
   flushed when ``batch_size`` is reached, ``flush_interval_ms`` passes, or on ``flush()``/``close()``.
 
@@ -36,10 +39,11 @@ class GroupCommitter:
         self._max_inflight = max_inflight
         self._inflight = 0
         self._queue: list[tuple[WriteOp, asyncio.Future[None]]] = []
+        self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, op: WriteOp) -> None:
-        if self._inflight < self._max_inflight and not self._queue:
+        if not self._inflight and not self._queue:
             self._inflight += 1
             try:
                 await self._write_one(op)
@@ -47,10 +51,17 @@ class GroupCommitter:
                 self._inflight -= 1
                 self._kick()
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._queue.append((op, future))
-        self._kick()
+        if not self._scheduled:  # runs after every task already woken in this pass has submitted
+            self._scheduled = True
+            loop.call_soon(self._flush)
         await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        self._kick()
 
     def _kick(self) -> None:
         if self._queue and self._inflight < self._max_inflight:
@@ -82,8 +93,12 @@ class GroupCommitter:
             self._kick()
 
     async def drain(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks or self._queue:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            else:
+                # the scheduled flush sends what is queued, or a direct write in flight ends
+                await asyncio.sleep(0 if self._scheduled else 0.001)
 
 
 class WriteBuffer:
