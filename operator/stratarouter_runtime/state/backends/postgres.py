@@ -8,8 +8,11 @@
   manager's group committer, batch flushes and transactions go out as one set-based statement
   (one round trip, one commit); if one of them is fenced, a group-commit or flush batch is replayed
   write by write so only that one fails, while a transaction fails as a whole.
-* Lean: the pool is :mod:`.pg_pool` (no reset round trip per call), and a write only runs the
-  retention prune when a retention applies to its execution.
+* Lean: the pool is :mod:`.pg_pool` (no reset round trip per call), a write is first sent in the
+  form that assumes a new step (no rewrite probe; the full form follows a unique violation), and it
+  only runs the retention prune when a retention applies to its execution.
+* Small: with compression on, a large ``save()`` is stored as a delta against the newest checkpoint
+  (:mod:`.pg_delta`), so a growing state does not leave a dead copy of itself per step.
 * Pooler-safe: no session state is relied on across transactions (advisory locks are
   transaction-level); ``statement_cache_size=0`` disables asyncpg's named prepared statements for
   transaction-mode poolers that cannot keep them.

@@ -11,7 +11,10 @@ into ``events``. ``get_audit`` reads both, ordered by ``seq``.
 The durable write is ONE statement (data-modifying CTEs), i.e. one round trip and one commit:
 fence on the attempt, upsert the execution row with the current state, and when it is a history
 checkpoint also write the checkpoint and prune to the retention.
-A fenced write changes nothing and raises SQLSTATE SR001 (see 0001_initial.sql).
+A fenced write changes nothing and raises SQLSTATE SR001 (see 0001_initial.sql). The backend first
+sends the cheap form that assumes a new step (WRITE_NEW, WRITE_BATCH_NEW: no rewrite probe), and the
+full form only when that hits a unique violation (the step exists). A large save may instead be
+stored as a delta against the newest checkpoint (SAVE_DELTA, ``state_base_step``; see pg_delta.py).
 
 Parameters of WRITE: $1 id, $2 step, $3 attempt (NULL: not fenced), $4 state, $5 codec, $6 size,
 $7 sha256, $8 history?, $9 the manager's default retention (NULL: keep all).
