@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 PRIORITY_EPOCH_MS = 4_000_000_000_000  # year 2096: keeps seniority priorities positive
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def in_cluster() -> bool:
@@ -59,7 +60,13 @@ async def make_api_client() -> k8s_client.ApiClient:
         await k8s_config.load_kube_config(
             config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
         )
-    return k8s_client.ApiClient(configuration)
+    api = k8s_client.ApiClient(configuration)
+    if not any(os.environ.get(v) for v in PROXY_ENV):
+        # kubernetes_asyncio's session trusts the environment, so aiohttp looks for a ~/.netrc entry in a
+        # worker thread on EVERY request (the client sends its own Authorization header, so one would
+        # never be used). Without proxy variables there is nothing else to trust.
+        api.rest_client.pool_manager._trust_env = False
+    return api
 
 
 def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> None:
