@@ -22,6 +22,7 @@ import kopf
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from stratarouter_runtime.operator.diffbase import SlimDiffBaseStorage
 from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.lifecycle import Lifecycle
 from stratarouter_runtime.operator.pods import POD_SELECTOR
@@ -74,7 +75,8 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     # Our own names on objects, not kopf's defaults: users see stratarouter.io/* only.
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    # The same annotation kopf would write, built without deep-copying each whole object per event.
+    settings.persistence.diffbase_storage = SlimDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
     # kopf turns handler log lines into Kubernetes Events; only warnings and errors are worth an Event.
