@@ -96,6 +96,10 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.networking.connect_timeout = 15
     # Bounded retries for handlers without explicit ones (explicit retries=/backoff= are on ours).
     settings.execution.default_backoff = ours.handler_backoff_seconds
+    # Watching named namespaces: no cluster scanning. Otherwise kopf tries to list all namespaces (a
+    # cluster-wide right the namespaced chart does not grant) and only falls back after ~55 s of retries.
+    # CRDs are then discovered once at start instead of watched.
+    settings.scanning.disabled = bool(ours.watch_namespaces)
     # Peering: standalone unless STRATA_PEERING names a peering object (several replicas). kopf lets the
     # highest priority run the handlers and freezes ALL replicas on a tie. Unless STRATA_PEERING_PRIORITY
     # pins it, the priority falls with the start time: the oldest replica handles, a newcomer (a rolling
@@ -200,6 +204,7 @@ def run(argv: list[str] | None = None) -> int:
     import stratarouter_runtime.operator.handlers  # noqa: F401 - registers every handler
 
     namespaces = [] if args.all_namespaces else (args.namespace or list(ours.watch_namespaces))
+    ours = ours.model_copy(update={"watch_namespaces": tuple(namespaces)})
     kopf.run(
         standalone=not ours.peering,
         peering_name=ours.peering or None,

@@ -1,0 +1,17 @@
+"""kopf settings derived from ours: pure, no cluster."""
+
+import kopf
+import pytest
+
+from stratarouter_runtime.operator.main import configure_kopf
+from stratarouter_runtime.operator.settings import OperatorSettings
+
+
+@pytest.mark.parametrize(("namespaces", "scanning_disabled"), [((), False), (("team-a", "team-b"), True)])
+def test_named_namespaces_disable_cluster_scanning(
+    namespaces: tuple[str, ...], scanning_disabled: bool
+) -> None:
+    """With named namespaces kopf must not list all namespaces: the namespaced chart grants no such right."""
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, OperatorSettings(watch_namespaces=namespaces))
+    assert settings.scanning.disabled is scanning_disabled
