@@ -13,5 +13,5 @@ def test_named_namespaces_disable_cluster_scanning(
 ) -> None:
     """With named namespaces kopf must not list all namespaces: the namespaced chart grants no such right."""
     settings = kopf.OperatorSettings()
-    configure_kopf(settings, OperatorSettings(watch_namespaces=namespaces))
+    configure_kopf(settings, OperatorSettings(db_url="postgresql://unused", watch_namespaces=namespaces))
     assert settings.scanning.disabled is scanning_disabled
