@@ -15,3 +15,10 @@ def test_named_namespaces_disable_cluster_scanning(
     settings = kopf.OperatorSettings()
     configure_kopf(settings, OperatorSettings(db_url="postgresql://unused", watch_namespaces=namespaces))
     assert settings.scanning.disabled is scanning_disabled
+
+
+def test_deletion_rechecks_exiting_timers_quickly() -> None:
+    """A TTL timer still running when its Execution is deleted must not hold the finalizer for a minute."""
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, OperatorSettings(db_url="postgresql://unused"))
+    assert settings.background.cancellation_polling <= 2

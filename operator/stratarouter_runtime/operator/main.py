@@ -96,6 +96,10 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     settings.networking.connect_timeout = 15
     # Bounded retries for handlers without explicit ones (explicit retries=/backoff= are on ours).
     settings.execution.default_backoff = ours.handler_backoff_seconds
+    # A deleted Execution keeps its finalizer until its daemon and TTL timer have exited; when the timer is
+    # mid-run (it may be the one that deleted the Execution), kopf re-checks after this many seconds
+    # (default 60, which left TTL-deleted Executions standing for a minute).
+    settings.background.cancellation_polling = 1.0
     # Watching named namespaces: no cluster scanning. Otherwise kopf tries to list all namespaces (a
     # cluster-wide right the namespaced chart does not grant) and only falls back after ~55 s of retries.
     # CRDs are then discovered once at start instead of watched.
