@@ -9,6 +9,11 @@ Resolved callers are cached for ``cache_seconds`` (keyed by a hash of the token,
 a pod checkpointing every second costs the API server a few requests a minute, not three per
 checkpoint. A cached caller can outlive its pod's turn by at most that long; the store's attempt
 fencing (409) still refuses its writes once a newer attempt started.
+
+A cached caller is re-checked in the background once it is past a random 60-90 % of its lifetime, while
+requests keep being answered from the cache (never past its expiry). So a pod checkpointing steadily
+never waits for the three API calls again, and the re-checks of pods that started together spread out
+instead of hitting the API server in one burst every ``cache_seconds``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +33,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
 
+log = logging.getLogger(__name__)
+
 AUDIENCE = "stratarouter"
 GROUP = "stratarouter.io"
 VERSION = "v1alpha1"
@@ -35,6 +44,8 @@ LABEL_ATTEMPT = "stratarouter.io/attempt"
 CLAIM_POD_NAME = "authentication.kubernetes.io/pod-name"
 CLAIM_POD_UID = "authentication.kubernetes.io/pod-uid"
 SA_PREFIX = "system:serviceaccount:"
+REFRESH_AHEAD = (0.6, 0.9)
+"""A cached caller is re-checked in the background after this fraction (random in the range) of its TTL."""
 
 
 class AuthError(Exception):
@@ -155,13 +166,18 @@ class TTLCache(Generic[K, V]):
         self._clock = clock
 
     def get(self, key: K) -> V | None:
+        hit = self.entry(key)
+        return None if hit is None else hit[1]
+
+    def entry(self, key: K) -> tuple[float, V] | None:
+        """``(expiry time, value)`` of a live entry; None when absent or expired."""
         hit = self._data.get(key)
         if hit is None:
             return None
         if hit[0] <= self._clock():
             del self._data[key]
             return None
-        return hit[1]
+        return hit
 
     def put(self, key: K, value: V, ttl: float) -> None:
         if ttl <= 0:
@@ -204,38 +220,69 @@ class Authenticator:
         self._audience = audience
         self._ttl = cache_seconds
         self._negative_ttl = negative_cache_seconds
-        self._callers: TTLCache[str, Caller] = TTLCache(clock=clock)
+        self._clock = clock
+        self._callers: TTLCache[str, tuple[Caller, float]] = TTLCache(clock=clock)
+        """token key -> (caller, when to re-check it in the background)"""
         self._rejected: TTLCache[str, AuthError] = TTLCache(clock=clock)
         self._inflight: dict[str, asyncio.Future[Caller]] = {}
+        self._refreshing: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller behind an Authorization header, or :class:`AuthError`."""
-        key = token_key(bearer_token(authorization))
+        token = bearer_token(authorization)
+        key = token_key(token)
         cached = self._callers.get(key)
         if cached is not None:
-            return cached
+            caller, refresh_at = cached
+            if refresh_at <= self._clock() and key not in self._inflight:
+                self._refresh(key, token)
+            return caller
         rejected = self._rejected.get(key)
         if rejected is not None:
             raise rejected
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
+        return await self._resolve_shared(key, token)
+
+    async def _resolve_shared(self, key: str, token: str) -> Caller:
+        """Resolve ``token`` once for every concurrent request with it, and cache the outcome."""
         future: asyncio.Future[Caller] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            caller = await self._resolve(bearer_token(authorization))
+            caller = await self._resolve(token)
         except BaseException as exc:
-            if isinstance(exc, AuthError) and exc.status == 401:
-                self._rejected.put(key, exc, self._negative_ttl)
+            if isinstance(exc, AuthError) and exc.status in (401, 403):
+                self._callers.pop(key)  # a background re-check found the caller no longer valid
+                if exc.status == 401:
+                    self._rejected.put(key, exc, self._negative_ttl)
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         else:
-            self._callers.put(key, caller, self._ttl)
+            refresh_at = self._clock() + self._ttl * random.uniform(*REFRESH_AHEAD)
+            self._callers.put(key, (caller, refresh_at), self._ttl)
             future.set_result(caller)
             return caller
         finally:
             del self._inflight[key]
+
+    def _refresh(self, key: str, token: str) -> None:
+        """Re-check a cached caller without holding up the request that noticed it was due."""
+
+        async def run() -> None:
+            # A refused caller is dropped from the cache by _resolve_shared; an unreachable API server
+            # leaves the cached caller in place until it expires.
+            try:
+                await self._resolve_shared(key, token)
+            except AuthError:
+                pass
+            except Exception:  # the next request after expiry resolves (and reports) it again
+                log.warning("background re-check of a cached caller failed", exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._refreshing.add(task)
+        task.add_done_callback(self._refreshing.discard)
 
     def forget(self, authorization: str | None) -> None:
         """Drop a cached caller (after the store called its attempt stale)."""
