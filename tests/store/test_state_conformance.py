@@ -18,6 +18,7 @@ from stratarouter_runtime import (
     StateManager,
     StateTooLargeError,
 )
+from stratarouter_runtime.state.validation import MAX_LIMIT
 from tests.store.conftest import MakeState
 
 
@@ -82,6 +83,17 @@ async def test_history_keyset_pagination(state: StateManager) -> None:
         pages.append([c.step for c in page])
         after = page[-1].step
     assert pages == [list(range(10)), list(range(10, 20)), list(range(20, 25))]
+
+
+async def test_history_without_limit_is_complete(make_state: MakeState) -> None:
+    """The seed's ``get_history(id)`` is the *complete* history, even past one page of the backend."""
+    state = make_state(batch_writes=True, batch_size=1000)
+    steps = range(MAX_LIMIT + 5)
+    for step in steps:
+        await state.checkpoint("long", step, {"s": step})
+    history = await state.get_history("long")
+    assert [c.step for c in history] == list(steps)
+    assert len(await state.get_history("long", limit=7)) == 7
 
 
 async def test_lifecycle_statuses(state: StateManager) -> None:

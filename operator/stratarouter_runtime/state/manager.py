@@ -332,14 +332,22 @@ class StateManager:
 
     # -- history ------------------------------------------------------------------------------
     async def get_history(
-        self, execution_id: str, *, after_step: int | None = None, limit: int = 1000
+        self, execution_id: str, *, after_step: int | None = None, limit: int | None = None
     ) -> list[Checkpoint]:
-        """History checkpoints oldest first; page with ``after_step=<last step seen>``."""
+        """History checkpoints oldest first: all of them by default (read in keyset pages), or one page of
+        at most ``limit``; page on with ``after_step=<last step seen>``."""
         check.execution_id(execution_id)
         if after_step is not None:
             check.step(after_step, "after_step")
         await self._flush_pending()
-        return await self._backend.get_history(execution_id, after_step, check.limit(limit))
+        if limit is not None:
+            return await self._backend.get_history(execution_id, after_step, check.limit(limit))
+        history: list[Checkpoint] = []
+        # Until an empty page: a backend may cap its pages lower (the checkpoint API serves 1,000 at most).
+        while page := await self._backend.get_history(execution_id, after_step, check.MAX_LIMIT):
+            history += page
+            after_step = page[-1].step
+        return history
 
     async def get_latest_checkpoint(self, execution_id: str) -> Checkpoint | None:
         """The checkpoint at ``last_checkpoint_step`` (None if there is none)."""
