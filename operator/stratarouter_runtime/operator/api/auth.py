@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -291,16 +292,10 @@ class Authenticator:
 
     async def _resolve(self, token: str) -> Caller:
         ident = await self._review(token)
-        try:
-            pod = await self._core.read_namespaced_pod(ident.pod_name, ident.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                gone = f"pod {ident.namespace}/{ident.pod_name} no longer exists"
-                raise AuthError(401, "PodGone", gone) from exc
-            raise AuthError(503, "ApiUnavailable", f"reading the calling pod failed: {exc.reason}") from exc
-        if ident.pod_uid and pod.metadata.uid != ident.pod_uid:
+        meta = await self._pod_metadata(ident)
+        if ident.pod_uid and meta.get("uid") != ident.pod_uid:
             raise AuthError(401, "PodGone", f"pod {ident.namespace}/{ident.pod_name} was replaced")
-        labels: dict[str, str] = dict(pod.metadata.labels or {})
+        labels: dict[str, str] = dict(meta.get("labels") or {})
         execution: dict[str, Any] | None = None
         name = labels.get(LABEL_EXECUTION)
         if name:
@@ -313,6 +308,29 @@ class Authenticator:
                     why = f"reading the Execution failed: {exc.reason}"
                     raise AuthError(503, "ApiUnavailable", why) from exc
         return caller_for(ident, labels, execution)
+
+    async def _pod_metadata(self, ident: PodIdentity) -> dict[str, Any]:
+        """The calling pod's metadata, read as plain JSON.
+
+        Only its uid and labels are needed: turning the whole pod into client model objects (every
+        timestamp through dateutil) was the largest single cost of a cache miss at a thousand pods.
+        With ``_preload_content=False`` the client hands back the raw aiohttp response (its stubs say V1Pod).
+        """
+        resp: Any = await self._core.read_namespaced_pod(
+            ident.pod_name, ident.namespace, _preload_content=False
+        )
+        try:
+            status = int(resp.status)
+            raw = await resp.read()
+        finally:
+            resp.release()
+        if status == 404:
+            raise AuthError(401, "PodGone", f"pod {ident.namespace}/{ident.pod_name} no longer exists")
+        if not 200 <= status < 300:
+            why = f"reading the calling pod failed: {status} {raw[:200].decode(errors='replace')}"
+            raise AuthError(503, "ApiUnavailable", why)
+        meta: dict[str, Any] = orjson.loads(raw).get("metadata") or {}
+        return meta
 
     async def _review(self, token: str) -> PodIdentity:
         body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=[self._audience]))
