@@ -9,16 +9,22 @@ TokenReview, recover, snapshot, restore, TTL deletion); ``test_install.py`` prov
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.ports import free_port
 from tests.chart.identity import ServiceAccountIdentity
 
 # Fixtures of the operator tests (imported so that pytest finds them for the tests below).
-from tests.operator.conftest import crds, executions, kube, namespace, operator, operator_process
+from tests.operator.conftest import (
+    crds,
+    executions,
+    kube,
+    namespace,
+    operator,
+    operator_environment,
+    operator_process,
+)
 from tests.operator.test_lifecycle import (
     test_full_loop_resumes_from_last_checkpoint,
     test_restore_from_snapshot_once_per_change,
@@ -57,20 +63,9 @@ REUSED = (
 
 
 @pytest.fixture
-def operator_env(pg_dsn: str, namespace: str, operator_identity: ServiceAccountIdentity) -> dict[str, Any]:
+def operator_env(pg_dsn: str, namespace: str, operator_identity: ServiceAccountIdentity) -> dict[str, str]:
     """tests/operator's environment for the operator process, with the chart identity's kubeconfig."""
-    port = free_port()
-    return {
-        **os.environ,
-        "KUBECONFIG": str(operator_identity.kubeconfig),
-        "STRATA_DB_URL": pg_dsn,
-        "STRATA_API_HOST": "127.0.0.1",
-        "STRATA_API_PORT": str(port),
-        "STRATA_API_URL_FOR_PODS": f"http://127.0.0.1:{port}",
-        "STRATA_RETENTION_INTERVAL_SECONDS": "1",
-        "STRATA_HANDLER_BACKOFF_SECONDS": "0.5",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return operator_environment(operator_identity.kubeconfig, pg_dsn)
 
 
 def test_the_operator_runs_as_the_chart_service_account(

@@ -142,13 +142,12 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-@pytest.fixture
-def operator_env(cluster: Any, pg_dsn: str, namespace: str) -> dict[str, str]:
-    """The operator's environment; tests may tweak it before ``operator.start()``."""
+def operator_environment(kubeconfig: Path, pg_dsn: str) -> dict[str, str]:
+    """The environment of an operator process that logs in with ``kubeconfig`` and stores in ``pg_dsn``."""
     port = free_port()
     return {
         **os.environ,
-        "KUBECONFIG": str(cluster.kubeconfig),
+        "KUBECONFIG": str(kubeconfig),
         "STRATA_DB_URL": pg_dsn,
         "STRATA_API_HOST": "127.0.0.1",
         "STRATA_API_PORT": str(port),
@@ -157,6 +156,12 @@ def operator_env(cluster: Any, pg_dsn: str, namespace: str) -> dict[str, str]:
         "STRATA_HANDLER_BACKOFF_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+@pytest.fixture
+def operator_env(cluster: Any, pg_dsn: str, namespace: str) -> dict[str, str]:
+    """The operator's environment (the cluster admin's identity); tests may tweak it before ``start()``."""
+    return operator_environment(cluster.kubeconfig, pg_dsn)
 
 
 @pytest.fixture
