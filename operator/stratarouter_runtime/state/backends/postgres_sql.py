@@ -253,12 +253,14 @@ SELECT * FROM ex ORDER BY updated_at, id
 
 SNAPSHOT_COLUMNS: Final = "name, execution_id, step, size_bytes, created_at"
 
-SNAPSHOT_FROM_CURRENT: Final = f"""
+
+def _snapshot_upsert(source: str) -> str:
+    """Store (or replace) snapshot $2 of execution $1 from ``source`` (a VALUES or SELECT giving the
+    snapshot's columns), record a ``snapshot`` audit event, and return the snapshot."""
+    return f"""
 WITH s AS (
     INSERT INTO snapshots AS s (execution_id, name, step, attempt, codec, size_bytes, hash, state)
-    SELECT e.id, $2, e.current_step, e.attempt, coalesce(c.codec, e.state_codec), e.state_size, e.state_hash,
-           coalesce(e.state, c.state)
-    {_CURRENT} AND coalesce(e.state, c.state) IS NOT NULL
+    {source}
     ON CONFLICT (execution_id, name) DO UPDATE SET
         step = EXCLUDED.step, attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
         size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
@@ -272,42 +274,21 @@ WITH s AS (
 SELECT {SNAPSHOT_COLUMNS} FROM s
 """
 
-SNAPSHOT_FROM_VALUES: Final = f"""
-WITH s AS (
-    INSERT INTO snapshots AS s (execution_id, name, step, attempt, codec, size_bytes, hash, state)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    ON CONFLICT (execution_id, name) DO UPDATE SET
-        step = EXCLUDED.step, attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
-    RETURNING {SNAPSHOT_COLUMNS}, hash
-), ev AS (
-    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
-    SELECT s.execution_id, e.created_at, 'snapshot', s.step, e.attempt, s.size_bytes, s.hash,
-           jsonb_build_object('snapshot', s.name)
-    FROM s JOIN executions e ON e.id = s.execution_id
+
+SNAPSHOT_FROM_CURRENT: Final = _snapshot_upsert(
+    f"""SELECT e.id, $2, e.current_step, e.attempt, coalesce(c.codec, e.state_codec), e.state_size,
+           e.state_hash, coalesce(e.state, c.state)
+    {_CURRENT} AND coalesce(e.state, c.state) IS NOT NULL"""
 )
-SELECT {SNAPSHOT_COLUMNS} FROM s
-"""
+
+SNAPSHOT_FROM_VALUES: Final = _snapshot_upsert("VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
 """A snapshot of a current state the backend resolved (a delta row): $3 step .. $8 state."""
 
-SNAPSHOT_FROM_STEP: Final = f"""
-WITH s AS (
-    INSERT INTO snapshots AS s (execution_id, name, step, attempt, codec, size_bytes, hash, state)
-    SELECT c.execution_id, $2, c.step, c.attempt, c.codec, c.size_bytes, c.hash, c.state
+SNAPSHOT_FROM_STEP: Final = _snapshot_upsert(
+    """SELECT c.execution_id, $2, c.step, c.attempt, c.codec, c.size_bytes, c.hash, c.state
     FROM executions e JOIN checkpoints c ON c.execution_id = e.id AND c.execution_created_at = e.created_at
-    WHERE e.id = $1 AND c.step = $3
-    ON CONFLICT (execution_id, name) DO UPDATE SET
-        step = EXCLUDED.step, attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state
-    RETURNING {SNAPSHOT_COLUMNS}, hash
-), ev AS (
-    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
-    SELECT s.execution_id, e.created_at, 'snapshot', s.step, e.attempt, s.size_bytes, s.hash,
-           jsonb_build_object('snapshot', s.name)
-    FROM s JOIN executions e ON e.id = s.execution_id
+    WHERE e.id = $1 AND c.step = $3"""
 )
-SELECT {SNAPSHOT_COLUMNS} FROM s
-"""
 
 GET_SNAPSHOT: Final = f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE execution_id = $1 AND name = $2"
 SNAPSHOT_STATE: Final = (
