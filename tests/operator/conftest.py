@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -188,27 +188,27 @@ def operator(operator_process: OperatorProcess) -> OperatorProcess:
 
 
 @dataclass
-class Executions:
-    """Executions and their pods in one namespace, read and changed the way kubectl would."""
+class CustomObjects:
+    """Our custom objects of one kind in one namespace, read and changed the way kubectl would."""
 
+    kind: ClassVar[str]
+    plural: ClassVar[str]
     kube: KubeApi
     namespace: str
-    created: list[str] = field(default_factory=list)
 
     def path(self, name: str = "") -> str:
-        base = f"{GROUP_PATH}/namespaces/{self.namespace}/executions"
+        base = f"{GROUP_PATH}/namespaces/{self.namespace}/{self.plural}"
         return f"{base}/{name}" if name else base
 
-    def create(self, name: str, **spec: Any) -> Obj:
+    def post(self, name: str, spec: Obj) -> Obj:
         body = {
             "apiVersion": "stratarouter.io/v1alpha1",
-            "kind": "Execution",
+            "kind": self.kind,
             "metadata": {"name": name},
-            "spec": {"template": template(), **spec},
+            "spec": spec,
         }
-        obj = self.kube.request("POST", self.path(), body)
-        self.created.append(name)
-        return obj
+        result: Obj = self.kube.request("POST", self.path(), body)
+        return result
 
     def get(self, name: str) -> Obj | None:
         try:
@@ -221,9 +221,6 @@ class Executions:
     def status(self, name: str) -> Obj:
         return (self.get(name) or {}).get("status") or {}
 
-    def patch_spec(self, name: str, spec: Obj) -> Obj:
-        return self.kube.request("PATCH", self.path(name), {"spec": spec}, content_type=MERGE_PATCH)
-
     def delete(self, name: str) -> None:
         self.kube.request("DELETE", self.path(name))
 
@@ -232,8 +229,25 @@ class Executions:
             status = self.status(name)
             return status if status.get("phase") == phase else None
 
-        result: Obj = wait_until(f"{name} phase {phase}", probe, timeout)
+        result: Obj = wait_until(f"{self.kind} {name} phase {phase}", probe, timeout)
         return result
+
+
+@dataclass
+class Executions(CustomObjects):
+    """Executions and their pods in one namespace."""
+
+    kind = "Execution"
+    plural = "executions"
+    created: list[str] = field(default_factory=list)
+
+    def create(self, name: str, **spec: Any) -> Obj:
+        obj = self.post(name, {"template": template(), **spec})
+        self.created.append(name)
+        return obj
+
+    def patch_spec(self, name: str, spec: Obj) -> Obj:
+        return self.kube.request("PATCH", self.path(name), {"spec": spec}, content_type=MERGE_PATCH)
 
     def wait_status(
         self, name: str, what: str, check: Callable[[Obj], bool], timeout: float = WAIT_SECONDS

@@ -9,48 +9,21 @@ import pytest
 
 from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.state import StateManager
-from tests.operator.conftest import GROUP_PATH, Executions, OperatorProcess, wait_until
+from tests.operator.conftest import CustomObjects, Executions, OperatorProcess, wait_until
 from tests.operator.test_api import call, running_execution, token_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
 
 
-class Snapshots:
-    def __init__(self, kube: KubeApi, namespace: str) -> None:
-        self.kube = kube
-        self.namespace = namespace
-
-    def path(self, name: str = "") -> str:
-        base = f"{GROUP_PATH}/namespaces/{self.namespace}/snapshots"
-        return f"{base}/{name}" if name else base
+class Snapshots(CustomObjects):
+    kind = "Snapshot"
+    plural = "snapshots"
 
     def create(self, name: str, **spec: Any) -> None:
-        body = {
-            "apiVersion": "stratarouter.io/v1alpha1",
-            "kind": "Snapshot",
-            "metadata": {"name": name},
-            "spec": spec,
-        }
-        self.kube.request("POST", self.path(), body)
-
-    def get(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.kube.get(self.path(name))
-        except KubeApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def wait_phase(self, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
-        def probe() -> dict[str, Any] | None:
-            status = (self.get(name) or {}).get("status") or {}
-            return status if status.get("phase") == phase else None
-
-        found: dict[str, Any] = wait_until(f"snapshot {name} {phase}", probe, timeout)
-        return found
+        self.post(name, spec)
 
     def delete_and_wait(self, name: str) -> None:
-        self.kube.request("DELETE", self.path(name))
+        self.delete(name)
         wait_until(f"snapshot {name} gone", lambda: self.get(name) is None)
 
     def events(self, name: str) -> list[str]:
