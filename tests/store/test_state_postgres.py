@@ -68,6 +68,38 @@ async def test_version_2_upgrades_a_version_1_store_without_losing_audit_rows(pg
         assert [c.step for c in await state.get_history("v1")] == [1, 2, 3]
 
 
+async def test_version_4_upgrade_keeps_a_saved_state_newer_than_its_checkpoints(pg_dsn: str) -> None:
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await migrate(conn, MIGRATIONS[:3]) == 3
+        # what a version-3 SDK wrote: checkpoints 1 and 2, then a save at step 3 in the row
+        await conn.execute(
+            "INSERT INTO executions (id, status, current_step, last_checkpoint_step, checkpoint_count,"
+            " state, state_codec, state_size, state_hash) VALUES ('v3', 'running', 3, 2, 2, $1, 'json', 8,"
+            " '\\x03')",
+            b'{"at":3}',
+        )
+        for step in (1, 2):
+            await conn.execute(
+                "INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt, codec,"
+                " size_bytes, hash, state) SELECT 'v3', created_at, $1, 1, 'json', 8, '\\x01', $2"
+                " FROM executions",
+                step,
+                f'{{"at":{step}}}'.encode(),
+            )
+        assert await migrate(conn) == LATEST - 3
+    finally:
+        await conn.close()
+    async with StateManager(db_url=pg_dsn) as state:
+        assert await state.load("v3") == {"at": 3}
+        execution = await state.get_execution("v3")
+        assert execution is not None
+        assert (execution.current_step, execution.last_checkpoint_step) == (3, 2)
+        assert (await state.get_metrics()).total_checkpoints == 2
+        await state.checkpoint("v3", 4, {"at": 4})
+        assert await state.load("v3") == {"at": 4}
+
+
 async def test_a_failed_migration_does_not_bump_the_version(pg_dsn: str) -> None:
     broken = [*MIGRATIONS, Migration(LATEST + 1, "broken", "CREATE TABLE executions (id int)")]
     conn = await asyncpg.connect(pg_dsn)
@@ -109,11 +141,21 @@ async def test_state_is_stored_once_per_execution_and_history_only_on_checkpoint
         assert [e.step for e in await state.get_audit("grow")] == list(range(0, 95, 10))
         await state.checkpoint("grow", 95, {"step": 95})
         assert await state.load("grow") == {"step": 95}
-    conn = await asyncpg.connect(pg_dsn)
-    try:  # after a checkpoint the state is stored once, in the checkpoint row
-        assert await conn.fetchval("SELECT state IS NULL FROM executions") is True
-    finally:
-        await conn.close()
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            # a checkpoint at a new highest step is one INSERT (FAST): the execution row is left as it was
+            row = await conn.fetchrow("SELECT current_step, state IS NOT NULL AS whole FROM executions")
+            assert (row["current_step"], row["whole"]) == (94, True)
+            assert await conn.fetchval("SELECT fast FROM checkpoints WHERE step = 95") is True
+            execution = await state.get_execution("grow")
+            assert execution is not None
+            assert (execution.current_step, execution.last_checkpoint_step) == (95, 95)
+            # any other checkpoint rewrites the row: the state is then stored once, in the checkpoint row
+            await state.checkpoint("grow", 95, {"step": 95, "again": True})
+            assert await conn.fetchval("SELECT state IS NULL FROM executions") is True
+            assert await state.load("grow") == {"step": 95, "again": True}
+        finally:
+            await conn.close()
 
 
 async def test_writers_racing_on_one_new_step_all_succeed(pg_dsn: str) -> None:
@@ -152,7 +194,10 @@ async def test_query_is_served_by_an_index_never_by_checkpoint_data(pg_dsn: str)
             plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {text}", *args))
             assert "Index" in plan, plan
             assert "executions_status_created_idx" in plan or "executions_created_idx" in plan, plan
-            assert "checkpoints" not in plan
+            # checkpoint rows are touched only by the fold's one-row primary-key probe per execution
+            probes = [line for line in plan.splitlines() if "checkpoints" in line]
+            assert probes, plan
+            assert all("Index Scan Backward using checkpoints" in p for p in probes), plan
             assert "Seq Scan" not in plan, plan
     finally:
         await conn.close()

@@ -16,10 +16,10 @@ def op(execution_id: str, step: int, *, history: bool = True, attempt: int | Non
 def test_one_row_per_execution_with_its_last_write_and_every_history_write() -> None:
     args = _batch_args([op("a", 1), op("b", 1, history=False), op("a", 2, history=False), op("a", 3)])
     assert args is not None
-    ids, steps, attempts, _, _, _, _, hist_steps, hist_counts = args[:9]
+    ids, steps, attempts, _, _, _, _, hist_steps = args[:8]
     assert (ids, steps, attempts) == (["a", "b"], [3, 1], [None, None])
-    assert (hist_steps, hist_counts) == ([3, None], [2, 0])
-    h_ids, h_steps = args[9], args[10]
+    assert hist_steps == [3, None]
+    h_ids, h_steps = args[8], args[9]
     assert (h_ids, h_steps) == (["a", "a"], [1, 3])
     assert args[-1] == 5  # the manager's retention
 

@@ -161,7 +161,6 @@ def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
     last: dict[str, WriteOp] = {}
     attempts: dict[str, int | None] = {}
     hist_step: dict[str, int] = {}
-    hist_count: dict[str, int] = {}
     hist: list[WriteOp] = []
     for op in ops:
         key = op.execution_id
@@ -172,7 +171,6 @@ def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
         if op.history:
             hist.append(op)
             hist_step[key] = op.step
-            hist_count[key] = hist_count.get(key, 0) + 1
     groups = list(last.values())
     return (
         [o.execution_id for o in groups],
@@ -183,7 +181,6 @@ def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
         [o.state.size_bytes for o in groups],
         [o.state.digest for o in groups],
         [hist_step.get(o.execution_id) for o in groups],
-        [hist_count.get(o.execution_id, 0) for o in groups],
         [o.execution_id for o in hist],
         [o.step for o in hist],
         [o.state.data for o in hist],
@@ -337,6 +334,8 @@ class PostgresBackend(StateBackend):
             return
         prune = op.history and (op.retention is not None or op.execution_id in self._retained)
         args = _args(op)
+        if optimistic and op.history and await self._write_fast(conn, op, args, prune):
+            return
         try:
             if optimistic or not op.history:  # a save touches no checkpoint row: WRITE_NEW is exact
                 try:
@@ -360,6 +359,18 @@ class PostgresBackend(StateBackend):
                 raise _stale(exc, op.execution_id, op.attempt) from None
             raise
         self._after_write(op, keep)
+
+    async def _write_fast(self, conn: Conn, op: WriteOp, args: tuple[Any, ...], prune: bool) -> bool:
+        """A new highest checkpoint step of a running execution as one INSERT (FAST); False: not
+        that case, or a concurrent writer took the step (nothing written either way)."""
+        try:
+            row = await conn.fetchrow(sql.FAST_KEEP if prune else sql.FAST, *args)
+        except asyncpg.UniqueViolationError:
+            return False
+        if row is None:
+            return False
+        self._after_write(op, row[0])
+        return True
 
     def _after_write(self, op: WriteOp, keep: int | None) -> None:
         if keep is not None and op.retention is None:
@@ -535,7 +546,7 @@ class PostgresBackend(StateBackend):
         args.append(limit)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         order = f"ORDER BY created_at, id LIMIT ${len(args)}"
-        text = f"SELECT {sql.EXECUTION_COLUMNS} FROM executions {clause} {order}"
+        text = f"{sql.EXECUTIONS} {clause} {order}"
         return text, args
 
     async def delete_execution(self, execution_id: str, keep_snapshots: bool) -> bool:

@@ -16,6 +16,13 @@ sends the cheap form that assumes a new step (WRITE_NEW, WRITE_BATCH_NEW: no rew
 full form only when that hits a unique violation (the step exists). A large save may instead be
 stored as a delta against the newest checkpoint (SAVE_DELTA, ``state_base_step``; see pg_delta.py).
 
+The common checkpoint, a running execution's new highest step, is cheaper still (FAST): one INSERT of
+a checkpoint row marked ``fast``, with the executions row only share-locked as the attempt fence, not
+rewritten. Readers fold it in: an execution's highest-step checkpoint, when fast and newer (``seq``)
+than the row's ``state_seq``, is its current state, current and last checkpoint step, and liveness
+(``_head``). Every other write of the row's state takes a new ``state_seq`` (after locking the row),
+and a save absorbs the folded last checkpoint step; so the fold only ever looks at one row.
+
 Parameters of WRITE: $1 id, $2 step, $3 attempt (NULL: not fenced), $4 state, $5 codec, $6 size,
 $7 sha256, $8 history?, $9 the manager's default retention (NULL: keep all).
 """
@@ -24,24 +31,52 @@ from __future__ import annotations
 
 from typing import Final
 
-EXECUTION_COLUMNS: Final = (
-    "id, status, attempt, current_step, last_checkpoint_step, created_at, updated_at, finished_at, "
-    "error, labels, checkpoint_retention"
-)
 
-_WRITE_EX: Final = """
+def _head(e: str, extra: str = "") -> str:
+    """``LEFT JOIN LATERAL ... h``: the highest-step checkpoint of execution row ``e`` when a FAST write
+    made it after the row's state was last written (``h.head_*``), else NULLs (the row is current)."""
+    return f"""LEFT JOIN LATERAL (
+    SELECT hc.step AS head_step, hc.seq AS head_seq, hc.created_at AS head_at, hc.fast AS head_fast{extra}
+    FROM checkpoints hc
+    WHERE hc.execution_id = {e}.id AND hc.execution_created_at = {e}.created_at
+    ORDER BY hc.step DESC LIMIT 1
+) h ON h.head_fast AND h.head_seq > {e}.state_seq"""
+
+
+def _execution_columns(e: str) -> str:
+    """An Execution's columns from row ``e`` joined with ``_head(e)``."""
+    return (
+        f"{e}.id, {e}.status, {e}.attempt, coalesce(h.head_step, {e}.current_step) AS current_step, "
+        f"coalesce(h.head_step, {e}.last_checkpoint_step) AS last_checkpoint_step, {e}.created_at, "
+        f"greatest({e}.updated_at, h.head_at) AS updated_at, {e}.finished_at, {e}.error, {e}.labels, "
+        f"{e}.checkpoint_retention"
+    )
+
+
+def _folded(cte: str) -> str:
+    """CTE ``f``: the Execution of each row ``cte`` returned (``RETURNING *``), folded."""
+    return f"f AS (SELECT {_execution_columns(cte)} FROM {cte} {_head(cte)})"
+
+
+# The last checkpoint step a save keeps: the folded one (a FAST write may have made a newer one).
+_ABSORBED_CHECKPOINT: Final = """(
+            SELECT CASE WHEN hc.fast AND hc.seq > e.state_seq THEN hc.step END FROM checkpoints hc
+            WHERE hc.execution_id = e.id AND hc.execution_created_at = e.created_at
+            ORDER BY hc.step DESC LIMIT 1)"""
+
+_WRITE_EX: Final = f"""
 WITH ex AS (
-    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step, checkpoint_count,
+    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
                                  state, state_codec, state_size, state_hash)
     VALUES ($1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
-            CASE WHEN $8::bool THEN 1 ELSE 0 END, CASE WHEN $8::bool THEN NULL ELSE $4::bytea END,
-            $5::text, $6::int, $7::bytea)
+            CASE WHEN $8::bool THEN NULL ELSE $4::bytea END, $5::text, $6::int, $7::bytea)
     ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
         attempt = greatest(e.attempt, EXCLUDED.attempt),
         current_step = EXCLUDED.current_step,
-        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, e.last_checkpoint_step),
-        checkpoint_count = e.checkpoint_count + EXCLUDED.checkpoint_count,
+        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, {_ABSORBED_CHECKPOINT},
+                                        e.last_checkpoint_step),
+        state_seq = nextval('events_seq'),
         state = EXCLUDED.state,
         state_codec = EXCLUDED.state_codec,
         state_size = EXCLUDED.state_size,
@@ -59,8 +94,9 @@ _WRITE_HEAD: Final = (
     -- than ON CONFLICT). The replaced version is read locked, so concurrent rewriters see each
     -- other's versions; two writers racing on one *new* step make the loser hit a unique violation,
     -- and the backend re-runs its statement, which then takes this path.
-    UPDATE checkpoints c SET seq = nextval('events_seq'), attempt = ex.attempt, created_at = now(),
-                             codec = $5::text, size_bytes = $6::int, hash = $7::bytea, state = $4::bytea
+    UPDATE checkpoints c SET seq = nextval('events_seq'), fast = false, attempt = ex.attempt,
+                             created_at = now(), codec = $5::text, size_bytes = $6::int, hash = $7::bytea,
+                             state = $4::bytea
     FROM ex, (
         SELECT o.seq, o.attempt, o.created_at, o.size_bytes, o.hash FROM checkpoints o
         WHERE $8::bool AND o.execution_id = $1 AND o.execution_created_at = (SELECT created_at FROM ex)
@@ -129,11 +165,31 @@ per write. A step that exists already raises a unique violation (nothing written
 then sends WRITE. Not for use inside a transaction (the violation would abort it)."""
 WRITE_NEW_KEEP: Final = _NEW_HEAD + _WRITE_PRUNE + _WRITE_TAIL
 
+# FAST: WRITE's parameters; a row (the effective retention) when written, none when this write is
+# not a history checkpoint of a running execution of this attempt at a step above all its stored
+# steps (then nothing is written and the backend sends WRITE_NEW). The share lock is the fence: an
+# attempt bump (start, claim) waits for this commit, and a write waiting on one re-checks the attempt.
+_FAST_HEAD: Final = """
+WITH ex AS (
+    SELECT e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep FROM executions e
+    WHERE e.id = $1 AND $8::bool AND e.status = 'running' AND ($3::int IS NULL OR e.attempt = $3::int)
+      AND NOT EXISTS (SELECT 1 FROM checkpoints o WHERE o.execution_id = $1
+                      AND o.execution_created_at = e.created_at AND o.step >= $2::bigint)
+    FOR SHARE OF e
+), cp AS (
+    INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
+                             codec, size_bytes, hash, state, fast)
+    SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea, true
+    FROM ex
+"""
+FAST: Final = _FAST_HEAD + ")\nSELECT keep FROM ex"
+FAST_KEEP: Final = _FAST_HEAD + _WRITE_PRUNE + "SELECT keep FROM ex"
+
 # A save stored as a delta (pg_delta.py): $1 id, $2 step, $3 attempt (NULL: not fenced), $4 delta,
 # $5 codec, $6 size, $7 sha256 of the whole state, $8 base step, $9 the base's sha256. Changes nothing
 # (returns 0) unless the base checkpoint still has that digest; it is share-locked, so a concurrent
 # rewrite or prune of it waits for this commit (and then rewrites the execution row too).
-SAVE_DELTA: Final = """
+SAVE_DELTA: Final = f"""
 WITH base AS (
     SELECT 1 FROM executions e JOIN checkpoints c
       ON c.execution_id = e.id AND c.execution_created_at = e.created_at
@@ -144,6 +200,8 @@ WITH base AS (
         status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
         attempt = greatest(e.attempt, coalesce($3::int, 1)),
         current_step = $2::bigint,
+        last_checkpoint_step = coalesce({_ABSORBED_CHECKPOINT}, e.last_checkpoint_step),
+        state_seq = nextval('events_seq'),
         state = $4::bytea,
         state_codec = $5::text,
         state_size = $6::int,
@@ -156,25 +214,31 @@ WITH base AS (
 SELECT count(*) FROM ex
 """
 
-# The current state: executions.state, or the checkpoint row at current_step when that is NULL
-# (a delta state, state_base_step set, is resolved by the backend, never here).
-_CURRENT: Final = """
-FROM executions e LEFT JOIN checkpoints c
-  ON e.state IS NULL AND c.execution_id = e.id AND c.execution_created_at = e.created_at
- AND c.step = e.current_step
-WHERE e.id = $1 AND e.state_base_step IS NULL"""
+# The current state: the folded head checkpoint, else executions.state, or the checkpoint row at
+# current_step when that is NULL (a delta state, state_base_step set, is resolved by the backend).
+_CURRENT: Final = f"""
+FROM executions e {_head("e")}
+LEFT JOIN checkpoints c
+  ON (h.head_step IS NOT NULL OR e.state IS NULL) AND c.execution_id = e.id
+ AND c.execution_created_at = e.created_at AND c.step = coalesce(h.head_step, e.current_step)
+WHERE e.id = $1 AND (h.head_step IS NOT NULL OR e.state_base_step IS NULL)"""
 
-LOAD: Final = """
-SELECT e.current_step, coalesce(e.state, c.state) AS state,
-       CASE WHEN e.state IS NULL THEN c.codec ELSE e.state_codec END AS codec, e.attempt,
+LOAD: Final = f"""
+SELECT coalesce(h.head_step, e.current_step),
+       CASE WHEN h.head_step IS NOT NULL THEN h.head_state ELSE coalesce(e.state, c.state) END AS state,
+       CASE WHEN h.head_step IS NOT NULL THEN h.head_codec
+            WHEN e.state IS NULL THEN c.codec ELSE e.state_codec END AS codec, e.attempt,
        CASE WHEN e.state IS NOT NULL THEN c.state END AS base, c.codec AS base_codec, e.state_hash
-FROM executions e LEFT JOIN checkpoints c
-  ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+FROM executions e {_head("e", ", hc.state AS head_state, hc.codec AS head_codec")}
+LEFT JOIN checkpoints c
+  ON h.head_step IS NULL AND c.execution_id = e.id AND c.execution_created_at = e.created_at
  AND c.step = CASE WHEN e.state IS NULL THEN e.current_step ELSE e.state_base_step END
 WHERE e.id = $1"""
 """The current state; for a delta row also its base checkpoint's state (``base``, ``base_codec``)."""
 
-GET_EXECUTION: Final = f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
+EXECUTIONS: Final = f"SELECT {_execution_columns('e')} FROM executions e {_head('e')}"
+"""Executions, folded; append WHERE (unqualified executions columns) and ORDER BY."""
+GET_EXECUTION: Final = f"{EXECUTIONS} WHERE e.id = $1"
 
 EXISTS: Final = "SELECT attempt FROM executions WHERE id = $1"
 
@@ -188,25 +252,25 @@ WITH ex AS (
         labels = coalesce(EXCLUDED.labels, e.labels),
         checkpoint_retention = coalesce(EXCLUDED.checkpoint_retention, e.checkpoint_retention),
         finished_at = NULL, error = NULL, updated_at = now()
-    RETURNING {EXECUTION_COLUMNS}
-), ev AS (
+    RETURNING *
+), {_folded("ex")}, ev AS (
     INSERT INTO events (execution_id, execution_created_at, kind, step, attempt)
-    SELECT id, created_at, 'started', current_step, attempt FROM ex
+    SELECT id, created_at, 'started', current_step, attempt FROM f
 )
-SELECT * FROM ex
+SELECT * FROM f
 """
 
 FINISH: Final = f"""
 WITH ex AS (
     UPDATE executions SET status = $2, error = $3, finished_at = now(), updated_at = now()
     WHERE id = $1 AND ($4::int IS NULL OR attempt <= $4::int)
-    RETURNING {EXECUTION_COLUMNS}
-), ev AS (
+    RETURNING *
+), {_folded("ex")}, ev AS (
     INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, detail)
     SELECT id, created_at, $2, current_step, attempt,
-           CASE WHEN $3::text IS NULL THEN NULL ELSE jsonb_build_object('error', $3::text) END FROM ex
+           CASE WHEN $3::text IS NULL THEN NULL ELSE jsonb_build_object('error', $3::text) END FROM f
 )
-SELECT * FROM ex
+SELECT * FROM f
 """
 
 _CREATED: Final = "(SELECT created_at FROM executions WHERE id = $1)"
@@ -217,11 +281,11 @@ WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND step > $2
 ORDER BY step LIMIT $3
 """
 
-CHECKPOINT_AT: Final = """
+CHECKPOINT_AT: Final = f"""
 SELECT c.step, c.attempt, c.created_at, c.codec, c.size_bytes, c.state
-FROM executions e JOIN checkpoints c
-  ON c.execution_id = e.id AND c.execution_created_at = e.created_at
-WHERE e.id = $1 AND c.step = coalesce($2::bigint, e.last_checkpoint_step)
+FROM executions e {_head("e")}
+JOIN checkpoints c ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+WHERE e.id = $1 AND c.step = coalesce($2::bigint, h.head_step, e.last_checkpoint_step)
 """
 
 AUDIT: Final = f"""
@@ -233,22 +297,26 @@ WHERE execution_id = $1 AND execution_created_at = {_CREATED} AND seq > $2
 ORDER BY seq LIMIT $3
 """
 
+# Liveness is the folded updated_at. A FAST write holds a share lock, so it is skipped while in
+# flight; one that commits between this statement's snapshot and its lock is not seen (the row did
+# not change), a window of microseconds at the very end of recovery_timeout.
 CLAIM: Final = f"""
 WITH c AS (
-    SELECT id FROM executions
-    WHERE status IN ('running', 'recovering') AND updated_at <= now() - make_interval(secs => $1)
-    ORDER BY updated_at
+    SELECT e.id FROM executions e {_head("e")}
+    WHERE e.status IN ('running', 'recovering')
+      AND greatest(e.updated_at, h.head_at) <= now() - make_interval(secs => $1)
+    ORDER BY greatest(e.updated_at, h.head_at)
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF e SKIP LOCKED
 ), ex AS (
     UPDATE executions e SET status = 'recovering', attempt = e.attempt + 1, updated_at = now()
     FROM c WHERE e.id = c.id
-    RETURNING {", ".join("e." + col.strip() for col in EXECUTION_COLUMNS.split(","))}
-), ev AS (
+    RETURNING e.*
+), {_folded("ex")}, ev AS (
     INSERT INTO events (execution_id, execution_created_at, kind, step, attempt)
-    SELECT id, created_at, 'recovering', last_checkpoint_step, attempt FROM ex
+    SELECT id, created_at, 'recovering', last_checkpoint_step, attempt FROM f
 )
-SELECT * FROM ex ORDER BY updated_at, id
+SELECT * FROM f ORDER BY updated_at, id
 """
 
 SNAPSHOT_COLUMNS: Final = "name, execution_id, step, size_bytes, created_at"
@@ -276,9 +344,10 @@ SELECT {SNAPSHOT_COLUMNS} FROM s
 
 
 SNAPSHOT_FROM_CURRENT: Final = _snapshot_upsert(
-    f"""SELECT e.id, $2, e.current_step, e.attempt, coalesce(c.codec, e.state_codec), e.state_size,
-           e.state_hash, coalesce(e.state, c.state)
-    {_CURRENT} AND coalesce(e.state, c.state) IS NOT NULL"""
+    f"""SELECT e.id, $2, coalesce(h.head_step, e.current_step), e.attempt,
+           coalesce(c.codec, e.state_codec), coalesce(c.size_bytes, e.state_size),
+           coalesce(c.hash, e.state_hash), coalesce(c.state, e.state)
+    {_CURRENT} AND coalesce(c.state, e.state) IS NOT NULL"""
 )
 
 SNAPSHOT_FROM_VALUES: Final = _snapshot_upsert("VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -369,7 +438,8 @@ WHERE p.relname = $1 AND p.relnamespace = current_schema()::regnamespace
 COUNTS: Final = """
 SELECT count(*) AS total,
        count(*) FILTER (WHERE status IN ('pending', 'running', 'recovering')) AS active,
-       coalesce(sum(checkpoint_count), 0)::bigint AS checkpoints,
+       (SELECT count(*) FROM checkpoints)
+     + (SELECT count(*) FROM events WHERE kind = 'checkpoint') AS checkpoints,
        (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('checkpoints'))
      + (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('events'))
      + pg_total_relation_size('executions') + pg_total_relation_size('snapshots') AS bytes
@@ -377,25 +447,26 @@ FROM executions
 """
 
 # Many writes in one statement (batch flushes, group commit, transactions): the same effects as
-# running WRITE for each, set-based. The caller folds the writes per execution ($1..$9, one row per
+# running WRITE for each, set-based. The caller folds the writes per execution ($1..$8, one row per
 # execution: its last write, and one attempt per execution) and lists every history write in order
-# ($10..$15). Retention keeps the newest N steps of old and new history together; the current state
+# ($9..$14). Retention keeps the newest N steps of old and new history together; the current state
 # is kept in the executions row (a history row of the batch may fall outside the retention).
-_BATCH_EX: Final = """
+_BATCH_EX: Final = f"""
 WITH i AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bytea[], $5::text[], $6::int[], $7::bytea[],
-                         $8::bigint[], $9::int[])
-        AS i(id, step, attempt, state, codec, size, hash, hist_step, hist_count)
+                         $8::bigint[])
+        AS i(id, step, attempt, state, codec, size, hash, hist_step)
 ), ex AS (
-    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step, checkpoint_count,
+    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
                                  state, state_codec, state_size, state_hash)
-    SELECT id, 'running', coalesce(attempt, 1), step, hist_step, hist_count, state, codec, size, hash FROM i
+    SELECT id, 'running', coalesce(attempt, 1), step, hist_step, state, codec, size, hash FROM i
     ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
         attempt = greatest(e.attempt, EXCLUDED.attempt),
         current_step = EXCLUDED.current_step,
-        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, e.last_checkpoint_step),
-        checkpoint_count = e.checkpoint_count + EXCLUDED.checkpoint_count,
+        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, {_ABSORBED_CHECKPOINT},
+                                        e.last_checkpoint_step),
+        state_seq = nextval('events_seq'),
         state = EXCLUDED.state,
         state_codec = EXCLUDED.state_codec,
         state_size = EXCLUDED.state_size,
@@ -403,7 +474,7 @@ WITH i AS (
         state_base_step = NULL,
         updated_at = now()
     WHERE e.attempt <= coalesce((SELECT i.attempt FROM i WHERE i.id = e.id), e.attempt)
-    RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $16::int) AS keep
+    RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $15::int) AS keep
 """
 
 _BATCH_HEAD: Final = (
@@ -411,7 +482,7 @@ _BATCH_HEAD: Final = (
     + """), h AS (
     -- every history write of the batch, in order, with its audit sequence number
     SELECT h.*, ex.created_at, ex.attempt, ex.keep, nextval('events_seq') AS seq
-    FROM unnest($10::text[], $11::bigint[], $12::bytea[], $13::text[], $14::int[], $15::bytea[])
+    FROM unnest($9::text[], $10::bigint[], $11::bytea[], $12::text[], $13::int[], $14::bytea[])
          WITH ORDINALITY AS h(id, step, state, codec, size, hash, ord)
     JOIN ex ON ex.id = h.id
     ORDER BY h.ord
@@ -458,7 +529,8 @@ _BATCH_PRUNE: Final = """), ranked AS (
     SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state, n.seq FROM to_write n
     ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
         attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq,
+        fast = false
     WHERE EXISTS (SELECT 1 FROM superseded_stored o
                   WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
     RETURNING 1
@@ -490,7 +562,8 @@ _BATCH_PLAIN: Final = """), to_write AS (
     SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state, n.seq FROM to_write n
     ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
         attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq,
+        fast = false
     WHERE EXISTS (SELECT 1 FROM superseded_stored o
                   WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
     RETURNING 1
@@ -517,7 +590,7 @@ WRITE_BATCH_NEW: Final = (
     INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
                              codec, size_bytes, hash, state)
     SELECT h.id, ex.created_at, h.step, ex.attempt, h.codec, h.size, h.hash, h.state
-    FROM unnest($10::text[], $11::bigint[], $12::bytea[], $13::text[], $14::int[], $15::bytea[])
+    FROM unnest($9::text[], $10::bigint[], $11::bytea[], $12::text[], $13::int[], $14::bytea[])
          WITH ORDINALITY AS h(id, step, state, codec, size, hash, ord)
     JOIN ex ON ex.id = h.id
     ORDER BY h.ord
