@@ -155,6 +155,14 @@ def _resolve(execution_id: str, row: asyncpg.Record) -> bytes:
     return raw
 
 
+async def _load_row(conn: Conn, execution_id: str) -> asyncpg.Record | None:
+    """LOAD's row: one statement, a second only after a rewind (see LOAD)."""
+    row: asyncpg.Record | None = await conn.fetchrow(sql.LOAD, execution_id)
+    if row is not None and not row["resolved"]:
+        row = await conn.fetchrow(sql.LOAD_ROW, execution_id)
+    return row
+
+
 def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
     """Fold writes into WRITE_BATCH's arrays, or None when one execution mixes attempts in the batch
     (then the writes go one statement each, so fencing applies write by write)."""
@@ -502,7 +510,7 @@ class PostgresBackend(StateBackend):
         return await self._run(run)
 
     async def load(self, execution_id: str) -> StoredState | None:
-        row = await self._run(lambda conn: conn.fetchrow(sql.LOAD, execution_id))
+        row = await self._run(lambda conn: _load_row(conn, execution_id))
         if row is None or row[1] is None:
             return None
         if row[2] == pg_delta.DELTA:
@@ -645,7 +653,7 @@ class PostgresBackend(StateBackend):
 
     async def _snapshot_resolved(self, conn: Conn, execution_id: str, name: str) -> asyncpg.Record | None:
         """A snapshot of a delta current state: resolved here, stored whole."""
-        current = await conn.fetchrow(sql.LOAD, execution_id)
+        current = await _load_row(conn, execution_id)
         if current is None or current[2] != pg_delta.DELTA:
             return None
         cfg = self._config

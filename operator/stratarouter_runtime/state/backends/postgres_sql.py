@@ -223,18 +223,36 @@ LEFT JOIN checkpoints c
  AND c.execution_created_at = e.created_at AND c.step = coalesce(h.head_step, e.current_step)
 WHERE e.id = $1 AND (h.head_step IS NOT NULL OR e.state_base_step IS NULL)"""
 
-LOAD: Final = f"""
-SELECT coalesce(h.head_step, e.current_step),
-       CASE WHEN h.head_step IS NOT NULL THEN h.head_state ELSE coalesce(e.state, c.state) END AS state,
-       CASE WHEN h.head_step IS NOT NULL THEN h.head_codec
-            WHEN e.state IS NULL THEN c.codec ELSE e.state_codec END AS codec, e.attempt,
+LOAD: Final = """
+SELECT CASE WHEN h.ahead THEN h.step ELSE e.current_step END,
+       CASE WHEN h.ahead OR e.state IS NULL THEN h.state ELSE e.state END AS state,
+       CASE WHEN h.ahead OR e.state IS NULL THEN h.codec ELSE e.state_codec END AS codec, e.attempt,
+       CASE WHEN NOT h.ahead AND e.state IS NOT NULL THEN h.state END AS base, h.codec AS base_codec,
+       e.state_hash,
+       coalesce(h.ahead, false)
+    OR coalesce(h.step = CASE WHEN e.state IS NULL THEN e.current_step ELSE e.state_base_step END, false)
+    OR (e.state IS NULL AND e.current_step IS NULL)
+    OR (e.state IS NOT NULL AND e.state_base_step IS NULL) AS resolved
+FROM executions e LEFT JOIN LATERAL (
+    SELECT hc.step, hc.state, hc.codec, hc.fast AND hc.seq > e.state_seq AS ahead FROM checkpoints hc
+    WHERE hc.execution_id = e.id AND hc.execution_created_at = e.created_at
+    ORDER BY hc.step DESC LIMIT 1
+) h ON true
+WHERE e.id = $1"""
+"""The current state, read with the one probe of the highest-step checkpoint (the fold's ``_head``):
+the FAST head itself, the row's state, or the checkpoint the row points at (at ``current_step``, or
+a delta's base) when that is the highest one; for a delta also its base (``base``, ``base_codec``).
+``resolved`` false: the row points at a lower checkpoint (after a rewind); read LOAD_ROW instead."""
+
+LOAD_ROW: Final = """
+SELECT e.current_step, coalesce(e.state, c.state) AS state,
+       CASE WHEN e.state IS NULL THEN c.codec ELSE e.state_codec END AS codec, e.attempt,
        CASE WHEN e.state IS NOT NULL THEN c.state END AS base, c.codec AS base_codec, e.state_hash
-FROM executions e {_head("e", ", hc.state AS head_state, hc.codec AS head_codec")}
-LEFT JOIN checkpoints c
-  ON h.head_step IS NULL AND c.execution_id = e.id AND c.execution_created_at = e.created_at
+FROM executions e LEFT JOIN checkpoints c
+  ON c.execution_id = e.id AND c.execution_created_at = e.created_at
  AND c.step = CASE WHEN e.state IS NULL THEN e.current_step ELSE e.state_base_step END
 WHERE e.id = $1"""
-"""The current state; for a delta row also its base checkpoint's state (``base``, ``base_codec``)."""
+"""LOAD's columns from the row's own pointers (valid when the FAST head is not ahead)."""
 
 EXECUTIONS: Final = f"SELECT {_execution_columns('e')} FROM executions e {_head('e')}"
 """Executions, folded; append WHERE (unqualified executions columns) and ORDER BY."""
