@@ -123,7 +123,7 @@ async def test_pod_checkpoints_resumes_and_is_fenced(
     env2 = executions.env(pod2)
     assert (env2["STRATA_ATTEMPT"], env2["STRATA_RESUME_STEP"]) == ("2", "5")
 
-    # the zombie attempt 1 (its token still cached by the API) is refused by the store: 409
+    # the zombie attempt 1 (its token review still cached by the API) is refused: 409 StaleAttempt
     with pytest.raises(StaleAttemptError):
         await state.checkpoint(execution_id, 6, {"total": -1})
     await state.close()
@@ -210,15 +210,39 @@ def test_old_pods_token_is_refused_once_replaced(
     executions.wait_status("old", "attempt 2", lambda s: s.get("podName") == "old-a2")
     status, answer = call(operator_process, "POST", "/v1/checkpoint", old, {"step": 2, "state": {}})
     # the operator deletes the failed pod before creating its replacement, which voids its bound token
-    # (401); were the old pod still there, it would not be the current pod (403)
-    assert status in (401, 403), answer
-    assert answer["error"] in ("InvalidToken", "PodGone", "NotCurrentPod")
+    # (401); were the old pod still there, its attempt would be a replaced one (409)
+    assert status in (401, 409), answer
+    assert answer["error"] in ("InvalidToken", "PodGone", "StaleAttempt")
     pod2 = "old-a2"
     executions.wait_pod_running(pod2)
     new = token_for(kube, executions, pod2)
     status, answer = call(operator_process, "GET", "/v1/state", new)
     # the new pod sees the state attempt 1 left; "attempt" is the execution's current attempt
     assert (status, answer["step"], answer["state"], answer["attempt"]) == (200, 1, {}, 2)
+
+
+def test_a_cached_token_is_refused_once_its_pod_is_replaced(
+    operator: OperatorProcess, executions: Executions, kube: KubeApi
+) -> None:
+    """With the default (long) token cache: the old pod's token, reviewed and cached while its pod was
+    current, is refused as soon as status names the replacement; reads included, not only fenced writes."""
+    pod1, _ = running_execution(executions, "cached", recovery={"backoffSeconds": 0})
+    old = token_for(kube, executions, pod1)
+    assert call(operator, "POST", "/v1/checkpoint", old, {"step": 1, "state": {"n": 1}})[0] == 200
+    assert call(operator, "GET", "/v1/state", old)[0] == 200  # answered from the cached review
+    executions.fail(pod1, 1)
+    executions.wait_status("cached", "attempt 2", lambda s: s.get("podName") == "cached-a2")
+
+    def refused() -> tuple[int, dict[str, Any]] | None:
+        status, answer = call(operator, "GET", "/v1/state", old)
+        return (status, answer) if status != 200 else None
+
+    status, answer = wait_until("the old pod's cached token refused", refused, timeout=10)
+    assert (status, answer["error"]) == (409, "StaleAttempt"), answer
+    assert "replaced by attempt 2" in answer["message"]
+    executions.wait_pod_running("cached-a2")
+    new = token_for(kube, executions, "cached-a2")
+    assert call(operator, "GET", "/v1/state", new)[0] == 200
 
 
 def test_bad_requests_get_400_with_a_reason(

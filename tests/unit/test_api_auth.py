@@ -81,6 +81,20 @@ def test_old_pod_is_403() -> None:
     assert "train-a3" in err.value.message
 
 
+def test_pod_of_a_replaced_attempt_is_409_stale() -> None:
+    """status.attempt moved past the pod's attempt: the zombie hears what the store's fencing says."""
+    replaced = {"metadata": {"name": "train"}, "status": {"podName": "train-a3", "attempt": 3}}
+    with pytest.raises(AuthError) as err:
+        caller_for(IDENT, LABELS, replaced)
+    assert (err.value.status, err.value.reason) == (409, "StaleAttempt")
+    assert "replaced by attempt 3" in err.value.message
+    # a newer pod than status knows about yet (created, not yet named) is only "not current": 403
+    ahead = {"metadata": {"name": "train"}, "status": {"podName": "train-a1", "attempt": 1}}
+    with pytest.raises(AuthError) as err:
+        caller_for(IDENT, LABELS, ahead)
+    assert (err.value.status, err.value.reason) == (403, "NotCurrentPod")
+
+
 def test_pod_before_status_names_it_is_403() -> None:
     with pytest.raises(AuthError) as err:
         caller_for(IDENT, LABELS, execution(None))

@@ -1,6 +1,7 @@
-"""The authenticator's cache: callers are re-checked in the background before they expire, without
-holding up requests; a re-check that refuses the caller drops it. ``_resolve`` (the three API calls) is
-scripted here; the real calls are covered by tests/operator/test_api.py."""
+"""The authenticator's token cache: reviews are re-checked in the background before they expire, without
+holding up requests; a re-check that refuses the token drops it. ``_resolve`` (TokenReview + pod read)
+is scripted here and the Executions' current pods come from a :class:`PodNames` view; the real calls
+are covered by tests/operator/test_api.py."""
 
 from __future__ import annotations
 
@@ -10,24 +11,51 @@ from collections.abc import AsyncIterator
 import pytest
 from kubernetes_asyncio import client
 
-from stratarouter_runtime.operator.api.auth import REFRESH_AHEAD, Authenticator, AuthError, Caller
+from stratarouter_runtime.operator.api.auth import (
+    REFRESH_AHEAD,
+    Authenticator,
+    AuthError,
+    Caller,
+    PodClaims,
+    PodIdentity,
+)
+from stratarouter_runtime.operator.api.current_pods import PodNames
 
 CALLER = Caller(namespace="team-a", pod_name="train-a2", execution="train", attempt=2)
+CLAIMS = PodClaims(
+    ident=PodIdentity(namespace="team-a", pod_name="train-a2", pod_uid="p2", service_account="default"),
+    labels={"stratarouter.io/execution": "train", "stratarouter.io/attempt": "2"},
+    owner_uid="e1",
+)
 HEADER = "Bearer tok"
 TTL = 30.0
+
+
+def view() -> PodNames:
+    names = PodNames()
+    names.replace(
+        "team-a",
+        [
+            {
+                "metadata": {"namespace": "team-a", "name": "train", "uid": "e1"},
+                "status": {"podName": "train-a2"},
+            }
+        ],
+    )
+    return names
 
 
 class Scripted(Authenticator):
     """Answers ``_resolve`` from a list of outcomes and counts the calls."""
 
     def __init__(self, api: client.ApiClient, now: list[float]) -> None:
-        super().__init__(api, cache_seconds=TTL, clock=lambda: now[0])
-        self.outcomes: list[Caller | AuthError] = []
+        super().__init__(api, cache_seconds=TTL, current=view(), clock=lambda: now[0])
+        self.outcomes: list[PodClaims | AuthError] = []
         self.calls = 0
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def _resolve(self, token: str) -> Caller:
+    async def _resolve(self, token: str) -> PodClaims:
         self.calls += 1
         await self.gate.wait()
         outcome = self.outcomes.pop(0)
@@ -51,7 +79,7 @@ async def settle() -> None:
 async def test_cache_hit_costs_no_lookup(api: client.ApiClient) -> None:
     now = [0.0]
     auth = Scripted(api, now)
-    auth.outcomes = [CALLER]
+    auth.outcomes = [CLAIMS]
     assert await auth.authenticate(HEADER) == CALLER
     now[0] = TTL * REFRESH_AHEAD[0] - 1
     assert await auth.authenticate(HEADER) == CALLER
@@ -61,7 +89,7 @@ async def test_cache_hit_costs_no_lookup(api: client.ApiClient) -> None:
 async def test_due_caller_is_rechecked_in_the_background(api: client.ApiClient) -> None:
     now = [0.0]
     auth = Scripted(api, now)
-    auth.outcomes = [CALLER, CALLER]
+    auth.outcomes = [CLAIMS, CLAIMS]
     await auth.authenticate(HEADER)
     auth.gate.clear()  # the re-check hangs: requests must not wait for it
     now[0] = TTL * REFRESH_AHEAD[1]
@@ -79,21 +107,20 @@ async def test_due_caller_is_rechecked_in_the_background(api: client.ApiClient) 
 async def test_a_refusing_recheck_drops_the_caller(api: client.ApiClient) -> None:
     now = [0.0]
     auth = Scripted(api, now)
-    auth.outcomes = [CALLER, AuthError(403, "NotCurrentPod", "replaced")]
+    auth.outcomes = [CLAIMS, AuthError(401, "PodGone", "replaced")]
     await auth.authenticate(HEADER)
     now[0] = TTL * REFRESH_AHEAD[1]
     assert await auth.authenticate(HEADER) == CALLER  # answered from the cache while re-checking
     await settle()
-    auth.outcomes = [AuthError(403, "NotCurrentPod", "replaced")]
-    with pytest.raises(AuthError) as err:
+    with pytest.raises(AuthError) as err:  # the refusal is remembered for a while: no new lookup
         await auth.authenticate(HEADER)
-    assert err.value.status == 403
+    assert (err.value.status, auth.calls) == (401, 2)
 
 
 async def test_cached_caller_never_outlives_its_ttl(api: client.ApiClient) -> None:
     now = [0.0]
     auth = Scripted(api, now)
-    auth.outcomes = [CALLER, AuthError(401, "PodGone", "gone")]
+    auth.outcomes = [CLAIMS, AuthError(401, "PodGone", "gone")]
     await auth.authenticate(HEADER)
     now[0] = TTL  # expired without any request in between: resolved again, in the request
     with pytest.raises(AuthError) as err:

@@ -34,7 +34,12 @@ class OperatorSettings(BaseModel):
     default_ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
     retention_interval_seconds: float = Field(default=30.0, gt=0)
     status_patch_interval_seconds: float = Field(default=1.0, gt=0)
-    token_cache_seconds: float = Field(default=30.0, ge=0)
+    token_cache_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="how long a TokenReview (and the pod's labels) is reused, never past the token's expiry; "
+        "whether the pod is still its Execution's current pod is checked on every request regardless",
+    )
     peering: str = Field(
         default="",
         description="kopf peering object name; empty = standalone (one replica, no peering object needed)",

@@ -5,20 +5,28 @@ server checks the token for us (TokenReview) and names the pod it is bound to; t
 its Execution and attempt, and the Execution's ``status.podName`` must be that very pod. Nothing in a
 request body is trusted for any of this.
 
-Resolved callers are cached for ``cache_seconds`` (keyed by a hash of the token, never the token) so
-a pod checkpointing every second costs the API server a few requests a minute, not three per
-checkpoint. A cached caller can outlive its pod's turn by at most that long; the store's attempt
-fencing (409) still refuses its writes once a newer attempt started.
+Two parts with different lifetimes:
 
-A cached caller is re-checked in the background once it is past a random 60-90 % of its lifetime, while
-requests keep being answered from the cache (never past its expiry). So a pod checkpointing steadily
-never waits for the three API calls again, and the re-checks of pods that started together spread out
-instead of hitting the API server in one burst every ``cache_seconds``.
+* What a token proves (the TokenReview's pod, that pod's labels and owner) is cached per token (keyed
+  by a hash of it, never the token) for ``cache_seconds`` (default 5 min), never past the token's own
+  expiry, and re-checked in the background once past a random 60-90 % of that, while requests keep
+  being answered from the cache. The re-checks of pods that started together spread out instead of
+  hitting the API server in one burst.
+* Whether that pod is its Execution's *current* pod is checked on every request, against a watched
+  view of the Executions (:mod:`.current_pods`): no API request at all when it is. When the view
+  says otherwise (or does not know the Execution), the Execution is read from the API server before
+  the caller is refused, so a view a few milliseconds behind never refuses a new pod.
+
+So a replaced pod's token is refused (409 ``StaleAttempt``, or 403 ``NotCurrentPod``) as soon as the
+watch shows the new pod, however long its review stays cached; its writes were already refused by the
+store's attempt fencing (409) from the moment the operator bumped the attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import logging
@@ -32,6 +40,7 @@ import orjson
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from stratarouter_runtime.operator.api.current_pods import PodNames
 from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
 
 log = logging.getLogger(__name__)
@@ -45,8 +54,11 @@ LABEL_ATTEMPT = "stratarouter.io/attempt"
 CLAIM_POD_NAME = "authentication.kubernetes.io/pod-name"
 CLAIM_POD_UID = "authentication.kubernetes.io/pod-uid"
 SA_PREFIX = "system:serviceaccount:"
+KIND_EXECUTION = "Execution"
 REFRESH_AHEAD = (0.6, 0.9)
-"""A cached caller is re-checked in the background after this fraction (random in the range) of its TTL."""
+"""A cached token is re-checked in the background after this fraction (random in the range) of its TTL."""
+EXPIRY_MARGIN_SECONDS = 5.0
+"""A token's review is trusted until this long before the token's own ``exp``."""
 
 
 class AuthError(Exception):
@@ -81,6 +93,40 @@ class Caller:
     @property
     def execution_id(self) -> str:
         return f"{self.namespace}/{self.execution}"
+
+
+@dataclass(frozen=True)
+class PodClaims:
+    """What a token proves for its whole life: the pod it is bound to, that pod's labels and owner uid."""
+
+    ident: PodIdentity
+    labels: Mapping[str, str]
+    owner_uid: str
+    """uid of the Execution named in the pod's owner references ('' when it has none)."""
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim (Unix time) of a JWT, read without checking it (the TokenReview did); None if absent.
+
+    Only used to stop trusting a cached review when the token itself expires.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        exp = orjson.loads(base64.urlsafe_b64decode(payload)).get("exp")
+    except (binascii.Error, ValueError, AttributeError):
+        return None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+def owner_execution_uid(meta: Mapping[str, Any]) -> str:
+    """uid of the Execution a pod's ``metadata.ownerReferences`` names ('' when none does)."""
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == KIND_EXECUTION and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            return str(ref.get("uid") or "")
+    return ""
 
 
 def bearer_token(header: str | None) -> str:
@@ -125,7 +171,9 @@ def caller_for(
     """Check that ``ident`` is the current pod of the Execution its labels name.
 
     ``execution`` is the Execution object as a dict, or None when it does not exist (403 too: a pod
-    can only ever write the Execution of its own namespace that names it as its current pod).
+    can only ever write the Execution of its own namespace that names it as its current pod). A pod
+    of an attempt older than ``status.attempt`` gets 409 ``StaleAttempt``, as its writes would from
+    the store: the SDK raises ``StaleAttemptError`` and the zombie knows to stop.
     """
     labels = pod_labels or {}
     name = labels.get(LABEL_EXECUTION)
@@ -141,8 +189,18 @@ def caller_for(
         raise AuthError(
             403, "NoExecution", f"pod {ident.pod_name} names Execution {name}, not found in {ident.namespace}"
         )
-    current = ((execution.get("status") or {}).get("podName")) or ""
+    status = execution.get("status") or {}
+    current = status.get("podName") or ""
     if current != ident.pod_name:
+        newer = status.get("attempt")
+        if isinstance(newer, int) and newer > int(attempt_text):
+            # a zombie of a replaced attempt: the same answer the store's fencing gives its writes
+            raise AuthError(
+                409,
+                "StaleAttempt",
+                f"attempt {attempt_text} of Execution {ident.namespace}/{name} was replaced by attempt "
+                f"{newer} (pod {current or 'not yet named'}); pod {ident.pod_name} must stop",
+            )
         raise AuthError(
             403,
             "NotCurrentPod",
@@ -204,16 +262,18 @@ def token_key(token: str) -> str:
 
 
 class Authenticator:
-    """TokenReview + pod + Execution lookups with a short cache and in-flight deduplication."""
+    """TokenReview + pod lookups cached per token, the current-pod check per request (see the module doc)."""
 
     def __init__(
         self,
         api: client.ApiClient,
         *,
         audience: str = AUDIENCE,
-        cache_seconds: float = 30.0,
+        cache_seconds: float = 300.0,
         negative_cache_seconds: float = 5.0,
+        current: PodNames | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._authn = client.AuthenticationV1Api(api)
         self._core = client.CoreV1Api(api)
@@ -221,23 +281,29 @@ class Authenticator:
         self._audience = audience
         self._ttl = cache_seconds
         self._negative_ttl = negative_cache_seconds
+        self._current = current
         self._clock = clock
-        self._callers: TTLCache[str, tuple[Caller, float]] = TTLCache(clock=clock)
-        """token key -> (caller, when to re-check it in the background)"""
+        self._wall_clock = wall_clock
+        self._claims: TTLCache[str, tuple[PodClaims, float]] = TTLCache(clock=clock)
+        """token key -> (claims, when to re-check them in the background)"""
         self._rejected: TTLCache[str, AuthError] = TTLCache(clock=clock)
-        self._inflight: dict[str, asyncio.Future[Caller]] = {}
+        self._inflight: dict[str, asyncio.Future[PodClaims]] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller behind an Authorization header, or :class:`AuthError`."""
         token = bearer_token(authorization)
+        claims = await self._claims_of(token)
+        return await self._current_caller(claims)
+
+    async def _claims_of(self, token: str) -> PodClaims:
         key = token_key(token)
-        cached = self._callers.get(key)
+        cached = self._claims.get(key)
         if cached is not None:
-            caller, refresh_at = cached
+            claims, refresh_at = cached
             if refresh_at <= self._clock() and key not in self._inflight:
                 self._refresh(key, token)
-            return caller
+            return claims
         rejected = self._rejected.get(key)
         if rejected is not None:
             raise rejected
@@ -246,68 +312,97 @@ class Authenticator:
             return await asyncio.shield(pending)
         return await self._resolve_shared(key, token)
 
-    async def _resolve_shared(self, key: str, token: str) -> Caller:
+    async def _current_caller(self, claims: PodClaims) -> Caller:
+        """The caller if its pod is its Execution's current pod: from the view, else from the API server."""
+        ident, labels = claims.ident, claims.labels
+        name = labels.get(LABEL_EXECUTION)
+        if name and self._current is not None and claims.owner_uid:
+            seen = self._current.current(ident.namespace, name)
+            if seen == (ident.pod_name, claims.owner_uid):
+                return caller_for(ident, labels, {"status": {"podName": ident.pod_name}})
+        execution = await self._execution(ident.namespace, name) if name else None
+        if execution is not None and claims.owner_uid:
+            uid = (execution.get("metadata") or {}).get("uid")
+            if uid and uid != claims.owner_uid:
+                raise AuthError(
+                    403,
+                    "NotCurrentPod",
+                    f"pod {ident.pod_name} belongs to an earlier Execution {ident.namespace}/{name} "
+                    f"(uid {claims.owner_uid}, now {uid})",
+                )
+        return caller_for(ident, labels, execution)
+
+    async def _resolve_shared(self, key: str, token: str) -> PodClaims:
         """Resolve ``token`` once for every concurrent request with it, and cache the outcome."""
-        future: asyncio.Future[Caller] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[PodClaims] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            caller = await self._resolve(token)
+            claims = await self._resolve(token)
         except BaseException as exc:
             if isinstance(exc, AuthError) and exc.status in (401, 403):
-                self._callers.pop(key)  # a background re-check found the caller no longer valid
+                self._claims.pop(key)  # a background re-check found the token no longer valid
                 if exc.status == 401:
                     self._rejected.put(key, exc, self._negative_ttl)
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
         else:
-            refresh_at = self._clock() + self._ttl * random.uniform(*REFRESH_AHEAD)
-            self._callers.put(key, (caller, refresh_at), self._ttl)
-            future.set_result(caller)
-            return caller
+            ttl = self._ttl_of(token)
+            refresh_at = self._clock() + ttl * random.uniform(*REFRESH_AHEAD)
+            self._claims.put(key, (claims, refresh_at), ttl)
+            future.set_result(claims)
+            return claims
         finally:
             del self._inflight[key]
 
+    def _ttl_of(self, token: str) -> float:
+        """How long a review of ``token`` is trusted: ``cache_seconds``, never past the token's expiry."""
+        exp = token_expiry(token)
+        if exp is None:
+            return self._ttl
+        return max(0.0, min(self._ttl, exp - EXPIRY_MARGIN_SECONDS - self._wall_clock()))
+
     def _refresh(self, key: str, token: str) -> None:
-        """Re-check a cached caller without holding up the request that noticed it was due."""
+        """Re-check a cached token without holding up the request that noticed it was due."""
 
         async def run() -> None:
-            # A refused caller is dropped from the cache by _resolve_shared; an unreachable API server
-            # leaves the cached caller in place until it expires.
+            # A refused token is dropped from the cache by _resolve_shared; an unreachable API server
+            # leaves the cached claims in place until they expire.
             try:
                 await self._resolve_shared(key, token)
             except AuthError:
                 pass
             except Exception:  # the next request after expiry resolves (and reports) it again
-                log.warning("background re-check of a cached caller failed", exc_info=True)
+                log.warning("background re-check of a cached token failed", exc_info=True)
 
         task = asyncio.get_running_loop().create_task(run())
         self._refreshing.add(task)
         task.add_done_callback(self._refreshing.discard)
 
     def forget(self, authorization: str | None) -> None:
-        """Drop a cached caller (after the store called its attempt stale)."""
+        """Drop a cached token (after the store called its attempt stale)."""
         with contextlib.suppress(AuthError):
-            self._callers.pop(token_key(bearer_token(authorization)))
+            self._claims.pop(token_key(bearer_token(authorization)))
 
-    async def _resolve(self, token: str) -> Caller:
+    async def _resolve(self, token: str) -> PodClaims:
         ident = await self._review(token)
         meta = await self._pod_metadata(ident)
         if ident.pod_uid and meta.get("uid") != ident.pod_uid:
             raise AuthError(401, "PodGone", f"pod {ident.namespace}/{ident.pod_name} was replaced")
         labels: dict[str, str] = dict(meta.get("labels") or {})
-        execution: dict[str, Any] | None = None
-        name = labels.get(LABEL_EXECUTION)
-        if name:
-            try:
-                execution = await self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, ident.namespace, PLURAL, name
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    why = f"reading the Execution failed: {exc.reason}"
-                    raise AuthError(503, "ApiUnavailable", why) from exc
-        return caller_for(ident, labels, execution)
+        return PodClaims(ident=ident, labels=labels, owner_uid=owner_execution_uid(meta))
+
+    async def _execution(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Execution as the API server has it now; None when it does not exist."""
+        try:
+            execution: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise AuthError(503, "ApiUnavailable", f"reading the Execution failed: {exc.reason}") from exc
+        return execution
 
     async def _pod_metadata(self, ident: PodIdentity) -> dict[str, Any]:
         """The calling pod's metadata, read as plain JSON.

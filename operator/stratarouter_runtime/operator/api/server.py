@@ -31,6 +31,7 @@ import orjson
 from aiohttp import web
 
 from stratarouter_runtime.operator.api.auth import Authenticator, AuthError, Caller
+from stratarouter_runtime.operator.api.current_pods import CurrentPods
 from stratarouter_runtime.operator.api.status import StatusCoalescer
 from stratarouter_runtime.operator.metrics import (
     API_REQUESTS_TOTAL,
@@ -281,8 +282,16 @@ def build_app(authenticator: Authenticator, store: Any, status: StatusCoalescer)
 async def start_api(memo: Any) -> web.AppRunner:
     """Start the API on ``memo.settings.api_host:api_port`` (called from the operator's startup)."""
     settings = memo.settings
-    authenticator = Authenticator(memo.k8s, cache_seconds=settings.token_cache_seconds)
+    # Every replica serves the API, so each keeps its own view of the Executions' current pods.
+    current = CurrentPods(memo.k8s, settings.watch_namespaces)
+    current.start()
+    authenticator = Authenticator(memo.k8s, cache_seconds=settings.token_cache_seconds, current=current.names)
     app = build_app(authenticator, memo.store, memo.status)
+
+    async def stop_watching(_: web.Application) -> None:
+        await current.close()
+
+    app.on_cleanup.append(stop_watching)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.api_host, settings.api_port)
