@@ -245,7 +245,8 @@ class LocalCluster:
                 f"--api-audiences={self.server}",
                 # The endpoints of the `kubernetes` Service would be 127.0.0.1, which validation refuses.
                 "--endpoint-reconciler-type=none",
-                "--profiling=false",
+                # /debug/pprof for `go tool pprof` (bench-operator's CPU profiles) only when asked for.
+                f"--profiling={'true' if os.environ.get('STRATA_DEV_PROFILING') == '1' else 'false'}",
             ],
             "kube-controller-manager": [
                 f"--kubeconfig={kubeconfig}",
