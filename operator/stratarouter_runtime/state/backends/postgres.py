@@ -372,13 +372,16 @@ class PostgresBackend(StateBackend):
         """A new highest checkpoint step of a running execution as one INSERT (FAST); False: not
         that case, or a concurrent writer took the step (nothing written either way)."""
         try:
-            row = await conn.fetchrow(sql.FAST_KEEP if prune else sql.FAST, *args)
+            if prune:
+                row = await conn.fetchrow(sql.FAST_KEEP, *args)
+                written, keep = row is not None, None if row is None else row[0]
+            else:
+                written, keep = await conn.execute(sql.FAST, *args[:7]) == "INSERT 0 1", None
         except asyncpg.UniqueViolationError:
             return False
-        if row is None:
-            return False
-        self._after_write(op, row[0])
-        return True
+        if written:
+            self._after_write(op, keep)
+        return written
 
     def _after_write(self, op: WriteOp, keep: int | None) -> None:
         if keep is not None and op.retention is None:

@@ -165,25 +165,36 @@ per write. A step that exists already raises a unique violation (nothing written
 then sends WRITE. Not for use inside a transaction (the violation would abort it)."""
 WRITE_NEW_KEEP: Final = _NEW_HEAD + _WRITE_PRUNE + _WRITE_TAIL
 
-# FAST: WRITE's parameters; a row (the effective retention) when written, none when this write is
-# not a history checkpoint of a running execution of this attempt at a step above all its stored
-# steps (then nothing is written and the backend sends WRITE_NEW). The share lock is the fence: an
-# attempt bump (start, claim) waits for this commit, and a write waiting on one re-checks the attempt.
-_FAST_HEAD: Final = """
+# FAST writes a history checkpoint of a running execution of this attempt at a step above all its
+# stored steps, and nothing otherwise (then the backend sends WRITE_NEW). The share lock on the row
+# is the fence: an attempt bump (start, claim) waits for this commit, and a FAST write waiting on one
+# re-checks the attempt. $1 id, $2 step, $3 attempt (NULL: not fenced), $4 state, $5 codec, $6 size,
+# $7 sha256; only for executions without a retention (a plain INSERT: the CTE form of FAST_KEEP costs
+# ~13% more server time).
+_FAST_WHERE: Final = """e.id = $1 AND e.status = 'running' AND ($3::int IS NULL OR e.attempt = $3::int)
+      AND NOT EXISTS (SELECT 1 FROM checkpoints o WHERE o.execution_id = $1
+                      AND o.execution_created_at = e.created_at AND o.step >= $2::bigint)"""
+_FAST_INSERT: Final = """INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
+                             codec, size_bytes, hash, state, fast)
+    SELECT $1, e.created_at, $2::bigint, e.attempt, $5::text, $6::int, $7::bytea, $4::bytea, true"""
+
+FAST: Final = f"""
+{_FAST_INSERT}
+    FROM executions e
+    WHERE {_FAST_WHERE} AND e.checkpoint_retention IS NULL
+    FOR SHARE OF e"""
+"""Status ``INSERT 0 1`` when written."""
+
+FAST_KEEP: Final = f"""
 WITH ex AS (
     SELECT e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep FROM executions e
-    WHERE e.id = $1 AND $8::bool AND e.status = 'running' AND ($3::int IS NULL OR e.attempt = $3::int)
-      AND NOT EXISTS (SELECT 1 FROM checkpoints o WHERE o.execution_id = $1
-                      AND o.execution_created_at = e.created_at AND o.step >= $2::bigint)
+    WHERE {_FAST_WHERE} AND $8::bool
     FOR SHARE OF e
 ), cp AS (
-    INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt,
-                             codec, size_bytes, hash, state, fast)
-    SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea, true
-    FROM ex
-"""
-FAST: Final = _FAST_HEAD + ")\nSELECT keep FROM ex"
-FAST_KEEP: Final = _FAST_HEAD + _WRITE_PRUNE + "SELECT keep FROM ex"
+    {_FAST_INSERT}
+    FROM ex e
+{_WRITE_PRUNE}SELECT keep FROM ex"""
+"""FAST with retention, on WRITE's parameters: also prunes; a row (the retention) when written."""
 
 # A save stored as a delta (pg_delta.py): $1 id, $2 step, $3 attempt (NULL: not fenced), $4 delta,
 # $5 codec, $6 size, $7 sha256 of the whole state, $8 base step, $9 the base's sha256. Changes nothing
