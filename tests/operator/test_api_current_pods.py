@@ -1,0 +1,71 @@
+"""The checkpoint API's watched view of the Executions' current pods, against the real API server.
+
+No operator here: the test writes ``status.podName`` itself, as the lifecycle would, and waits for the
+view to follow (list first, then watch events: create, status change, delete).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio import config as k8s_config
+
+from stratarouter_runtime.operator.api.current_pods import CurrentPods
+from tests.operator.conftest import MERGE_PATCH, Executions
+
+pytestmark = [pytest.mark.cluster]
+
+
+@pytest.fixture
+async def api_client(cluster: Any) -> AsyncIterator[client.ApiClient]:
+    configuration = client.Configuration()
+    await k8s_config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    yield api
+    await api.close()
+
+
+WAIT_SECONDS = 30.0
+
+
+async def eventually(what: str, probe: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+    while not probe():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {WAIT_SECONDS}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_the_view_follows_lists_and_watch_events(
+    api_client: client.ApiClient, executions: Executions, namespace: str
+) -> None:
+    listed = executions.create("listed")
+    view = CurrentPods(api_client, [namespace])
+    view.start()
+    try:
+        uid = listed["metadata"]["uid"]
+        await eventually("the listed Execution", lambda: view.names.current(namespace, "listed") == ("", uid))
+
+        watched = executions.create("watched")
+        await eventually(
+            "the created Execution",
+            lambda: view.names.current(namespace, "watched") == ("", watched["metadata"]["uid"]),
+        )
+        executions.kube.request(
+            "PATCH",
+            executions.path("listed") + "/status",
+            {"status": {"podName": "listed-a2"}},
+            content_type=MERGE_PATCH,
+        )
+        await eventually(
+            "the new current pod", lambda: view.names.current(namespace, "listed") == ("listed-a2", uid)
+        )
+        executions.delete("watched")
+        await eventually("the deleted one gone", lambda: view.names.current(namespace, "watched") is None)
+        assert view.names.current("some-other-namespace", "listed") is None
+    finally:
+        await view.close()
