@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from stratarouter_runtime.dev.kubeapi import KubeApi
@@ -300,3 +301,37 @@ def test_health_and_metrics(operator: OperatorProcess, executions: Executions, k
     )
     for name in ("stratarouter_executions", "stratarouter_recoveries_total", "stratarouter_recovery_seconds"):
         assert f"# TYPE {name.removesuffix('_total')}" in text
+
+
+async def test_the_checkpoint_spec_reaches_the_pods_sdk_and_the_store(
+    operator: OperatorProcess,
+    executions: Executions,
+    kube: KubeApi,
+    pg_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """spec.checkpoint.interval decides which of the pod's saves are checkpoints (not the operator's
+    own default of 10), and compression: zstd makes the store compress what the pod sends."""
+    pod, _ = running_execution(executions, "tuned", checkpoint={"interval": 7, "compression": "zstd"})
+    env = executions.env(pod)
+    assert (env["STRATA_CHECKPOINT_INTERVAL"], env["STRATA_ENABLE_COMPRESSION"]) == ("7", "true")
+    token_file = tmp_path / "token"
+    token_file.write_text(token_for(kube, executions, pod))
+    state = pod_sdk(monkeypatch, operator, env, token_file)
+    execution_id = f"{executions.namespace}/tuned"
+    notes = ["the same long line of a growing agent transcript"] * 200
+    for step in range(1, 16):
+        await state.save(execution_id, step, {"step": step, "notes": notes})
+    assert [cp.step for cp in await state.get_history(execution_id)] == [7, 14]
+    assert await state.load(execution_id) == {"step": 15, "notes": notes}
+    await state.close()
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        codecs = await conn.fetch(
+            "SELECT step, codec FROM checkpoints WHERE execution_id = $1 ORDER BY step", execution_id
+        )
+        assert [(r["step"], r["codec"]) for r in codecs] == [(7, "zstd"), (14, "zstd")]
+    finally:
+        await conn.close()
+    executions.wait_status("tuned", "lastCheckpoint 14", lambda s: last_step(s) == 14)

@@ -50,6 +50,17 @@ async def test_save_upserts_and_writes_history_every_interval(make_state: MakeSt
     assert await state.load("e") == {"step": 24}
 
 
+async def test_write_takes_the_callers_history_choice_over_the_interval(make_state: MakeState) -> None:
+    state = make_state(checkpoint_interval=10)
+    await state.write("w", 10, {"step": 10}, history=False)  # a save at an interval step: no history
+    await state.write("w", 11, {"step": 11}, history=True)
+    await state.write("w", 20, {"step": 20}, history=False)
+    assert [c.step for c in await state.get_history("w")] == [11]
+    assert await state.load("w") == {"step": 20}
+    with pytest.raises(InvalidArgumentError):
+        await state.write("w", -1, {}, history=True)
+
+
 async def test_checkpoint_always_writes_history(state: StateManager) -> None:
     for step in (3, 7, 8):
         await state.checkpoint("e", step, {"s": step})

@@ -75,6 +75,21 @@ async def test_a_delta_whose_base_was_rewritten_meanwhile_is_written_whole(pg_ds
         assert await b.get_latest_checkpoint("e") is not None
 
 
+async def test_a_write_may_ask_for_compression_the_manager_does_not_default_to(pg_dsn: str) -> None:
+    big = transcript(300)
+    async with StateManager(db_url=pg_dsn) as state:  # compression off
+        await state.write("z", 1, big, history=True, compress=True)
+        await state.write("z", 2, big, history=True)
+        await state.write("z", 3, big, history=True, compress=False)
+        assert [c.state_data for c in await state.get_history("z")] == [big, big, big]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        rows = await conn.fetch("SELECT step, codec FROM checkpoints WHERE execution_id = 'z' ORDER BY step")
+        assert [(r["step"], r["codec"]) for r in rows] == [(1, "zstd"), (2, "json"), (3, "json")]
+    finally:
+        await conn.close()
+
+
 async def test_saves_update_the_execution_row_in_place(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn, checkpoint_interval=10) as state:
         for step in range(60):

@@ -29,6 +29,7 @@ def test_bad_body(raw: bytes, needle: str) -> None:
         ({"step": True, "state": {}}, "non-negative integer"),
         ({"step": 1.5, "state": {}}, "non-negative integer"),
         ({"step": 1}, "missing 'state'"),
+        ({"step": 1, "state": {}, "compress": "yes"}, "'compress' must be true or false"),
     ],
 )
 def test_bad_write(body: dict[str, Any], needle: str) -> None:
@@ -37,5 +38,6 @@ def test_bad_write(body: dict[str, Any], needle: str) -> None:
 
 
 def test_good_write_keeps_null_state() -> None:
-    assert parse_write({"step": 0, "state": None}) == (0, None)
+    assert parse_write({"step": 0, "state": None}) == (0, None, None)
+    assert parse_write({"step": 2, "state": [], "compress": True}) == (2, [], True)
     assert parse_step(7) == 7

@@ -71,6 +71,7 @@ def test_contract_env_labels_owner_and_token() -> None:
         assert env["STRATA_API_URL"] == "http://op.svc:8080"
         assert env["STRATA_TOKEN_FILE"] == "/var/run/secrets/stratarouter/token"
         assert env["STRATA_CHECKPOINT_INTERVAL"] == "30"
+        assert env["STRATA_ENABLE_COMPRESSION"] == "true"  # what the SDK's from_env() reads
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
         assert mounts["/var/run/secrets/stratarouter"]["readOnly"] is True
     assert _env(pod["spec"]["containers"][0])["USER_VAR"] == "1"
@@ -86,6 +87,8 @@ def test_first_run_has_empty_resume_step_and_template_is_untouched() -> None:
     pod = _build(attempt=1, resume_step=None)
     assert _env(pod["spec"]["containers"][0])["STRATA_RESUME_STEP"] == ""
     assert "STRATA_CHECKPOINT_INTERVAL" not in _env(pod["spec"]["containers"][0])
+    assert "STRATA_ENABLE_COMPRESSION" not in _env(pod["spec"]["containers"][0])
+    assert _env(_build(compression="none")["spec"]["containers"][0])["STRATA_ENABLE_COMPRESSION"] == "false"
     assert repr(TEMPLATE) == before
 
 

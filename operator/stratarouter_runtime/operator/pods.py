@@ -31,7 +31,7 @@ CONTRACT_ENV = (
     "STRATA_API_URL",
     "STRATA_TOKEN_FILE",
     "STRATA_CHECKPOINT_INTERVAL",
-    "STRATA_CHECKPOINT_COMPRESSION",
+    "STRATA_ENABLE_COMPRESSION",
 )
 MAX_POD_NAME = 253
 
@@ -76,7 +76,8 @@ def contract_env(
     if checkpoint_interval is not None:
         env.append({"name": "STRATA_CHECKPOINT_INTERVAL", "value": str(checkpoint_interval)})
     if compression is not None:
-        env.append({"name": "STRATA_CHECKPOINT_COMPRESSION", "value": compression})
+        enabled = "true" if compression == "zstd" else "false"
+        env.append({"name": "STRATA_ENABLE_COMPRESSION", "value": enabled})
     return env
 
 

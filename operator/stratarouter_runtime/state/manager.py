@@ -97,11 +97,13 @@ class StateManager:
         self.resume_step = None if resume_step is None else check.step(resume_step, "resume_step")
         self._on_recover = on_recover
         self._backend: StateBackend = backend if isinstance(backend, StateBackend) else create_backend(config)
-        self._codec = StateCodec(
-            compress=config.enable_compression,
-            threshold=config.compression_threshold,
-            max_bytes=config.max_state_bytes,
-        )
+        self._codecs = {
+            compress: StateCodec(
+                compress=compress, threshold=config.compression_threshold, max_bytes=config.max_state_bytes
+            )
+            for compress in (False, True)
+        }
+        self._codec = self._codecs[config.enable_compression]
         self._interval = config.checkpoint_interval
         self._retention = config.checkpoint_retention
         self._buffer = (
@@ -172,7 +174,13 @@ class StateManager:
 
     # -- writes -------------------------------------------------------------------------------
     def _make_op(
-        self, execution_id: str, step: int, state_data: Any, attempt: int | None, history: bool | None
+        self,
+        execution_id: str,
+        step: int,
+        state_data: Any,
+        attempt: int | None,
+        history: bool | None,
+        compress: bool | None = None,
     ) -> WriteOp:
         check.execution_id(execution_id)
         check.step(step)
@@ -180,7 +188,7 @@ class StateManager:
             attempt = self.attempt
         elif isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
             check.attempt(attempt)
-        encoded = self._codec.encode(state_data)
+        encoded = (self._codec if compress is None else self._codecs[compress]).encode(state_data)
         if history is None:
             history = is_history_step(step, self._interval)
         return WriteOp(execution_id, step, encoded, attempt, history, self._retention)
@@ -212,6 +220,24 @@ class StateManager:
     ) -> None:
         """Record the current state *and* a history checkpoint at ``step``."""
         await self._submit(self._make_op(execution_id, step, state_data, attempt, True))
+
+    async def write(
+        self,
+        execution_id: str,
+        step: int,
+        state_data: Any,
+        *,
+        history: bool,
+        attempt: int | None = None,
+        compress: bool | None = None,
+    ) -> None:
+        """A save (``history=False``: never a history checkpoint, whatever ``checkpoint_interval``)
+        or a checkpoint, compressed as ``compress`` says (None: as configured).
+
+        For writers that made these choices already: the operator's checkpoint API writes what a
+        pod's SDK sent, which applied the pod's own interval and compression settings.
+        """
+        await self._submit(self._make_op(execution_id, step, state_data, attempt, history, compress))
 
     def transaction(self) -> Transaction:
         """All-or-nothing writes: ``async with state.transaction() as txn: await txn.save(...)``."""

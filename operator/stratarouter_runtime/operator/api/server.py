@@ -9,7 +9,10 @@ Execution's status without holding up the response.
 Routes (JSON bodies and answers)::
 
     POST /v1/checkpoint  {"step": int >= 0, "state": any JSON}   history checkpoint (resume point)
-    POST /v1/save        {"step": int >= 0, "state": any JSON}   current state only
+    POST /v1/save        {"step": int >= 0, "state": any JSON}   current state only (never history)
+
+Writes may say ``"compress": true|false`` (the pod's spec.checkpoint.compression); absent: the store's
+default.
     GET  /v1/state                                               {"step", "attempt", "state"}; 404 when none
     GET  /v1/history[?after_step=N&limit=M]                      {"checkpoints": [...]}, oldest first
     GET  /v1/checkpoint[?step=N]                                 one history checkpoint (default: latest)
@@ -40,7 +43,6 @@ from stratarouter_runtime.operator.metrics import (
     render,
 )
 from stratarouter_runtime.state import codec, errors
-from stratarouter_runtime.state.retention import is_history_step
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +102,15 @@ def parse_query_int(request: web.Request, name: str, *, minimum: int) -> int | N
     return value
 
 
-def parse_write(body: dict[str, Any]) -> tuple[int, Any]:
-    """``(step, state)`` of a checkpoint/save body."""
+def parse_write(body: dict[str, Any]) -> tuple[int, Any, bool | None]:
+    """``(step, state, compress)`` of a checkpoint/save body; ``compress`` absent: the store's default."""
     step = parse_step(body.get("step"))
     if "state" not in body:
         raise BadRequest("missing 'state' (any JSON value)")
-    return step, body["state"]
+    compress = body.get("compress")
+    if compress is not None and not isinstance(compress, bool):
+        raise BadRequest(f"'compress' must be true or false, got {compress!r}")
+    return step, body["state"], compress
 
 
 async def _caller(request: web.Request) -> Caller:
@@ -123,14 +128,16 @@ async def _body(request: web.Request) -> dict[str, Any]:
 async def _write(request: web.Request, *, history: bool) -> web.Response:
     started = time.perf_counter()
     caller = await _caller(request)
-    step, state = parse_write(await _body(request))
+    step, state, compress = parse_write(await _body(request))
     store = request.app[STORE_KEY]
-    op = store.checkpoint if history else store.save
-    await op(caller.execution_id, step, state, attempt=caller.attempt)
+    # the pod's SDK applied its own checkpoint_interval: a save stays a save here
+    await store.write(
+        caller.execution_id, step, state, history=history, attempt=caller.attempt, compress=compress
+    )
     size = len(orjson.dumps(state))
     CHECKPOINTS_TOTAL.inc()
     CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
-    if history or is_history_step(step, store.config.checkpoint_interval):
+    if history:
         now = datetime.now(UTC)
         request.app[STATUS_KEY].note_checkpoint(caller.namespace, caller.execution, step, now, size)
     answer = {"executionId": caller.execution_id, "step": step, "attempt": caller.attempt, "sizeBytes": size}

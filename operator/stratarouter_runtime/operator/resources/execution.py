@@ -63,10 +63,15 @@ class PodTemplate(CamelModel):
 
 
 class CheckpointSpec(CamelModel):
-    """How the workload checkpoints; interval and compression are handed to the pod as hints."""
+    """How the workload's SDK checkpoints (interval and compression reach it through the pod's
+    environment) and how many checkpoints the store keeps."""
 
     interval: int | None = Field(
-        default=None, ge=1, le=86400, description="Seconds between checkpoints the workload should aim for."
+        default=None,
+        ge=1,
+        le=86400,
+        description="Every N-th save() of the workload's SDK also writes a history checkpoint "
+        "(STRATA_CHECKPOINT_INTERVAL; the SDK's default is 10).",
     )
     retention: int | None = Field(
         default=None,
@@ -75,7 +80,9 @@ class CheckpointSpec(CamelModel):
         description="Keep the last N checkpoints in the store (default: the operator-wide default).",
     )
     compression: Literal["none", "zstd"] | None = Field(
-        default=None, description="Checkpoint state compression the workload should use."
+        default=None,
+        description="zstd: the store compresses this Execution's large states "
+        "(STRATA_ENABLE_COMPRESSION in the pod; default: the store's setting).",
     )
 
 

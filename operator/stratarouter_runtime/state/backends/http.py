@@ -62,6 +62,7 @@ class HttpBackend(StateBackend):
             raise InvalidArgumentError("the http backend needs api_url (STRATA_API_URL)")
         extra = dict(config.extra)
         self._base = config.api_url.rstrip("/")
+        self._compress = config.enable_compression  # the pod's setting: the operator's store applies it
         self._token_file = Path(
             str(extra.get("token_file") or os.environ.get("STRATA_TOKEN_FILE") or DEFAULT_TOKEN_FILE)
         )
@@ -172,7 +173,8 @@ class HttpBackend(StateBackend):
     async def write(self, op: WriteOp) -> None:
         self._own(op.execution_id)
         state_json = codec.decode_json_bytes(op.state.data, op.state.codec)
-        body = b'{"step":%d,"state":%b}' % (op.step, state_json)
+        compress = b"true" if self._compress else b"false"
+        body = b'{"step":%d,"compress":%b,"state":%b}' % (op.step, compress, state_json)
         path = "/v1/checkpoint" if op.history else "/v1/save"
         status, answer = await self._call("POST", path, body=body)
         if status != 200:
