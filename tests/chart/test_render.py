@@ -272,6 +272,7 @@ def test_operator_settings_become_strata_env(helm: Helm) -> None:
                     "retentionIntervalSeconds": 15,
                     "statusPatchIntervalSeconds": 0.5,
                     "tokenCacheSeconds": 10,
+                    "peeringLifetimeSeconds": 30,
                     "extraEnv": [{"name": "STRATA_HANDLER_RETRIES", "value": "3"}],
                 }
             }
@@ -282,6 +283,7 @@ def test_operator_settings_become_strata_env(helm: Helm) -> None:
     assert env["STRATA_RETENTION_INTERVAL_SECONDS"] == "15"
     assert env["STRATA_STATUS_PATCH_INTERVAL_SECONDS"] == "0.5"
     assert env["STRATA_TOKEN_CACHE_SECONDS"] == "10"
+    assert env["STRATA_PEERING_LIFETIME_SECONDS"] == "30"
     assert env["STRATA_HANDLER_RETRIES"] == "3"
     assert env["STRATA_API_PORT"] == "8080"
     assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}

@@ -115,27 +115,37 @@ def peering(cluster: Any, kube: KubeApi, namespace: str) -> str:
     return "stratarouter"
 
 
-def test_two_replicas_one_handles_and_the_other_takes_over(
-    operator_process: OperatorProcess, executions: Executions, peering: str, tmp_path: Path, kube: KubeApi
-) -> None:
-    first = operator_process
-    first.env["STRATA_PEERING"] = peering
+def second_replica(first: OperatorProcess, tmp_path: Path, **env: str) -> OperatorProcess:
+    """Another replica next to ``first``: same settings and peering, its own API port and log."""
     port = free_port()
-    second = OperatorProcess(
+    return OperatorProcess(
         env={
             **first.env,
             "STRATA_API_PORT": str(port),
             "STRATA_API_URL_FOR_PODS": f"http://127.0.0.1:{port}",
+            **env,
         },
         namespace=first.namespace,
         log_path=tmp_path / "operator-2.log",
         api_port=port,
     )
+
+
+def both_peered(kube: KubeApi, namespace: str, peering: str) -> None:
+    path = f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{peering}"
+    wait_until("both replicas in the peering object", lambda: len(kube.get(path).get("status", {})) == 2)
+
+
+def test_two_replicas_one_handles_and_the_other_takes_over(
+    operator_process: OperatorProcess, executions: Executions, peering: str, tmp_path: Path, kube: KubeApi
+) -> None:
+    first = operator_process
+    first.env["STRATA_PEERING"] = peering
+    second = second_replica(first, tmp_path)
     first.start()
     second.start()
     try:
-        path = f"/apis/kopf.dev/v1/namespaces/{executions.namespace}/kopfpeerings/{peering}"
-        wait_until("both replicas in the peering object", lambda: len(kube.get(path).get("status", {})) == 2)
+        both_peered(kube, executions.namespace, peering)
         executions.create("ha", recovery={"backoffSeconds": 0})
         executions.wait_phase("ha", "Running")
         executions.fail("ha-a1")
@@ -150,6 +160,34 @@ def test_two_replicas_one_handles_and_the_other_takes_over(
         assert status["restarts"] == 2
         executions.wait_phase("ha", "Running")
         assert [p["metadata"]["name"] for p in executions.pods("ha")] == ["ha-a3"]
+    finally:
+        second.kill(signal.SIGTERM)
+        print(f"--- second operator log ---\n{second.logs()[-4000:]}")
+
+
+def test_a_standby_takes_over_from_a_replica_killed_without_leaving(
+    operator_process: OperatorProcess, executions: Executions, peering: str, tmp_path: Path, kube: KubeApi
+) -> None:
+    """SIGKILL leaves the active replica's peering record behind: the standby waits for it to expire
+    (STRATA_PEERING_LIFETIME_SECONDS, here the minimum, 15 s), then handles what the dead one left."""
+    first = operator_process
+    first.env.update(
+        STRATA_PEERING=peering, STRATA_PEERING_PRIORITY="200", STRATA_PEERING_LIFETIME_SECONDS="15"
+    )
+    second = second_replica(first, tmp_path, STRATA_PEERING_PRIORITY="100")
+    first.start()
+    second.start()
+    try:
+        both_peered(kube, executions.namespace, peering)
+        executions.create("orphan", recovery={"backoffSeconds": 0})
+        executions.wait_phase("orphan", "Running")  # the first replica (priority 200) handles
+        first.kill(signal.SIGKILL)
+        executions.fail("orphan-a1")
+        # well within kopf's own default of 60 s: the test fails if the lifetime is not applied
+        status = executions.wait_status("orphan", "attempt 2", lambda s: s.get("attempt") == 2, timeout=45)
+        assert status["restarts"] == 1
+        executions.wait_phase("orphan", "Running")
+        assert [p["metadata"]["name"] for p in executions.pods("orphan")] == ["orphan-a2"]
     finally:
         second.kill(signal.SIGTERM)
         print(f"--- second operator log ---\n{second.logs()[-4000:]}")

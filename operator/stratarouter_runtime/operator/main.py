@@ -114,6 +114,9 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings) -> N
     else:
         settings.peering.name = ours.peering
         settings.peering.mandatory = True
+        # kopf's default, 60 s, left the handlers unattended for a minute after the active replica's
+        # node was lost; the refresh this costs is one peering patch per replica every 10-15 s.
+        settings.peering.lifetime = ours.peering_lifetime_seconds
         settings.peering.priority = (
             ours.peering_priority if ours.peering_priority is not None else seniority_priority()
         )

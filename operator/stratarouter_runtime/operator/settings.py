@@ -49,6 +49,13 @@ class OperatorSettings(BaseModel):
         ge=0,
         description="kopf peering priority; empty = random per process (equal priorities freeze kopf)",
     )
+    peering_lifetime_seconds: int = Field(
+        default=20,
+        ge=15,
+        le=3600,
+        description="how long a replica's peering record counts without a refresh (refreshed 5-10 s "
+        "before): a replica that died without leaving (SIGKILL, node lost) is replaced after at most this",
+    )
     run_migrations: bool = True
     handler_retries: int = Field(default=10, ge=1)
     handler_backoff_seconds: float = Field(default=5.0, gt=0)
@@ -70,6 +77,7 @@ class OperatorSettings(BaseModel):
             "token_cache_seconds": "STRATA_TOKEN_CACHE_SECONDS",
             "peering": "STRATA_PEERING",
             "peering_priority": "STRATA_PEERING_PRIORITY",
+            "peering_lifetime_seconds": "STRATA_PEERING_LIFETIME_SECONDS",
             "run_migrations": "STRATA_RUN_MIGRATIONS",
             "handler_retries": "STRATA_HANDLER_RETRIES",
             "handler_backoff_seconds": "STRATA_HANDLER_BACKOFF_SECONDS",
