@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +132,20 @@ def second_replica(first: OperatorProcess, tmp_path: Path, **env: str) -> Operat
     )
 
 
-def both_peered(kube: KubeApi, namespace: str, peering: str) -> None:
-    path = f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings/{peering}"
-    wait_until("both replicas in the peering object", lambda: len(kube.get(path).get("status", {})) == 2)
+@contextmanager
+def two_replicas(
+    first: OperatorProcess, second: OperatorProcess, kube: KubeApi, peering: str
+) -> Iterator[None]:
+    """Both replicas running and registered in the peering object; the survivor stopped afterwards."""
+    first.start()
+    second.start()
+    try:
+        path = f"/apis/kopf.dev/v1/namespaces/{first.namespace}/kopfpeerings/{peering}"
+        wait_until("both replicas in the peering object", lambda: len(kube.get(path).get("status", {})) == 2)
+        yield
+    finally:
+        second.kill(signal.SIGTERM)
+        print(f"--- second operator log ---\n{second.logs()[-4000:]}")
 
 
 def test_two_replicas_one_handles_and_the_other_takes_over(
@@ -142,10 +154,7 @@ def test_two_replicas_one_handles_and_the_other_takes_over(
     first = operator_process
     first.env["STRATA_PEERING"] = peering
     second = second_replica(first, tmp_path)
-    first.start()
-    second.start()
-    try:
-        both_peered(kube, executions.namespace, peering)
+    with two_replicas(first, second, kube, peering):
         executions.create("ha", recovery={"backoffSeconds": 0})
         executions.wait_phase("ha", "Running")
         executions.fail("ha-a1")
@@ -160,9 +169,6 @@ def test_two_replicas_one_handles_and_the_other_takes_over(
         assert status["restarts"] == 2
         executions.wait_phase("ha", "Running")
         assert [p["metadata"]["name"] for p in executions.pods("ha")] == ["ha-a3"]
-    finally:
-        second.kill(signal.SIGTERM)
-        print(f"--- second operator log ---\n{second.logs()[-4000:]}")
 
 
 def test_a_standby_takes_over_from_a_replica_killed_without_leaving(
@@ -175,10 +181,7 @@ def test_a_standby_takes_over_from_a_replica_killed_without_leaving(
         STRATA_PEERING=peering, STRATA_PEERING_PRIORITY="200", STRATA_PEERING_LIFETIME_SECONDS="15"
     )
     second = second_replica(first, tmp_path, STRATA_PEERING_PRIORITY="100")
-    first.start()
-    second.start()
-    try:
-        both_peered(kube, executions.namespace, peering)
+    with two_replicas(first, second, kube, peering):
         executions.create("orphan", recovery={"backoffSeconds": 0})
         executions.wait_phase("orphan", "Running")  # the first replica (priority 200) handles
         first.kill(signal.SIGKILL)
@@ -188,6 +191,3 @@ def test_a_standby_takes_over_from_a_replica_killed_without_leaving(
         assert status["restarts"] == 1
         executions.wait_phase("orphan", "Running")
         assert [p["metadata"]["name"] for p in executions.pods("orphan")] == ["orphan-a2"]
-    finally:
-        second.kill(signal.SIGTERM)
-        print(f"--- second operator log ---\n{second.logs()[-4000:]}")
