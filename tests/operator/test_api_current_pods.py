@@ -69,3 +69,18 @@ async def test_the_view_follows_lists_and_watch_events(
         assert view.names.current("some-other-namespace", "listed") is None
     finally:
         await view.close()
+
+
+async def test_a_too_old_resource_version_asks_for_a_relist(
+    api_client: client.ApiClient, executions: Executions, namespace: str
+) -> None:
+    """The API server answers a watch from a compacted/expired resourceVersion with 410: the view must
+    re-list (``_watch`` returns None), not fail or resume from the stale version."""
+    executions.create("old")
+    view = CurrentPods(api_client, [namespace])
+    try:
+        current = await view._list(namespace)
+        assert int(current) > 1
+        assert await asyncio.wait_for(view._watch(namespace, "1"), timeout=WAIT_SECONDS) is None
+    finally:
+        await view.close()
