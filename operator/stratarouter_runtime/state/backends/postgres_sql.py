@@ -32,15 +32,20 @@ from __future__ import annotations
 from typing import Final
 
 
-def _head(e: str, extra: str = "") -> str:
-    """``LEFT JOIN LATERAL ... h``: the highest-step checkpoint of execution row ``e`` when a FAST write
-    made it after the row's state was last written (``h.head_*``), else NULLs (the row is current)."""
-    return f"""LEFT JOIN LATERAL (
-    SELECT hc.step AS head_step, hc.seq AS head_seq, hc.created_at AS head_at, hc.fast AS head_fast{extra}
-    FROM checkpoints hc
+def _highest(e: str, columns: str) -> str:
+    """``LATERAL (...)``: ``columns`` of execution row ``e``'s highest-step checkpoint ``hc``, and
+    ``ahead``: whether a FAST write made it after the row's state was last written."""
+    return f"""LATERAL (
+    SELECT {columns}, hc.fast AND hc.seq > {e}.state_seq AS ahead FROM checkpoints hc
     WHERE hc.execution_id = {e}.id AND hc.execution_created_at = {e}.created_at
     ORDER BY hc.step DESC LIMIT 1
-) h ON h.head_fast AND h.head_seq > {e}.state_seq"""
+)"""
+
+
+def _head(e: str) -> str:
+    """``LEFT JOIN ... h``: row ``e``'s highest-step checkpoint when it is ahead of the row
+    (``h.head_step``, ``h.head_at``), else NULLs (the row is current)."""
+    return f"LEFT JOIN {_highest(e, 'hc.step AS head_step, hc.created_at AS head_at')} h ON h.ahead"
 
 
 def _execution_columns(e: str) -> str:
@@ -59,10 +64,7 @@ def _folded(cte: str) -> str:
 
 
 # The last checkpoint step a save keeps: the folded one (a FAST write may have made a newer one).
-_ABSORBED_CHECKPOINT: Final = """(
-            SELECT CASE WHEN hc.fast AND hc.seq > e.state_seq THEN hc.step END FROM checkpoints hc
-            WHERE hc.execution_id = e.id AND hc.execution_created_at = e.created_at
-            ORDER BY hc.step DESC LIMIT 1)"""
+_ABSORBED_CHECKPOINT: Final = f"(SELECT CASE WHEN ahead THEN step END FROM {_highest('e', 'hc.step')} a)"
 
 _WRITE_EX: Final = f"""
 WITH ex AS (
@@ -234,7 +236,7 @@ LEFT JOIN checkpoints c
  AND c.execution_created_at = e.created_at AND c.step = coalesce(h.head_step, e.current_step)
 WHERE e.id = $1 AND (h.head_step IS NOT NULL OR e.state_base_step IS NULL)"""
 
-LOAD: Final = """
+LOAD: Final = f"""
 SELECT CASE WHEN h.ahead THEN h.step ELSE e.current_step END,
        CASE WHEN h.ahead OR e.state IS NULL THEN h.state ELSE e.state END AS state,
        CASE WHEN h.ahead OR e.state IS NULL THEN h.codec ELSE e.state_codec END AS codec, e.attempt,
@@ -244,11 +246,7 @@ SELECT CASE WHEN h.ahead THEN h.step ELSE e.current_step END,
     OR coalesce(h.step = CASE WHEN e.state IS NULL THEN e.current_step ELSE e.state_base_step END, false)
     OR (e.state IS NULL AND e.current_step IS NULL)
     OR (e.state IS NOT NULL AND e.state_base_step IS NULL) AS resolved
-FROM executions e LEFT JOIN LATERAL (
-    SELECT hc.step, hc.state, hc.codec, hc.fast AND hc.seq > e.state_seq AS ahead FROM checkpoints hc
-    WHERE hc.execution_id = e.id AND hc.execution_created_at = e.created_at
-    ORDER BY hc.step DESC LIMIT 1
-) h ON true
+FROM executions e LEFT JOIN {_highest("e", "hc.step, hc.state, hc.codec")} h ON true
 WHERE e.id = $1"""
 """The current state, read with the one probe of the highest-step checkpoint (the fold's ``_head``):
 the FAST head itself, the row's state, or the checkpoint the row points at (at ``current_step``, or
@@ -534,7 +532,25 @@ _BATCH_HEAD: Final = (
 """
 )
 
-_BATCH_PRUNE: Final = """), ranked AS (
+_BATCH_CP: Final = """cp AS (
+    -- A stored step is replaced only if its audit row was moved above (the version we locked); a
+    -- step another writer created after this statement's snapshot is not, and the check below
+    -- then raises a unique violation so the backend re-runs the statement.
+    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
+                                  codec, size_bytes, hash, state, seq)
+    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state, n.seq FROM to_write n
+    ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
+        attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
+        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq,
+        fast = false
+    WHERE EXISTS (SELECT 1 FROM superseded_stored o
+                  WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
+    RETURNING 1
+"""
+"""The CTE writing the batch's ``to_write`` checkpoints (both batch forms; its closing parenthesis
+is the next fragment's)."""
+
+_BATCH_PRUNE: Final = f"""), ranked AS (
     SELECT id, step, is_new, row_number() OVER (PARTITION BY id ORDER BY step DESC) AS rn
     FROM (
         SELECT id, step, true AS is_new FROM newest WHERE keep IS NOT NULL
@@ -549,21 +565,7 @@ _BATCH_PRUNE: Final = """), ranked AS (
     SELECT * FROM newest n
     WHERE n.keep IS NULL
        OR EXISTS (SELECT 1 FROM ranked r WHERE r.id = n.id AND r.step = n.step AND r.rn <= n.keep)
-), cp AS (
-    -- A stored step is replaced only if its audit row was moved above (the version we locked); a
-    -- step another writer created after this statement's snapshot is not, and the check below
-    -- then raises a unique violation so the backend re-runs the statement.
-    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
-                                  codec, size_bytes, hash, state, seq)
-    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state, n.seq FROM to_write n
-    ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
-        attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq,
-        fast = false
-    WHERE EXISTS (SELECT 1 FROM superseded_stored o
-                  WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
-    RETURNING 1
-), dropped AS (
+), {_BATCH_CP}), dropped AS (
     -- new checkpoints already beyond the retention keep only their audit row
     INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, size_bytes, hash)
     SELECT n.id, n.created_at, n.seq, 'checkpoint', n.step, n.attempt, n.size, n.hash FROM newest n
@@ -580,23 +582,9 @@ _BATCH_PRUNE: Final = """), ranked AS (
     FROM pruned
 """
 
-_BATCH_PLAIN: Final = """), to_write AS (
+_BATCH_PLAIN: Final = f"""), to_write AS (
     SELECT * FROM newest
-), cp AS (
-    -- A stored step is replaced only if its audit row was moved above (the version we locked); a
-    -- step another writer created after this statement's snapshot is not, and the check below
-    -- then raises a unique violation so the backend re-runs the statement.
-    INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
-                                  codec, size_bytes, hash, state, seq)
-    SELECT n.id, n.created_at, n.step, n.attempt, n.codec, n.size, n.hash, n.state, n.seq FROM to_write n
-    ON CONFLICT (execution_id, step, execution_created_at) DO UPDATE SET
-        attempt = EXCLUDED.attempt, created_at = now(), codec = EXCLUDED.codec,
-        size_bytes = EXCLUDED.size_bytes, hash = EXCLUDED.hash, state = EXCLUDED.state, seq = EXCLUDED.seq,
-        fast = false
-    WHERE EXISTS (SELECT 1 FROM superseded_stored o
-                  WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
-    RETURNING 1
-"""
+), {_BATCH_CP}"""
 
 _BATCH_TAIL: Final = """)
 SELECT id FROM ex WHERE keep IS NOT NULL
