@@ -97,13 +97,7 @@ class StateManager:
         self.resume_step = None if resume_step is None else check.step(resume_step, "resume_step")
         self._on_recover = on_recover
         self._backend: StateBackend = backend if isinstance(backend, StateBackend) else create_backend(config)
-        self._codecs = {
-            compress: StateCodec(
-                compress=compress, threshold=config.compression_threshold, max_bytes=config.max_state_bytes
-            )
-            for compress in (False, True)
-        }
-        self._codec = self._codecs[config.enable_compression]
+        self._codecs = {config.enable_compression: self._new_codec(config.enable_compression)}
         self._interval = config.checkpoint_interval
         self._retention = config.checkpoint_retention
         self._buffer = (
@@ -188,10 +182,25 @@ class StateManager:
             attempt = self.attempt
         elif isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
             check.attempt(attempt)
-        encoded = (self._codec if compress is None else self._codecs[compress]).encode(state_data)
+        encoded = self._codec_for(self.config.enable_compression if compress is None else compress).encode(
+            state_data
+        )
         if history is None:
             history = is_history_step(step, self._interval)
         return WriteOp(execution_id, step, encoded, attempt, history, self._retention)
+
+    def _new_codec(self, compress: bool) -> StateCodec:
+        cfg = self.config
+        return StateCodec(
+            compress=compress, threshold=cfg.compression_threshold, max_bytes=cfg.max_state_bytes
+        )
+
+    def _codec_for(self, compress: bool) -> StateCodec:
+        """The configured codec, or (made on first use) the one a ``write(compress=...)`` asks for."""
+        found = self._codecs.get(compress)
+        if found is None:
+            found = self._codecs[compress] = self._new_codec(compress)
+        return found
 
     async def _submit(self, op: WriteOp) -> None:
         if self._buffer is not None:  # not durable yet: not counted in avg_checkpoint_ms
@@ -230,14 +239,17 @@ class StateManager:
         history: bool,
         attempt: int | None = None,
         compress: bool | None = None,
-    ) -> None:
+    ) -> int:
         """A save (``history=False``: never a history checkpoint, whatever ``checkpoint_interval``)
-        or a checkpoint, compressed as ``compress`` says (None: as configured).
+        or a checkpoint, compressed as ``compress`` says (None: as configured); returns the state's
+        size in bytes (its JSON, before compression).
 
         For writers that made these choices already: the operator's checkpoint API writes what a
         pod's SDK sent, which applied the pod's own interval and compression settings.
         """
-        await self._submit(self._make_op(execution_id, step, state_data, attempt, history, compress))
+        op = self._make_op(execution_id, step, state_data, attempt, history, compress)
+        await self._submit(op)
+        return op.state.size_bytes
 
     def transaction(self) -> Transaction:
         """All-or-nothing writes: ``async with state.transaction() as txn: await txn.save(...)``."""

@@ -131,10 +131,9 @@ async def _write(request: web.Request, *, history: bool) -> web.Response:
     step, state, compress = parse_write(await _body(request))
     store = request.app[STORE_KEY]
     # the pod's SDK applied its own checkpoint_interval: a save stays a save here
-    await store.write(
+    size = await store.write(
         caller.execution_id, step, state, history=history, attempt=caller.attempt, compress=compress
     )
-    size = len(orjson.dumps(state))
     CHECKPOINTS_TOTAL.inc()
     CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
     if history:
