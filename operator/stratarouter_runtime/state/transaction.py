@@ -59,9 +59,7 @@ class Transaction:
         attempt: int | None = None,
     ) -> None:
         """Queue a ``save`` (the current state; history on interval steps)."""
-        self._check()
-        value = pick_state(data, state_data)
-        self._ops.append(self._manager._make_op(execution_id, step, value, attempt, history=None))
+        self._queue(execution_id, step, data, state_data, attempt, history=None)
 
     async def checkpoint(
         self,
@@ -73,9 +71,20 @@ class Transaction:
         attempt: int | None = None,
     ) -> None:
         """Queue a ``checkpoint`` (current state and a history entry)."""
+        self._queue(execution_id, step, data, state_data, attempt, history=True)
+
+    def _queue(
+        self,
+        execution_id: str,
+        step: int,
+        data: Any,
+        state_data: Any,
+        attempt: int | None,
+        history: bool | None,
+    ) -> None:
         self._check()
         value = pick_state(data, state_data)
-        self._ops.append(self._manager._make_op(execution_id, step, value, attempt, history=True))
+        self._ops.append(self._manager._make_op(execution_id, step, value, attempt, history))
 
     async def rollback(self) -> None:
         """Discard every queued write; the block then exits without writing."""
