@@ -66,13 +66,9 @@ def _folded(cte: str) -> str:
 # The last checkpoint step a save keeps: the folded one (a FAST write may have made a newer one).
 _ABSORBED_CHECKPOINT: Final = f"(SELECT CASE WHEN ahead THEN step END FROM {_highest('e', 'hc.step')} a)"
 
-_WRITE_EX: Final = f"""
-WITH ex AS (
-    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
-                                 state, state_codec, state_size, state_hash)
-    VALUES ($1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
-            CASE WHEN $8::bool THEN NULL ELSE $4::bytea END, $5::text, $6::int, $7::bytea)
-    ON CONFLICT (id) DO UPDATE SET
+# The executions-row upsert of every whole-state write (WRITE and the batch forms): the row becomes
+# the newest state (a new state_seq) and keeps the folded last checkpoint step of a save.
+_EXECUTION_UPSERT: Final = f"""ON CONFLICT (id) DO UPDATE SET
         status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
         attempt = greatest(e.attempt, EXCLUDED.attempt),
         current_step = EXCLUDED.current_step,
@@ -84,7 +80,15 @@ WITH ex AS (
         state_size = EXCLUDED.state_size,
         state_hash = EXCLUDED.state_hash,
         state_base_step = NULL,
-        updated_at = now()
+        updated_at = now()"""
+
+_WRITE_EX: Final = f"""
+WITH ex AS (
+    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
+                                 state, state_codec, state_size, state_hash)
+    VALUES ($1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
+            CASE WHEN $8::bool THEN NULL ELSE $4::bytea END, $5::text, $6::int, $7::bytea)
+    {_EXECUTION_UPSERT}
     WHERE $3::int IS NULL OR e.attempt <= $3::int
     RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
 """
@@ -487,19 +491,7 @@ WITH i AS (
     INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
                                  state, state_codec, state_size, state_hash)
     SELECT id, 'running', coalesce(attempt, 1), step, hist_step, state, codec, size, hash FROM i
-    ON CONFLICT (id) DO UPDATE SET
-        status = CASE WHEN e.status IN ('pending', 'recovering') THEN 'running' ELSE e.status END,
-        attempt = greatest(e.attempt, EXCLUDED.attempt),
-        current_step = EXCLUDED.current_step,
-        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, {_ABSORBED_CHECKPOINT},
-                                        e.last_checkpoint_step),
-        state_seq = nextval('events_seq'),
-        state = EXCLUDED.state,
-        state_codec = EXCLUDED.state_codec,
-        state_size = EXCLUDED.state_size,
-        state_hash = EXCLUDED.state_hash,
-        state_base_step = NULL,
-        updated_at = now()
+    {_EXECUTION_UPSERT}
     WHERE e.attempt <= coalesce((SELECT i.attempt FROM i WHERE i.id = e.id), e.attempt)
     RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $15::int) AS keep
 """
