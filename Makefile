@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the SDK, the operator and the dev tools
 
 .PHONY: deps
-deps: ## Install PostgreSQL server binaries and PgBouncer through apt when the machine lacks them
-	@bash hack/ensure-postgres.sh
+deps: ## Install what is missing through apt: PostgreSQL, PgBouncer, containerd, runc, CNI plugins, mmdebstrap, umoci
+	@bash hack/ensure-deps.sh
 
 .PHONY: tools
 tools: ## Build (or reuse) etcd, kube-apiserver & co, kwok and helm into the cache outside the repo

@@ -24,7 +24,7 @@ major=${KUBERNETES_VERSION#v}; major=${major%%.*}
 minor=${KUBERNETES_VERSION#v*.}; minor=${minor%%.*}
 
 if [ ! -x "$bin/controlplane" ]; then
-	log "building etcd $ETCD_VERSION + kubernetes $KUBERNETES_VERSION control plane (cold: many minutes on 2 cores)..."
+	log "building etcd $ETCD_VERSION + kubernetes $KUBERNETES_VERSION control plane and kubelet (cold: ~8 minutes on 2 cores)..."
 	start=$(date +%s)
 	pkg=k8s.io/component-base/version
 	ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
@@ -37,7 +37,7 @@ if [ ! -x "$bin/controlplane" ]; then
 	mv "$bin/controlplane.tmp" "$bin/controlplane"
 	log "control plane built in $(( $(date +%s) - start ))s"
 fi
-for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
 	ln -sf controlplane "$bin/$c"
 done
 

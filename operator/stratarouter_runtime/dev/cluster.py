@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import functools
 import json
 import os
@@ -34,9 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stratarouter_runtime.dev import images
 from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.pki import make_pki
+from stratarouter_runtime.dev.node import NodeError, RealNode
+from stratarouter_runtime.dev.pki import Pki, make_pki
 from stratarouter_runtime.dev.ports import free_port
+from stratarouter_runtime.dev.processes import alive, cmdline, spawn, tail
 from stratarouter_runtime.dev.tools import tools_bin_dir
 
 #: Start order; stop goes the other way round.
@@ -47,8 +49,10 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 #: Per fake node; two of them hold the 1,000-Execution benchmark with room to spare.
 NODE_ALLOCATABLE = {"cpu": "128", "memory": "512Gi", "pods": "1100", "ephemeral-storage": "1Ti"}
-LOG_TAIL_LINES = 40
 PORT_ATTEMPTS = 3
+REAL_NODE_READY_SECONDS = 60
+#: The API server's identity towards kubelets (logs, exec), bound to the built-in kubelet-api-admin role.
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
 
 class ClusterStartError(RuntimeError):
@@ -57,41 +61,6 @@ class ClusterStartError(RuntimeError):
 
 class KubectlError(RuntimeError):
     """A ``kubectl``/``helm`` invocation exited non-zero; the message carries its stderr."""
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log written)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Linux: have the kernel SIGKILL this child when the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` exists and is not a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError, ProcessLookupError):
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
-    return state != "Z"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -104,6 +73,7 @@ class LocalCluster:
     token: str
     ports: dict[str, int]
     pids: dict[str, int] = field(default_factory=dict)
+    node: RealNode | None = None
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     # -- paths and clients ------------------------------------------------------------------------------
@@ -166,16 +136,19 @@ class LocalCluster:
         bin_dir: Path | None = None,
         *,
         nodes: int = 2,
+        real_node: bool | None = None,
         timeout: float = 90.0,
         die_with_parent: bool = False,
     ) -> LocalCluster:
-        """Start every component, register ``nodes`` kwok nodes and wait until the cluster is usable.
+        """Start every component, register ``nodes`` kwok nodes and the real node, wait until usable.
 
-        Usable means: /readyz ok, every node Ready without taints, and the ``default`` ServiceAccount in
-        ``default``. ``die_with_parent`` ties the processes to this one (for test sessions); leave it off
-        when they must outlive it (``up``). On failure everything started is stopped and removed.
+        Usable means: /readyz ok, every kwok node Ready without taints, the real node Ready, and the
+        ``default`` ServiceAccount in ``default``. ``real_node`` defaults to :func:`real_node_wanted`.
+        ``die_with_parent`` ties the processes to this one (for test sessions); leave it off when they
+        must outlive it (``up``). On failure everything started is stopped and removed.
         """
         bin_dir = bin_dir or tools_bin_dir()
+        image_dir = images.images_dir() if (real_node_wanted() if real_node is None else real_node) else None
         for attempt in range(1, PORT_ATTEMPTS + 1):
             ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver")}
             cluster = cls(
@@ -186,7 +159,7 @@ class LocalCluster:
                 ports=ports,
             )
             try:
-                cluster._boot(nodes, time.monotonic() + timeout, die_with_parent)
+                cluster._boot(nodes, image_dir, time.monotonic() + timeout, die_with_parent)
             except ClusterStartError as exc:
                 cluster.stop()
                 # Another process took a port between free_port() and the bind: pick new ones.
@@ -199,9 +172,10 @@ class LocalCluster:
                 return cluster
         raise AssertionError("unreachable")
 
-    def _boot(self, nodes: int, deadline: float, die_with_parent: bool) -> None:
+    def _boot(self, nodes: int, image_dir: Path | None, deadline: float, die_with_parent: bool) -> None:
         self.log_dir.mkdir(parents=True)
         pki = make_pki(self.root / "pki")
+        kubelet_client = pki.issue("apiserver-kubelet-client", f"/CN={KUBELET_CLIENT_USER}", client=True)
         tokens = self.root / "tokens.csv"
         tokens.touch(mode=0o600)
         tokens.write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
@@ -233,7 +207,15 @@ class LocalCluster:
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--token-auth-file={self.root / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
+                # Client certificates for the real node's kubelet, which is authorized as a node is on a
+                # real cluster: the Node authorizer, and NodeRestriction on what it may write.
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 f"--service-account-issuer={self.server}",
@@ -295,6 +277,8 @@ class LocalCluster:
         for i in range(nodes):
             self.api.request("POST", "/api/v1/nodes", _node_manifest(f"kwok-node-{i}"))
         self._wait("kwok", deadline, lambda: self._nodes_ready(nodes), f"{nodes} kwok nodes to be Ready")
+        if image_dir is not None:
+            self._start_real_node(pki, image_dir, die_with_parent)
         self._wait(
             "kube-controller-manager",
             deadline,
@@ -325,17 +309,60 @@ class LocalCluster:
         self.kubeconfig.write_text(json.dumps(config, indent=2) + "\n")
         self.kubeconfig.chmod(0o600)
 
-    def _spawn(self, name: str, args: list[str], die_with_parent: bool) -> None:
-        with self.log(name).open("ab") as log:
-            proc = subprocess.Popen(
-                [str(self.bin_dir / name), *args],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.root,
-                start_new_session=True,  # own process group: stop() kills it whole, Ctrl-C elsewhere does not
-                preexec_fn=_die_with_parent if die_with_parent else None,
+    def _start_real_node(self, pki: Pki, image_dir: Path, die_with_parent: bool) -> None:
+        """The kubelet + containerd node; the API server may call its kubelet as kubelet-api-admin."""
+        self.api.request(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": KUBELET_CLIENT_USER},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                            "name": "system:kubelet-api-admin"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                              "name": KUBELET_CLIENT_USER}],
+            },
+        )  # fmt: skip
+        try:
+            self.node = RealNode.start(
+                self.root / "node",
+                self.bin_dir,
+                pki,
+                self.server,
+                images.tarballs(image_dir),
+                images.PAUSE,
+                die_with_parent=die_with_parent,
             )
+        except NodeError as exc:
+            raise ClusterStartError(f"the real node did not start: {exc}") from exc
+        node = self.node
+        deadline = time.monotonic() + REAL_NODE_READY_SECONDS
+        while not self._real_node_ready(node.name):
+            try:
+                node.check_alive()
+            except NodeError as exc:
+                raise ClusterStartError(str(exc)) from exc
+            if time.monotonic() > deadline:
+                raise ClusterStartError(
+                    f"timed out after {REAL_NODE_READY_SECONDS}s waiting for node {node.name} to be Ready; "
+                    f"last lines of {node.log('kubelet')}:\n{tail(node.log('kubelet'))}"
+                )
+            time.sleep(0.2)
+
+    def _real_node_ready(self, name: str) -> bool:
+        try:
+            status = self.api.get(f"/api/v1/nodes/{name}").get("status", {})
+        except KubeApiError:
+            return False
+        return any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", [])
+        )
+
+    def _spawn(self, name: str, args: list[str], die_with_parent: bool) -> None:
+        proc = spawn(
+            [str(self.bin_dir / name), *args], self.log(name), self.root, die_with_parent=die_with_parent
+        )
         self._procs[name] = proc
         self.pids[name] = proc.pid
 
@@ -346,7 +373,7 @@ class LocalCluster:
                 if proc.poll() is not None:
                     raise ClusterStartError(
                         f"{name} exited with code {proc.returncode} while waiting for {what}; "
-                        f"last lines of {self.log(name)}:\n{_tail(self.log(name))}"
+                        f"last lines of {self.log(name)}:\n{tail(self.log(name))}"
                     )
             try:
                 if ready():
@@ -356,7 +383,7 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 raise ClusterStartError(
                     f"timed out waiting for {what}; last lines of {self.log(component)}:\n"
-                    f"{_tail(self.log(component))}"
+                    f"{tail(self.log(component))}"
                 )
             time.sleep(0.1)
 
@@ -386,7 +413,13 @@ class LocalCluster:
         return len(ready) >= count
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM every component's process group (last started first), SIGKILL stragglers, delete root."""
+        """Stop the real node (its pods first, while the API server still runs), then SIGTERM every
+        component's process group (last started first), SIGKILL stragglers, delete root."""
+        if self.node is not None:
+            if self._running("kube-apiserver"):
+                self._delete_real_node_pods(grace)
+            self.node.stop()
+            self.node = None
         order = [name for name in reversed(COMPONENTS) if name in self.pids]
         for name in order:
             self._signal(name, signal.SIGTERM)
@@ -400,22 +433,42 @@ class LocalCluster:
                 if proc is not None:
                     proc.wait(timeout=5)
                 else:
-                    while _alive(self.pids[name]):
+                    while alive(self.pids[name]):
                         time.sleep(0.05)
         self._procs.clear()
         self.pids.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def _delete_real_node_pods(self, grace: float) -> None:
+        """Let the kubelet stop the real node's pods itself, so it tears their sandboxes down cleanly."""
+        assert self.node is not None
+        node = self.node
+        try:
+            pods = self.api.get(f"/api/v1/pods?fieldSelector=spec.nodeName={node.name}")["items"]
+            for pod in pods:
+                meta = pod["metadata"]
+                with contextlib.suppress(KubeApiError):
+                    self.api.request(
+                        "DELETE",
+                        f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+                        {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 1},
+                    )
+        except (OSError, KubeApiError):
+            return
+        deadline = time.monotonic() + grace
+        while node.container_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def _running(self, name: str) -> bool:
         proc = self._procs.get(name)
         if proc is not None:
             return proc.poll() is None
-        return _alive(self.pids[name])
+        return alive(self.pids[name])
 
     def _signal(self, name: str, sig: signal.Signals) -> None:
         pid = self.pids[name]
         # A process found through the state file must still be ours: its command line names our root.
-        if name not in self._procs and str(self.root) not in _cmdline(pid):
+        if name not in self._procs and str(self.root) not in cmdline(pid):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
@@ -430,6 +483,7 @@ class LocalCluster:
             "token": self.token,
             "ports": self.ports,
             "pids": self.pids,
+            "node": self.node.to_state() if self.node is not None else None,
         }
 
     @classmethod
@@ -442,6 +496,7 @@ class LocalCluster:
             token=state["token"],
             ports={k: int(v) for k, v in state["ports"].items()},
             pids={k: int(v) for k, v in state["pids"].items()},
+            node=RealNode.from_state(state["node"]) if state.get("node") else None,
         )
 
 
@@ -463,6 +518,12 @@ def _node_manifest(name: str) -> dict[str, Any]:
         },
         "status": {"allocatable": NODE_ALLOCATABLE, "capacity": NODE_ALLOCATABLE},
     }
+
+
+def real_node_wanted() -> bool:
+    """The real node starts with the cluster unless ``STRATA_REAL_NODE=0`` (e.g. on a machine without
+    root or containerd: then only kwok pods run, and the tests that need real containers fail)."""
+    return os.environ.get("STRATA_REAL_NODE", "1") != "0"
 
 
 def state_file() -> Path:

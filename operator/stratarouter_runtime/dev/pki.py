@@ -7,6 +7,7 @@ EC P-256 keys because they are generated in milliseconds.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -29,6 +30,12 @@ extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 subjectAltName = {sans}
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 """
 
 SERVING_SANS = (
@@ -51,6 +58,22 @@ class Pki:
     service_account_key: Path
     service_account_pub: Path
 
+    def issue(self, name: str, subject: str, *, client: bool = False, sans: tuple[str, ...] = ()) -> KeyPair:
+        """A key and a certificate signed by the CA: for a TLS client (``client``) or a server at ``sans``.
+
+        ``subject`` is an openssl ``-subj`` string; for a Kubernetes client its CN is the user name and
+        each O a group (``/O=system:nodes/CN=system:node:NAME``).
+        """
+        return _issue(self.ca_cert, name, subject, client=client, sans=sans)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A certificate and its private key, both PEM files."""
+
+    cert: Path
+    key: Path
+
 
 def _openssl(*args: str) -> None:
     exe = shutil.which("openssl")
@@ -67,6 +90,22 @@ def _ec_key(path: Path) -> Path:
     return path
 
 
+def _issue(ca_cert: Path, name: str, subject: str, *, client: bool, sans: tuple[str, ...]) -> KeyPair:
+    directory = ca_cert.parent
+    config = directory / f"{name}.cnf"
+    config.write_text(OPENSSL_CONFIG.format(sans=",".join(sans) or "DNS:localhost"))
+    key = _ec_key(directory / f"{name}.key")
+    csr = directory / f"{name}.csr"
+    _openssl("req", "-new", "-config", str(config), "-key", str(key), "-subj", subject, "-out", str(csr))
+    cert = directory / f"{name}.crt"
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(directory / "ca.key"),
+        "-set_serial", str(secrets.randbits(63)), "-days", "3650", "-extfile", str(config),
+        "-extensions", "client" if client else "server", "-out", str(cert),
+    )  # fmt: skip
+    return KeyPair(cert=cert, key=key)
+
+
 def make_pki(directory: Path) -> Pki:
     """Create a CA, a serving cert for 127.0.0.1 signed by it, and a service-account signing key."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -78,24 +117,14 @@ def make_pki(directory: Path) -> Pki:
         "req", "-x509", "-new", "-config", str(config), "-extensions", "ca", "-key", str(ca_key),
         "-subj", "/CN=stratarouter-local-ca", "-days", "3650", "-out", str(ca_cert),
     )  # fmt: skip
-    serving_key = _ec_key(directory / "apiserver.key")
-    csr = directory / "apiserver.csr"
-    _openssl(
-        "req", "-new", "-config", str(config), "-key", str(serving_key), "-subj", "/CN=kube-apiserver",
-        "-out", str(csr),
-    )  # fmt: skip
-    serving_cert = directory / "apiserver.crt"
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-set_serial", "2",
-        "-days", "3650", "-extfile", str(config), "-extensions", "server", "-out", str(serving_cert),
-    )  # fmt: skip
+    serving = _issue(ca_cert, "apiserver", "/CN=kube-apiserver", client=False, sans=SERVING_SANS)
     sa_key = _ec_key(directory / "sa.key")
     sa_pub = directory / "sa.pub"  # the API server reads public keys only in this form, not PKCS#8
     _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
     return Pki(
         ca_cert=ca_cert,
-        serving_cert=serving_cert,
-        serving_key=serving_key,
+        serving_cert=serving.cert,
+        serving_key=serving.key,
         service_account_key=sa_key,
         service_account_pub=sa_pub,
     )

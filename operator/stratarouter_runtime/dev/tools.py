@@ -12,7 +12,16 @@ import os
 import subprocess
 from pathlib import Path
 
-REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm")
+REQUIRED = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kwok",
+    "helm",
+)
 BUILD_SCRIPT = Path("hack") / "build-tools.sh"
 
 

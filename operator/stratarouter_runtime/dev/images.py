@@ -1,0 +1,50 @@
+"""The container images of the real node, built without Docker or a registry.
+
+``hack/build-images.sh`` builds them from Debian packages and the project's wheel into a cache outside
+the repository (keyed by their inputs) and prints the directory holding one OCI layout tarball per
+image. The real node imports them into its containerd at start; pods use them with
+``imagePullPolicy: Never``, so nothing is ever pulled. The names are the ones ``docker build`` would
+give (short names, which containerd's CRI reads as ``docker.io/library/...``, as with ``kind load``),
+so one Execution manifest works on kind and here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from stratarouter_runtime.dev.tools import ToolsError, repo_root
+
+BUILD_SCRIPT = Path("hack") / "build-images.sh"
+OPERATOR = "stratarouter-operator:dev"
+WORKLOAD = "stratarouter-example:dev"
+#: The sandbox image, built from the pause.c of the pinned Kubernetes module.
+PAUSE = "localhost/stratarouter-pause:3.10.1"
+#: The tarball of each image in the build's output directory.
+TARBALLS = {PAUSE: "pause.tar", OPERATOR: "operator.tar", WORKLOAD: "example.tar"}
+
+
+def images_dir() -> Path:
+    """``$STRATA_IMAGES_DIR`` if set, else whatever ``hack/build-images.sh`` prints (a no-op when warm)."""
+    env = os.environ.get("STRATA_IMAGES_DIR", "").strip()
+    if env:
+        return _checked(Path(env))
+    script = repo_root() / BUILD_SCRIPT
+    try:
+        out = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise ToolsError(f"{script} failed with exit code {exc.returncode} (its output is above)") from exc
+    return _checked(Path(out.strip().splitlines()[-1]))
+
+
+def tarballs(directory: Path) -> list[Path]:
+    """The image tarballs to import, the sandbox image first."""
+    return [directory / name for name in TARBALLS.values()]
+
+
+def _checked(directory: Path) -> Path:
+    missing = [name for name in TARBALLS.values() if not (directory / name).is_file()]
+    if missing:
+        raise ToolsError(f"{directory} lacks {', '.join(missing)}; run `make images`")
+    return directory
