@@ -10,7 +10,12 @@ import pytest
 from stratarouter_runtime.state.backends.base import WriteOp
 from stratarouter_runtime.state.batching import GroupCommitter, WriteBuffer
 from stratarouter_runtime.state.codec import StateCodec
-from stratarouter_runtime.state.errors import StaleAttemptError, StateError, StoreUnavailableError
+from stratarouter_runtime.state.errors import (
+    InvalidArgumentError,
+    StaleAttemptError,
+    StateError,
+    StoreUnavailableError,
+)
 
 ENC = StateCodec().encode({})
 
@@ -124,3 +129,139 @@ async def test_buffer_reports_a_refused_write_on_flush() -> None:
     with pytest.raises(StaleAttemptError):
         await buffer.flush()
     await buffer.close()
+
+
+class Flaky:
+    """A batch write that raises, stalls until released, or refuses single writes, as told."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.raise_next: BaseException | None = None
+        self.stall = False
+        self.released = asyncio.Event()
+        self.started = asyncio.Event()
+        self.results: dict[int, StateError] = {}
+
+    async def write_many(self, ops: Sequence[WriteOp]) -> list[StateError | None]:
+        if self.raise_next is not None:
+            error, self.raise_next = self.raise_next, None
+            raise error
+        self.started.set()
+        if self.stall:
+            await self.released.wait()
+        self.batches.append([o.step for o in ops])
+        return [self.results.get(o.step) for o in ops]
+
+
+async def fill(buffer: WriteBuffer, steps: range) -> None:
+    for n in steps:
+        await buffer.add(op(n))
+
+
+async def test_a_round_trip_that_raises_keeps_every_write_for_the_next_flush() -> None:
+    flaky = Flaky()
+    buffer = WriteBuffer(flaky.write_many, batch_size=100, flush_interval_ms=60_000)
+    await fill(buffer, range(3))
+    flaky.raise_next = RuntimeError("connection reset by a bug")
+    with pytest.raises(RuntimeError, match="connection reset"):
+        await buffer.flush()
+    assert len(buffer) == 3
+    await buffer.add(op(3))
+    await buffer.close()
+    assert flaky.batches == [[0, 1, 2, 3]]
+    assert len(buffer) == 0
+
+
+async def test_a_cancelled_flush_keeps_its_writes_ahead_of_those_buffered_meanwhile() -> None:
+    flaky = Flaky()
+    flaky.stall = True
+    buffer = WriteBuffer(flaky.write_many, batch_size=100, flush_interval_ms=60_000)
+    await fill(buffer, range(3))
+    flushing = asyncio.create_task(buffer.flush())
+    await flaky.started.wait()
+    await fill(buffer, range(3, 5))  # buffered while the flush is in flight
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    assert len(buffer) == 5
+    flaky.stall = False
+    await buffer.close()
+    assert flaky.batches == [[0, 1, 2, 3, 4]]
+
+
+async def test_a_read_timing_out_on_a_slow_flush_loses_nothing() -> None:
+    flaky = Flaky()
+    flaky.stall = True
+    buffer = WriteBuffer(flaky.write_many, batch_size=100, flush_interval_ms=60_000)
+    await fill(buffer, range(50))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(buffer.flush(), timeout=0.01)
+    flaky.stall = False
+    await buffer.close()
+    assert flaky.batches == [list(range(50))]
+
+
+async def test_concurrent_flushes_send_each_write_once_and_in_order() -> None:
+    flaky = Flaky()
+    flaky.stall = True
+    buffer = WriteBuffer(flaky.write_many, batch_size=100, flush_interval_ms=60_000)
+    await fill(buffer, range(2))
+    first = asyncio.create_task(buffer.flush())
+    await flaky.started.wait()
+    await buffer.add(op(2))
+    second = asyncio.create_task(buffer.flush())
+    await asyncio.sleep(0)
+    flaky.released.set()
+    await asyncio.gather(first, second)
+    assert flaky.batches == [[0, 1], [2]]
+    assert len(buffer) == 0
+
+
+async def test_per_write_unavailability_keeps_that_write_and_the_ones_after_it() -> None:
+    flaky = Flaky()
+    flaky.results = {1: StoreUnavailableError("api down")}
+    buffer = WriteBuffer(flaky.write_many, batch_size=100, flush_interval_ms=60_000)
+    await fill(buffer, range(3))
+    with pytest.raises(StoreUnavailableError):
+        await buffer.flush()
+    assert len(buffer) == 2
+    flaky.results = {}
+    await buffer.close()
+    assert flaky.batches == [[0, 1, 2], [1, 2]]
+
+
+async def test_a_refused_write_is_reported_with_its_step_and_not_retried() -> None:
+    flaky = Flaky()
+    flaky.results = {1: StaleAttemptError("e1", 1, 2), 2: InvalidArgumentError("bad")}
+    buffer = WriteBuffer(flaky.write_many, batch_size=100, flush_interval_ms=60_000)
+    await fill(buffer, range(4))
+    with pytest.raises(StaleAttemptError) as refused:
+        await buffer.flush()
+    assert "2 buffered writes were refused by the store and dropped" in str(refused.value.__notes__)
+    assert "execution 'e1' step 1: " in refused.value.__notes__[0]
+    assert "execution 'e2' step 2: bad" in refused.value.__notes__[0]
+    assert len(buffer) == 0
+    flaky.results = {}
+    await buffer.close()  # reported once; nothing is sent again
+    assert flaky.batches == [[0, 1, 2, 3]]
+
+
+async def test_a_failed_timer_flush_keeps_the_writes_and_tries_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky = Flaky()
+    flaky.raise_next = RuntimeError("not an outage")
+    flaky.results = {0: StaleAttemptError("e0", 1, 2)}
+    buffer = WriteBuffer(flaky.write_many, batch_size=100, flush_interval_ms=10)
+    await fill(buffer, range(2))
+    for _ in range(100):  # the first timer flush raises, the next one writes
+        if flaky.batches:
+            break
+        await asyncio.sleep(0.01)
+    assert flaky.batches == [[0, 1]]
+    assert "background flush of 2 buffered write(s) failed, retrying" in caplog.text
+    assert len(buffer) == 0
+    with pytest.raises(StaleAttemptError, match="execution 'e0' step 0"):  # reported by the next write
+        await buffer.add(op(2))
+    await buffer.close()
+    assert flaky.batches == [[0, 1]]

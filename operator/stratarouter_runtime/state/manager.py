@@ -57,8 +57,9 @@ class StateManager:
     Writes (``save``, ``checkpoint``, transactions) are durable when they return, unless
     ``batch_writes=True``: then a write returns once buffered, and a crash (SIGKILL, OOM, power loss)
     loses what was buffered since the last flush: at most ``batch_size`` writes or
-    ``flush_interval_ms`` worth of them. ``flush()``, ``close()`` and leaving ``async with`` flush;
-    reads flush this manager's buffer first (see :mod:`stratarouter_runtime.state.batching`).
+    ``flush_interval_ms`` worth of them. Nothing else loses them: a flush that fails or is cancelled
+    keeps them for the next one. ``flush()``, ``close()`` and leaving ``async with`` flush; reads
+    flush this manager's buffer first (see :mod:`stratarouter_runtime.state.batching`).
     Every write takes ``attempt=``; a write older than the execution's current attempt raises
     :class:`~stratarouter_runtime.state.errors.StaleAttemptError` (fencing). Without ``attempt=``
     the manager's own ``attempt`` (``STRATA_ATTEMPT`` under ``from_env``) is used.
