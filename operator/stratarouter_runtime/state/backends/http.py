@@ -7,7 +7,8 @@ The API decides which execution and attempt the pod writes; this backend can onl
 execution named by ``STRATA_EXECUTION_ID``.
 
 Connection errors and 503s are retried with capped exponential backoff for ``retry_timeout``
-seconds (writes are idempotent on ``(execution, step)``, so a retried write never doubles). A 403
+seconds (writes are idempotent on ``(execution, step)``, so a retried write never doubles); a batch
+flush shares one such window between its writes, see :meth:`HttpBackend.write_many`. A 403
 saying the pod is not yet the Execution's current pod is retried briefly too: right after a
 recovery the operator may create the pod a moment before it records it in the status.
 """
@@ -108,10 +109,19 @@ class HttpBackend(StateBackend):
             )
 
     async def _call(
-        self, method: str, path: str, *, body: bytes | None = None, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """One API call with retries; returns (status, decoded JSON) for any answer that is not retried."""
+        """One API call with retries until ``deadline`` (monotonic; default ``retry_timeout`` from now);
+        returns (status, decoded JSON) for any answer that is not retried."""
         started = time.monotonic()
+        if deadline is None:
+            deadline = started + self._retry_timeout
         delay = 0.05
         while True:
             headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
@@ -144,8 +154,8 @@ class HttpBackend(StateBackend):
                     problem = str(decoded.get("message"))
                 else:
                     return status, decoded
-            if time.monotonic() - started + delay > self._retry_timeout:
-                raise StoreUnavailableError(f"{problem} (gave up after {self._retry_timeout:.0f}s)")
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailableError(f"{problem} (gave up after {self._retry_timeout:g}s)")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
 
@@ -170,15 +180,33 @@ class HttpBackend(StateBackend):
         raise StateError(f"checkpoint API error {status} {reason}: {message}")
 
     # -- writes -----------------------------------------------------------------------------------
-    async def write(self, op: WriteOp) -> None:
+    async def write(self, op: WriteOp, deadline: float | None = None) -> None:
         self._own(op.execution_id)
         state_json = codec.decode_json_bytes(op.state.data, op.state.codec)
         compress = b"true" if self._compress else b"false"
         body = b'{"step":%d,"compress":%b,"state":%b}' % (op.step, compress, state_json)
         path = "/v1/checkpoint" if op.history else "/v1/save"
-        status, answer = await self._call("POST", path, body=body)
+        status, answer = await self._call("POST", path, body=body, deadline=deadline)
         if status != 200:
             self._raise(status, answer, op.execution_id, op.step)
+
+    async def write_many(self, ops: Sequence[WriteOp]) -> list[StateError | None]:
+        """The writes in order, one request each, within ONE retry window for the whole batch (not one
+        per write). The first write the API stays unavailable for, and every write after it (not
+        sent), come back as StoreUnavailableError, so a write buffer keeps them all; a refused write
+        (fenced, invalid) does not stop the ones after it."""
+        deadline = time.monotonic() + self._retry_timeout
+        results: list[StateError | None] = []
+        for i, op in enumerate(ops):
+            try:
+                await self.write(op, deadline)
+            except StoreUnavailableError as exc:
+                return results + [exc] * (len(ops) - i)
+            except StateError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     async def write_atomic(self, ops: Sequence[WriteOp]) -> None:
         if len(ops) == 1:
