@@ -46,8 +46,8 @@ from typing import Any
 import aiohttp
 
 from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.pods import fail_pod, is_running, wait_for_pod
-from stratarouter_runtime.operator.demo import NAMESPACE, Demo, request_pod_token, wait_until
+from stratarouter_runtime.dev.pods import fail_pod, is_running, request_pod_token, wait_for_pod
+from stratarouter_runtime.operator.demo import NAMESPACE, Demo, wait_until
 
 GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 RESULTS = Path(__file__).parent / "results" / "operator.md"
@@ -386,7 +386,7 @@ def bench_scale(demo: Demo, count: int, seconds: float, profile: Path | None = N
         profiler.start()
 
     async def run() -> None:
-        url = f"http://127.0.0.1:{demo.api_port}/v1/checkpoint"
+        url = f"{demo.api_url}/v1/checkpoint"
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as s:
             await asyncio.gather(

@@ -7,6 +7,11 @@ tells it everything: ``StateManager.from_env()`` talks to the operator's checkpo
 pod dies mid-run, the replacement pod loads the last state and carries on at the next step.
 
 Run it outside Kubernetes too (in-memory store): ``STRATA_EXECUTION_ID=demo python examples/workload.py``.
+
+To show a recovery, its first attempt can be made to die for real after step ``FAIL_AT_STEP``, the way
+``FAIL_HOW`` says: ``oom`` (allocate memory until the container's memory limit OOM-kills it),
+``exit:N`` (exit with code N), or ``hang`` (stop making progress, for a kill or an eviction from
+outside). Later attempts never fail on purpose.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from typing import Any
 
 from stratarouter_runtime import StateManager
@@ -24,9 +30,26 @@ def do_step(step: int, state: dict[str, Any]) -> dict[str, Any]:
     return {"total": state["total"] + step, "done": [*state["done"], step][-10:]}
 
 
+def fail_for_real(how: str) -> None:
+    """Die the way ``how`` says (see the module docstring); returns only for an unknown ``how``."""
+    print(f"[workload] failing on purpose: {how}", flush=True)
+    if how == "oom":
+        hog = []
+        while True:  # the kernel's OOM killer ends this once the memory limit is reached
+            hog.append(bytearray(16 << 20))
+            time.sleep(0.01)
+    if how.startswith("exit:"):
+        sys.exit(int(how.removeprefix("exit:")))
+    if how == "hang":
+        while True:
+            time.sleep(60)
+    print(f"[workload] unknown FAIL_HOW={how!r}; carrying on", flush=True)
+
+
 async def main() -> int:
     steps = int(os.environ.get("STEPS", "20"))
     pause = float(os.environ.get("STEP_SECONDS", "0.5"))
+    fail_at = int(os.environ.get("FAIL_AT_STEP", "0"))
     async with StateManager.from_env() as state:
         execution_id = state.execution_id or "local-run"
         if state.resume_step is None:
@@ -44,6 +67,8 @@ async def main() -> int:
             current = do_step(step, current)
             await state.checkpoint(execution_id, step, current)
             print(f"[workload] step {step}/{steps}: total={current['total']} (checkpointed)", flush=True)
+            if step == fail_at and state.attempt in (None, 1):
+                fail_for_real(os.environ.get("FAIL_HOW", "exit:1"))
             await asyncio.sleep(pause)
     print(f"[workload] done: total={current['total']}", flush=True)
     return 0

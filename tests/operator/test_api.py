@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 
 from stratarouter_runtime.dev.kubeapi import KubeApi
-from stratarouter_runtime.operator.demo import request_pod_token
+from stratarouter_runtime.dev.pods import request_pod_token
 from stratarouter_runtime.state import StateManager
 from stratarouter_runtime.state.errors import StaleAttemptError, StateError
 from tests.operator.conftest import Executions, OperatorProcess, wait_until

@@ -25,10 +25,18 @@ def test_demo_crashes_resumes_and_cleans_up(tmp_path: Path) -> None:
     )
     out = result.stdout
     assert result.returncode == 0, f"demo failed:\n{out[-4000:]}\n{result.stderr[-4000:]}"
-    # attempt 1 ran from the start and was killed after step 6
+    # the real node ran the pods: Ready beside the kwok nodes, pod IPs on its bridge
+    assert re.search(r"^\s+real-node\s+Ready\s", out, re.M)
+    assert re.search(r"count-to-twenty-a1\s.*\s10\.89\.\d+\.\d+\s+real-node\s", out)
+    # attempt 1 ran from the start in a real container and the kernel OOM-killed it after step 6
     assert "attempt 1: starting" in out
     assert re.search(r"step 6/\d+: total=21", out)
-    assert "Crash!" in out
+    assert "reason OOMKilled, exit code 137" in out
+    assert re.search(r"Reason:\s+OOMKilled", out)
+    assert re.search(r"Exit Code:\s+137", out)
+    # both attempts' container logs came through `kubectl logs`
+    assert "kubectl logs -n stratarouter-demo count-to-twenty-a1" in out
+    assert "kubectl logs -n stratarouter-demo count-to-twenty-a2" in out
     # attempt 2 resumed at step 7 with the state of step 6 (total 1+...+6 = 21)
     assert "attempt 2: resuming" in out
     assert "at step 7 with total=21" in out

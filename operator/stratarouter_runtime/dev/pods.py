@@ -31,6 +31,32 @@ from stratarouter_runtime.dev.kubeapi import MERGE_PATCH, KubeApi, KubeApiError
 Pod = dict[str, Any]
 
 
+#: The audience of the tokens the operator's pods carry (see operator/pods.py).
+TOKEN_AUDIENCE = "stratarouter"
+
+
+def request_pod_token(api: KubeApi, pod: Pod, *, audience: str = TOKEN_AUDIENCE, seconds: int = 3600) -> str:
+    """A service-account token bound to ``pod``, as the kubelet projects it into the pod's volume.
+
+    For kwok pods, whose processes a test or benchmark plays: on the real node the kubelet does this.
+    """
+    meta = pod["metadata"]
+    account = pod["spec"].get("serviceAccountName") or "default"
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "audiences": [audience],
+            "expirationSeconds": seconds,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]},
+        },
+    }
+    path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token"
+    answer = api.request("POST", path, body)
+    token: str = answer["status"]["token"]
+    return token
+
+
 def _pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 
