@@ -64,3 +64,13 @@ def test_limits_and_attempts() -> None:
     with pytest.raises(InvalidArgumentError, match="attempt"):
         check.attempt(0)
     assert check.optional_attempt(None) is None
+
+
+def test_attempts_fit_the_stores_integer_column() -> None:
+    assert check.MAX_ATTEMPT == 2**31 - 1
+    assert check.attempt(check.MAX_ATTEMPT) == check.MAX_ATTEMPT
+    for bad in (check.MAX_ATTEMPT + 1, 2**63, True, 1.0):
+        with pytest.raises(
+            InvalidArgumentError, match="attempt must be a positive int of at most 2147483647"
+        ):
+            check.attempt(bad)

@@ -179,10 +179,7 @@ class StateManager:
     ) -> WriteOp:
         check.execution_id(execution_id)
         check.step(step)
-        if attempt is None:
-            attempt = self.attempt
-        elif isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            check.attempt(attempt)
+        attempt = self.attempt if attempt is None else check.attempt(attempt)
         encoded = self._codec_for(self.config.enable_compression if compress is None else compress).encode(
             state_data
         )
@@ -471,9 +468,11 @@ class StateManager:
         """Claim executions left running/recovering with no write for ``recovery_timeout`` seconds.
 
         Each is marked recovering with attempt + 1 (fencing the old process), then passed to
-        ``resume`` (sync or async). Concurrent callers, in other processes too, never claim the
-        same execution twice. Returns the claimed executions; if a callback raises, the others
-        still run and the first error is raised afterwards.
+        ``resume`` (sync or async); one already at the highest attempt
+        (:data:`~stratarouter_runtime.state.validation.MAX_ATTEMPT`) is marked failed instead.
+        Concurrent callers, in other processes too, never claim the same execution twice. Returns
+        the claimed executions; if a callback raises, the others still run and the first error is
+        raised afterwards.
         """
         check.limit(limit)
         await self._flush_pending()

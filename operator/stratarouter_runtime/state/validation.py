@@ -13,6 +13,9 @@ MAX_ID_LENGTH: Final = 253
 """Longest execution id or snapshot name: a Kubernetes ``namespace/name`` fits comfortably."""
 MAX_STEP: Final = 2**63 - 1
 MAX_LIMIT: Final = 10_000
+MAX_ATTEMPT: Final = 2**31 - 1
+"""Highest attempt: the store's ``integer`` column. Recovery never goes past it: a stalled run at this
+attempt is failed instead of claimed, since no newer attempt could fence it."""
 
 
 def execution_id(value: object, what: str = "execution_id") -> str:
@@ -40,8 +43,8 @@ def step(value: object, what: str = "step") -> int:
 
 
 def attempt(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31 - 1:
-        raise InvalidArgumentError(f"attempt must be a positive int, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTEMPT:
+        raise InvalidArgumentError(f"attempt must be a positive int of at most {MAX_ATTEMPT}, got {value!r}")
     return value
 
 

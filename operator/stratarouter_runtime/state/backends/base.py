@@ -16,14 +16,19 @@ Semantics shared by all backends (the conformance suite in ``tests/store`` check
   sets ``last_checkpoint_step``, appends a ``checkpoint`` audit event (step, size, sha256) and
   prunes history to the retention (the execution's own, else ``config.checkpoint_retention``).
 * Reads of unknown executions raise :class:`ExecutionNotFound` (``get_execution`` returns None).
+* Recovery claims a stalled execution with attempt + 1, except one already at
+  :data:`~stratarouter_runtime.state.validation.MAX_ATTEMPT`: no newer attempt could fence it, so it
+  is marked failed with :data:`ATTEMPTS_EXHAUSTED` (and a ``failed`` audit event) instead.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from stratarouter_runtime.state.codec import EncodedState
 from stratarouter_runtime.state.errors import StateError
@@ -34,6 +39,24 @@ from stratarouter_runtime.state.models import (
     ExecutionStatus,
     Snapshot,
 )
+from stratarouter_runtime.state.validation import MAX_ATTEMPT
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS_EXHAUSTED: Final = (
+    f"not recovered: attempt {MAX_ATTEMPT} is the highest an execution can have, so no new attempt "
+    "could fence this one"
+)
+"""The error a recovery sweep records on a stalled execution at the highest attempt."""
+
+
+def claimed_only(found: Sequence[Execution]) -> list[Execution]:
+    """What a claim returns: the executions it claimed. Those it failed instead (at the highest attempt,
+    the only ones it leaves failed) are logged, since no caller gets them."""
+    for execution in found:
+        if execution.status == ExecutionStatus.FAILED:
+            log.warning("execution %s: %s; marked failed", execution.execution_id, ATTEMPTS_EXHAUSTED)
+    return [e for e in found if e.status != ExecutionStatus.FAILED]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +162,8 @@ class StateBackend(ABC):
 
     @abstractmethod
     async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
-        """Atomically move running/recovering executions idle for that long to recovering, attempt+1.
+        """Atomically move running/recovering executions idle for that long to recovering, attempt+1
+        (or to failed, at the highest attempt; see the module docstring).
 
         Concurrent callers (other processes) never claim the same execution.
         """

@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stratarouter_runtime.state import codec, retention
-from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
+from stratarouter_runtime.state.backends.base import (
+    ATTEMPTS_EXHAUSTED,
+    StateBackend,
+    StoreCounts,
+    StoredState,
+    WriteOp,
+    claimed_only,
+)
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
@@ -28,6 +35,7 @@ from stratarouter_runtime.state.models import (
     ExecutionStatus,
     Snapshot,
 )
+from stratarouter_runtime.state.validation import MAX_ATTEMPT
 
 
 def _now() -> datetime:
@@ -210,13 +218,16 @@ class MemoryBackend(StateBackend):
     ) -> Execution:
         ex = self._get(execution_id)
         self._fence(execution_id, attempt, ex.attempt)
+        self._finish(ex, status, error)
+        return ex.model()
+
+    def _finish(self, ex: _Exec, status: ExecutionStatus, error: str | None) -> None:
         now = _now()
         ex.status = status
         ex.error = error
         ex.finished_at = now
         ex.updated_at = now
         self._event(ex, status.value, ex.current_step, detail={"error": error} if error else {})
-        return ex.model()
 
     async def load(self, execution_id: str) -> StoredState | None:
         ex = self._execs.get(execution_id)
@@ -266,20 +277,23 @@ class MemoryBackend(StateBackend):
     async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
         now = _now()
         horizon = now - timedelta(seconds=stale_before_seconds)
-        claimed: list[Execution] = []
+        found: list[Execution] = []
         for ex in sorted(self._execs.values(), key=lambda e: e.updated_at):
-            if len(claimed) >= limit:
+            if len(found) >= limit:
                 break
             if (
                 ex.status in (ExecutionStatus.RUNNING, ExecutionStatus.RECOVERING)
                 and ex.updated_at <= horizon
             ):
-                ex.status = ExecutionStatus.RECOVERING
-                ex.attempt += 1
-                ex.updated_at = now
-                self._event(ex, "recovering", ex.last_checkpoint_step)
-                claimed.append(ex.model())
-        return claimed
+                if ex.attempt >= MAX_ATTEMPT:
+                    self._finish(ex, ExecutionStatus.FAILED, ATTEMPTS_EXHAUSTED)
+                else:
+                    ex.status = ExecutionStatus.RECOVERING
+                    ex.attempt += 1
+                    ex.updated_at = now
+                    self._event(ex, "recovering", ex.last_checkpoint_step)
+                found.append(ex.model())
+        return claimed_only(found)
 
     # -- history and audit --------------------------------------------------------------------
     async def get_history(self, execution_id: str, after_step: int | None, limit: int) -> list[Checkpoint]:

@@ -37,7 +37,14 @@ import orjson
 from stratarouter_runtime.state import codec
 from stratarouter_runtime.state.backends import pg_delta, pg_partitions
 from stratarouter_runtime.state.backends import postgres_sql as sql
-from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
+from stratarouter_runtime.state.backends.base import (
+    ATTEMPTS_EXHAUSTED,
+    StateBackend,
+    StoreCounts,
+    StoredState,
+    WriteOp,
+    claimed_only,
+)
 from stratarouter_runtime.state.backends.pg_pool import Connection, ConnectionPool
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
@@ -56,6 +63,7 @@ from stratarouter_runtime.state.models import (
     ExecutionStatus,
     Snapshot,
 )
+from stratarouter_runtime.state.validation import MAX_ATTEMPT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -583,8 +591,9 @@ class PostgresBackend(StateBackend):
         return await self._run(run)
 
     async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
-        rows = await self._run(lambda conn: conn.fetch(sql.CLAIM, float(stale_before_seconds), limit))
-        return [_execution(r) for r in rows]
+        args = (float(stale_before_seconds), limit, MAX_ATTEMPT, ATTEMPTS_EXHAUSTED)
+        rows = await self._run(lambda conn: conn.fetch(sql.CLAIM, *args))
+        return claimed_only([_execution(r) for r in rows])
 
     async def _require(self, conn: Conn, execution_id: str) -> None:
         if await conn.fetchval(sql.EXISTS, execution_id) is None:

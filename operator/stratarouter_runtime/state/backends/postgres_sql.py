@@ -331,21 +331,31 @@ ORDER BY seq LIMIT $3
 # Liveness is the folded updated_at. A FAST write holds a share lock, so it is skipped while in
 # flight; one that commits between this statement's snapshot and its lock is not seen (the row did
 # not change), a window of microseconds at the very end of recovery_timeout.
+# $1 idle seconds, $2 limit, $3 the highest attempt, $4 the error of a run failed for being at it
+# (attempt + 1 would overflow the column; the CASE never evaluates it for such a run).
 CLAIM: Final = f"""
 WITH c AS (
-    SELECT e.id FROM executions e {_head("e")}
+    SELECT e.id, e.attempt < $3::int AS renewable FROM executions e {_head("e")}
     WHERE e.status IN ('running', 'recovering')
       AND greatest(e.updated_at, h.head_at) <= now() - make_interval(secs => $1)
     ORDER BY greatest(e.updated_at, h.head_at)
     LIMIT $2
     FOR UPDATE OF e SKIP LOCKED
 ), ex AS (
-    UPDATE executions e SET status = 'recovering', attempt = e.attempt + 1, updated_at = now()
+    UPDATE executions e SET
+        status = CASE WHEN c.renewable THEN 'recovering' ELSE 'failed' END,
+        attempt = CASE WHEN c.renewable THEN e.attempt + 1 ELSE e.attempt END,
+        error = CASE WHEN c.renewable THEN e.error ELSE $4::text END,
+        finished_at = CASE WHEN c.renewable THEN e.finished_at ELSE now() END,
+        updated_at = now()
     FROM c WHERE e.id = c.id
     RETURNING e.*
 ), {_folded("ex")}, ev AS (
-    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt)
-    SELECT id, created_at, 'recovering', last_checkpoint_step, attempt FROM f
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, detail)
+    SELECT id, created_at, CASE WHEN status = 'failed' THEN 'failed' ELSE 'recovering' END,
+           CASE WHEN status = 'failed' THEN current_step ELSE last_checkpoint_step END, attempt,
+           CASE WHEN status = 'failed' THEN jsonb_build_object('error', error) END
+    FROM f
 )
 SELECT * FROM f ORDER BY updated_at, id
 """
