@@ -82,7 +82,11 @@ IMAGE_OPERATOR ?= stratarouter-operator:dev
 IMAGE_EXAMPLE  ?= stratarouter-example:dev
 
 .PHONY: images
-images: ## (Docker) Build the operator image and the example workload image
+images: ## OCI tarballs of the pause, operator and example images, no Docker (mmdebstrap, umoci); prints their dir
+	@bash hack/build-images.sh
+
+.PHONY: images-docker
+images-docker: ## (Docker) Build the operator image and the example workload image
 	docker build -t $(IMAGE_OPERATOR) .
 	docker build -t $(IMAGE_EXAMPLE) -f examples/Dockerfile .
 
