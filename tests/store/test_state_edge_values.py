@@ -1,4 +1,4 @@
-"""Edge values on both backends: the highest attempt.
+"""Edge values on both backends: the highest attempt, NUL characters and lone surrogates in text.
 
 Every bad input gets an InvalidArgumentError naming the field, and writes nothing; both backends
 answer alike (PostgreSQL used to answer with raw asyncpg errors, memory by storing the value).
@@ -98,3 +98,44 @@ async def test_recovery_fails_a_run_at_the_highest_attempt_and_still_claims_the_
     assert [(e.step, e.attempt, e.detail) for e in failed] == [(3, MAX_ATTEMPT, {"error": top.error})]
     await asyncio.sleep(0.3)
     assert sorted(e.execution_id for e in await state.recover_all()) == ["a", "b"]  # not "top" again
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.fail("run", error="boom\x00tail"), r"error contains a NUL character \(\\x00\)"),
+        (lambda s: s.fail("run", error="\udcff"), "error is not valid Unicode: a lone surrogate"),
+        (lambda s: s.start_execution("new", labels={"k": "v\x00"}), r"labels\['k'\] contains a NUL"),
+        (lambda s: s.start_execution("run", labels={"k\x00": "v"}), r"labels key 'k\\x00' contains a NUL"),
+        (lambda s: s.start_execution("run", labels={"k": "\ud800"}), r"labels\['k'\] is not valid Unicode"),
+        (lambda s: s.save("a\x00b", 1, {}), r"execution_id 'a\\x00b' contains control characters"),
+        (lambda s: s.checkpoint("run\x00", 2, {}), "execution_id .* contains control characters"),
+        (lambda s: s.create_snapshot("run", "s\x00"), "snapshot_name .* contains control characters"),
+    ],
+)
+async def test_text_postgresql_cannot_store_is_refused_and_writes_nothing(
+    state: StateManager, call: Call, message: str
+) -> None:
+    await state.start_execution("run", labels={"team": "ml"})
+    await state.checkpoint("run", 1, {"s": 1})
+    before = await footprint(state)
+    with pytest.raises(InvalidArgumentError, match=message):
+        await call(state)
+    assert await footprint(state) == before
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_states_with_nul_characters_are_stored_faithfully(
+    make_state: MakeState, compression: bool
+) -> None:
+    """States are stored as bytes, not jsonb: "\\u0000" in a state is data like any other."""
+    state = make_state(enable_compression=compression, compression_threshold=64)
+    value = {"k\x00ey": "v\x00al", "pad": "\x00" * 200, "list": ["\x00", 1]}
+    await state.checkpoint("nul", 1, value)
+    await state.save("nul", 2, {**value, "step": 2})  # a delta against step 1 with compression on
+    assert await state.load("nul") == {**value, "step": 2}
+    assert (await state.get_checkpoint("nul", 1)).state_data == value
+    await state.create_snapshot("nul", "with-nul")
+    assert await state.load_snapshot("nul", "with-nul") == {**value, "step": 2}
+    restored = await state.restore_snapshot("nul", "with-nul")
+    assert restored.state_data == {**value, "step": 2}

@@ -74,3 +74,25 @@ def test_attempts_fit_the_stores_integer_column() -> None:
             InvalidArgumentError, match="attempt must be a positive int of at most 2147483647"
         ):
             check.attempt(bad)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("boom\x00", r"error contains a NUL character \(\\x00\) at position 4"),
+        ("\ud800x", "error is not valid Unicode: a lone surrogate at position 0"),
+    ],
+)
+def test_text_a_database_cannot_store_is_refused(bad: str, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        check.text(bad, "error")
+
+
+def test_labels_name_the_bad_key_or_value() -> None:
+    assert check.labels({"team": "ml", "tier": ""}) == {"team": "ml", "tier": ""}
+    with pytest.raises(InvalidArgumentError, match=r"labels key 'a\\x00b' contains a NUL"):
+        check.labels({"a\x00b": "v"})
+    with pytest.raises(InvalidArgumentError, match=r"labels\['team'\] contains a NUL"):
+        check.labels({"team": "m\x00l"})
+    with pytest.raises(InvalidArgumentError, match="dict of str to str"):
+        check.labels({"team": 1})

@@ -7,7 +7,7 @@
     ├── SnapshotNotFound         (also LookupError)
     ├── CheckpointNotFound       (also LookupError)
     ├── StaleAttemptError        a write from an attempt older than the execution's current one (fencing)
-    ├── InvalidArgumentError     (also ValueError) bad id, step, status filter, backend name, ...
+    ├── InvalidArgumentError     (also ValueError) bad id, step, attempt, status filter, text with NUL, ...
     │   └── InvalidStateError    state that is not JSON-serialisable (names the path of the bad value)
     │       └── StateTooLargeError
     ├── StoreUnavailableError    the database stayed unreachable for the whole retry window

@@ -283,8 +283,9 @@ class StateManager:
         check.execution_id(execution_id)
         check.attempt(attempt)
         retention = check.positive_int(checkpoint_retention, "checkpoint_retention", allow_none=True)
+        valid_labels = check.labels(labels)
         await self._flush_pending()
-        return await self._backend.start_execution(execution_id, attempt, check.labels(labels), retention)
+        return await self._backend.start_execution(execution_id, attempt, valid_labels, retention)
 
     async def _finish(
         self, execution_id: str, status: ExecutionStatus, error: str | None, attempt: int | None
@@ -304,6 +305,8 @@ class StateManager:
         """Mark the execution failed, with an error message."""
         if error is not None and not isinstance(error, str):
             error = repr(error)  # type: ignore[unreachable]  # callers pass exceptions too
+        if error is not None:
+            check.text(error, "error")
         return await self._finish(execution_id, ExecutionStatus.FAILED, error, attempt)
 
     async def cancel(self, execution_id: str, *, attempt: int | None = None) -> Execution:

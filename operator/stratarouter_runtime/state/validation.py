@@ -101,6 +101,21 @@ def utc(value: object, what: str) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def text(value: str, what: str) -> str:
+    """Text any backend can store: PostgreSQL's text and jsonb refuse NUL, and UTF-8 (the wire and the
+    database encoding) has no lone surrogates. Execution ids and snapshot names are stricter still."""
+    nul = value.find("\x00")
+    if nul >= 0:
+        raise InvalidArgumentError(f"{what} contains a NUL character (\\x00) at position {nul}")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(
+            f"{what} is not valid Unicode: a lone surrogate at position {exc.start}"
+        ) from None
+    return value
+
+
 def labels(value: object) -> dict[str, str]:
     if value is None:
         return {}
@@ -108,4 +123,7 @@ def labels(value: object) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise InvalidArgumentError("labels must be a dict of str to str")
+    for key, label in value.items():
+        text(key, f"labels key {key!r}")
+        text(label, f"labels[{key!r}]")
     return dict(value)
