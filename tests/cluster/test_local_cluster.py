@@ -51,19 +51,24 @@ def test_up_survives_its_process_and_down_removes_everything(tmp_path: Path) -> 
     pids = state["pids"]
     try:
         assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        node_pids = state["node"]["pids"]
+        assert set(node_pids) == {"containerd", "kubelet"}
+        pids.update({f"node-{name}": pid for name, pid in node_pids.items()})
         assert all(alive(pid) for pid in pids.values())  # the `up` process is gone, the cluster is not
         nodes = subprocess.run(
             [str(bin_dir / "kubectl"), "get", "nodes", "--no-headers"],
             env={**os.environ, "KUBECONFIG": exports["KUBECONFIG"]},
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
-        assert nodes.count(" Ready ") == 2, nodes
+        assert nodes.count(" Ready ") == 3, nodes  # two kwok nodes and the real one
+        assert "real-node" in nodes
         # A second `up` reuses the running cluster.
         assert dev_cluster("up", env).stdout == up.stdout
     finally:
         dev_cluster("down", env)
     assert not any(alive(pid) for pid in pids.values())
     assert not Path(state["root"]).exists()
+    assert not Path(f"/sys/class/net/strata{state['node']['network']}").exists()  # the bridge
     assert not (tmp_path / "state.json").exists()
 
 
