@@ -19,6 +19,19 @@ def _terminated(*codes: int) -> list[dict[str, Any]]:
     return [{"name": f"c{i}", "state": {"terminated": {"exitCode": c}}} for i, c in enumerate(codes)]
 
 
+def test_an_oom_killed_container_is_its_own_cause_and_its_exit_code_still_counts() -> None:
+    statuses = [{"name": "c0", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
+    state = classify_pod(_pod("Failed", containerStatuses=statuses))
+    assert (state.kind, state.reason, state.exit_code) == ("failed", Reason.OOM_KILLED, 137)
+    assert "OOM-killed" in state.message
+    assert isinstance(decide(RecoverySpec(max_restarts=1), 0, state), Retry)
+    refused = decide(RecoverySpec(max_restarts=1, non_retryable_exit_codes=[137]), 0, state)
+    assert isinstance(refused, GiveUp)
+    assert refused.reason == Reason.NON_RETRYABLE_EXIT_CODE
+    killed = [{"name": "c0", "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]
+    assert classify_pod(_pod("Failed", containerStatuses=killed)).reason == Reason.EXIT_CODE
+
+
 def test_running_pending_succeeded() -> None:
     assert classify_pod(_pod("Running")).kind == "running"
     assert classify_pod(_pod("Pending")).kind == "pending"

@@ -31,7 +31,7 @@ CHECKPOINT_SECONDS = Histogram(
 )
 RECOVERIES_TOTAL = Counter(
     "stratarouter_recoveries",
-    "Pods recreated after a failure, by reason (ExitCode, Evicted, PodDeleted, NodeLost).",
+    "Pods recreated after a failure, by reason (ExitCode, OOMKilled, Evicted, PodDeleted, NodeLost).",
     ["reason"],
     registry=REGISTRY,
 )

@@ -41,20 +41,24 @@ class GiveUp:
     message: str
 
 
-def _exit_code(pod: dict[str, Any]) -> int | None:
-    """First non-zero exit code among the containers (in spec order), else the first terminated one."""
+def _termination(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The terminated state of the first container that failed (in spec order), else of the first that
+    ended: its ``exitCode`` and the kubelet's ``reason`` (``OOMKilled``, ``Error``, ...)."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    codes: list[int] = []
+    ended: list[dict[str, Any]] = []
     for status in statuses:
         terminated = (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get(
             "terminated"
         )
         if terminated and terminated.get("exitCode") is not None:
-            codes.append(int(terminated["exitCode"]))
-    nonzero = [code for code in codes if code != 0]
-    if nonzero:
-        return nonzero[0]
-    return codes[0] if codes else None
+            ended.append(terminated)
+    failed = [t for t in ended if int(t["exitCode"]) != 0]
+    return (failed or ended or [None])[0]
+
+
+def _exit_code(pod: dict[str, Any]) -> int | None:
+    terminated = _termination(pod)
+    return None if terminated is None else int(terminated["exitCode"])
 
 
 def _disruption(pod: dict[str, Any]) -> str | None:
@@ -81,7 +85,11 @@ def classify_pod(pod: dict[str, Any] | None, *, node_gone: bool = False) -> PodS
         if status.get("reason") == "Evicted" or disruption in _EVICTION_REASONS:
             detail = status.get("message") or disruption or "evicted"
             return PodState("failed", Reason.EVICTED, _exit_code(pod), f"pod {name} was evicted: {detail}")
-        code = _exit_code(pod)
+        terminated = _termination(pod) or {}
+        code = None if terminated.get("exitCode") is None else int(terminated["exitCode"])
+        if terminated.get("reason") == "OOMKilled":
+            message = f"pod {name} was OOM-killed (exit code {code}): a container overran its memory limit"
+            return PodState("failed", Reason.OOM_KILLED, code, message)
         return PodState("failed", Reason.EXIT_CODE, code, f"pod {name} failed with exit code {code}")
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return PodState("failed", Reason.POD_DELETED, message=f"pod {name} was deleted by someone else")
@@ -100,7 +108,8 @@ def backoff_seconds(recovery: RecoverySpec, restarts: int) -> float:
 
 def decide(recovery: RecoverySpec, restarts: int, state: PodState) -> Retry | GiveUp:
     """Retry the failed attempt, or give up with the terminal reason."""
-    if state.reason == Reason.EXIT_CODE and state.exit_code in recovery.non_retryable_exit_codes:
+    exited = state.reason in (Reason.EXIT_CODE, Reason.OOM_KILLED)
+    if exited and state.exit_code in recovery.non_retryable_exit_codes:
         return GiveUp(
             Reason.NON_RETRYABLE_EXIT_CODE,
             f"{state.message}; exit code {state.exit_code} is listed in recovery.nonRetryableExitCodes",

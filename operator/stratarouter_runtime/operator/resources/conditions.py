@@ -46,6 +46,7 @@ class Reason(StrEnum):
     SUCCEEDED = "Succeeded"
     # failure causes (Recovering reasons)
     EXIT_CODE = "ExitCode"
+    OOM_KILLED = "OOMKilled"
     EVICTED = "Evicted"
     POD_DELETED = "PodDeleted"
     NODE_LOST = "NodeLost"

@@ -173,7 +173,7 @@ class LastCheckpoint(CamelModel):
 class RecoveryStatus(CamelModel):
     """The last failure seen and the replacement made for it."""
 
-    reason: str = Field(description="ExitCode, Evicted, PodDeleted or NodeLost.")
+    reason: str = Field(description="ExitCode, OOMKilled, Evicted, PodDeleted or NodeLost.")
     exit_code: int | None = None
     failed_pod: str | None = None
     failed_attempt: int | None = Field(default=None, ge=0)
