@@ -53,7 +53,8 @@ def _termination(pod: dict[str, Any]) -> dict[str, Any] | None:
         if terminated and terminated.get("exitCode") is not None:
             ended.append(terminated)
     failed = [t for t in ended if int(t["exitCode"]) != 0]
-    return (failed or ended or [None])[0]
+    candidates = failed or ended
+    return candidates[0] if candidates else None
 
 
 def _exit_code(pod: dict[str, Any]) -> int | None:
