@@ -100,6 +100,10 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.env['STRATA_API_HOST']}:{self.api_port}"
+
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
@@ -117,13 +121,13 @@ class OperatorProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.logs()[-4000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/healthz", timeout=1) as resp:
+            with urllib.request.urlopen(f"{self.api_url}/healthz", timeout=1) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/metrics", timeout=5) as resp:
+        with urllib.request.urlopen(f"{self.api_url}/metrics", timeout=5) as resp:
             text: str = resp.read().decode()
         return text
 
@@ -142,16 +146,20 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def operator_environment(kubeconfig: Path, pg_dsn: str) -> dict[str, str]:
-    """The environment of an operator process that logs in with ``kubeconfig`` and stores in ``pg_dsn``."""
+def operator_environment(kubeconfig: Path, pg_dsn: str, api_host: str = "127.0.0.1") -> dict[str, str]:
+    """The environment of an operator process that logs in with ``kubeconfig`` and stores in ``pg_dsn``.
+
+    Its checkpoint API listens on ``api_host``: loopback for kwok pods (a test plays their processes on
+    the host), the real node's bridge gateway for pods in real containers.
+    """
     port = free_port()
     return {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "STRATA_DB_URL": pg_dsn,
-        "STRATA_API_HOST": "127.0.0.1",
+        "STRATA_API_HOST": api_host,
         "STRATA_API_PORT": str(port),
-        "STRATA_API_URL_FOR_PODS": f"http://127.0.0.1:{port}",
+        "STRATA_API_URL_FOR_PODS": f"http://{api_host}:{port}",
         "STRATA_RETENTION_INTERVAL_SECONDS": "1",
         "STRATA_HANDLER_BACKOFF_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
