@@ -51,6 +51,8 @@ POD_CIDR = "10.244.0.0/16"
 NODE_ALLOCATABLE = {"cpu": "128", "memory": "512Gi", "pods": "1100", "ephemeral-storage": "1Ti"}
 PORT_ATTEMPTS = 3
 REAL_NODE_READY_SECONDS = 60
+NODE_LEASE_SECONDS = 20
+NODE_MONITOR_GRACE_SECONDS = 16
 #: The API server's identity towards kubelets (logs, exec), bound to the built-in kubelet-api-admin role.
 KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
@@ -245,6 +247,9 @@ class LocalCluster:
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
                 "--node-monitor-period=1s",
+                # A node whose heartbeats stop is NotReady after 16 s (default 50 s), so the node-loss
+                # tests wait seconds, not a minute; every node renews its lease each 5 s (20 s / 4).
+                f"--node-monitor-grace-period={NODE_MONITOR_GRACE_SECONDS}s",
                 "--profiling=false",
             ],
             "kube-scheduler": [
@@ -263,7 +268,7 @@ class LocalCluster:
                 f"--config={self.root / 'kwok.yaml'}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                "--node-lease-duration-seconds=40",
+                f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
                 f"--cidr={POD_CIDR}",
                 "--node-ip=10.0.0.1",
             ],
@@ -332,6 +337,7 @@ class LocalCluster:
                 self.server,
                 images.tarballs(image_dir),
                 images.PAUSE,
+                lease_seconds=NODE_LEASE_SECONDS,
                 die_with_parent=die_with_parent,
             )
         except NodeError as exc:

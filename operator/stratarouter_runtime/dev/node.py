@@ -262,6 +262,7 @@ class RealNode:
         images: Iterable[Path],
         pause_image: str,
         *,
+        lease_seconds: int = 40,
         die_with_parent: bool = False,
     ) -> RealNode:
         """Claim a bridge, start containerd, import ``images``, start the kubelet registered at ``server``.
@@ -272,7 +273,7 @@ class RealNode:
         check_requirements()
         node = cls(root=root, bin_dir=bin_dir, network=PodNetwork.claim(), die_with_parent=die_with_parent)
         try:
-            node._boot(pki, server, list(images), pause_image)
+            node._boot(pki, server, list(images), pause_image, lease_seconds)
         except BaseException:
             node.stop()
             raise
@@ -284,6 +285,7 @@ class RealNode:
         server: str,
         images: list[Path],
         pause_image: str,
+        lease_seconds: int,
     ) -> None:
         for sub in ("logs", "cni", "cni-ipam", "kubelet", "pod-logs", "containerd"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -300,9 +302,9 @@ class RealNode:
         self._wait_for(lambda: self._ctr("version", check=False).returncode == 0, "containerd", 30)
         for image in images:
             self._ctr("images", "import", "--all-platforms", str(image))
-        self._start_kubelet(pki, server)
+        self._start_kubelet(pki, server, lease_seconds)
 
-    def _start_kubelet(self, pki: Pki, server: str) -> None:
+    def _start_kubelet(self, pki: Pki, server: str, lease_seconds: int) -> None:
         client = pki.issue("kubelet-client", f"/O=system:nodes/CN=system:node:{self.name}", client=True)
         serving = pki.issue("kubelet-serving", f"/CN={self.name}", sans=(f"IP:{self.gateway}",))
         kubeconfig = self.root / "kubelet.kubeconfig"
@@ -323,7 +325,9 @@ class RealNode:
         kubeconfig.chmod(0o600)
         self.ports = {"kubelet": free_port(), "healthz": free_port()}
         kubelet_config = self.root / "kubelet.yaml"
-        kubelet_config.write_text(json.dumps(self._kubelet_configuration(pki, serving.cert, serving.key)))
+        kubelet_config.write_text(
+            json.dumps(self._kubelet_configuration(pki, serving.cert, serving.key, lease_seconds))
+        )
         self.sysctls = {key: Path("/proc/sys", key).read_text().strip() for key in KUBELET_SYSCTLS}
         self._make_cgroups()
         argv = [
@@ -340,7 +344,7 @@ class RealNode:
         (self.root / "kubelet.argv").write_text(json.dumps(argv))
         self.start_kubelet()
 
-    def _kubelet_configuration(self, pki: Pki, cert: Path, key: Path) -> dict[str, Any]:
+    def _kubelet_configuration(self, pki: Pki, cert: Path, key: Path, lease_seconds: int) -> dict[str, Any]:
         endpoint = f"unix://{self.socket}"
         return {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -376,6 +380,7 @@ class RealNode:
             "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%",
                              "nodefs.inodesFree": "1%"},
             "nodeStatusUpdateFrequency": "2s",
+            "nodeLeaseDurationSeconds": lease_seconds,
             "nodeStatusReportFrequency": "10s",
             "syncFrequency": "10s",
             "serializeImagePulls": False,
