@@ -224,3 +224,50 @@ def test_a_kubelet_restart_under_a_running_container_is_not_a_failure(
     assert not Path(f"/proc/{pid}").exists()  # the same process ran to the end, and then exited
     rows = asyncio.run(history(pg_dsn, f"{namespace}/steady"))
     assert [(s, a) for s, a, _t in rows] == [(s, 1) for s in range(1, STEPS + 1)]
+
+
+def test_a_lost_node_is_recovered_and_no_second_pod_runs_when_it_comes_back(
+    run: Callable[..., LivePods], executions: Executions, node: RealNode, kube: KubeApi, pg_dsn: str,
+    namespace: str,
+) -> None:  # fmt: skip
+    """The node stops answering (kubelet gone, its containers frozen): NotReady, the taint manager evicts
+    the pod, and the replacement runs only once the node is back and the old container is gone."""
+    template = real_template("hang")
+    template["spec"]["tolerations"] += [
+        {
+            "key": f"node.kubernetes.io/{taint}",
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": 2,
+        }
+        for taint in ("unreachable", "not-ready")
+    ]
+    with run("lost", template) as pods:
+        wait_step(executions, "lost", FAIL_AT)
+        pod = executions.wait_pod_running("lost-a1")
+        old = workload_pid(node, pod["metadata"]["uid"])
+        node.stop_kubelet()
+        os.kill(old, signal.SIGSTOP)  # a hung node: the process neither runs nor dies
+        try:
+            wait_until(
+                "the node NotReady",
+                lambda: any(
+                    c["type"] == "Ready" and c["status"] != "True"
+                    for c in kube.get(f"/api/v1/nodes/{node.name}")["status"]["conditions"]
+                ),
+                timeout=60,
+            )
+            status = executions.wait_status(
+                "lost", "recovering from NodeLost",
+                lambda s: (s.get("recovery") or {}).get("reason") == "NodeLost", timeout=60,
+            )  # fmt: skip
+            assert status["recovery"]["failedPod"] == "lost-a1"
+            time.sleep(3)  # while the node is away, the replacement cannot run anywhere
+            assert executions.live_pods("lost") == []
+        finally:
+            node.start_kubelet()
+        status = executions.wait_phase("lost", "Succeeded", timeout=120)
+    assert (status["attempt"], status["restarts"]) == (2, 1)
+    assert not Path(f"/proc/{old}").exists()  # the kubelet stopped the old container when it came back
+    assert pods.most == 1
+    assert_resumed_after(pg_dsn, f"{namespace}/lost", FAIL_AT)
