@@ -37,7 +37,7 @@ if [ ! -x "$bin/controlplane" ]; then
 	mv "$bin/controlplane.tmp" "$bin/controlplane"
 	log "control plane built in $(( $(date +%s) - start ))s"
 fi
-for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
+for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
 	ln -sf controlplane "$bin/$c"
 done
 

@@ -1,7 +1,7 @@
 // Command controlplane is one multi-call binary holding the parts of a real
 // Kubernetes cluster that the tests and the demo need: etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler, kubectl and the kubelet of the
-// one real node.
+// kube-controller-manager, kube-scheduler, kubectl, and the kubelet and
+// kube-proxy of the one real node.
 //
 // One binary links once, which on a 2-core machine saves most of the cold
 // build. The component is chosen by the first argument, or by the name the
@@ -19,12 +19,13 @@ import (
 	"k8s.io/kubectl/pkg/cmd"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
-	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	kubeproxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
-var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet"}
+var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"}
 
 func main() {
 	name := filepath.Base(os.Args[0])
@@ -48,6 +49,8 @@ func main() {
 		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
 	case "kubelet":
 		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
+	case "kube-proxy":
+		os.Exit(cli.Run(kubeproxy.NewProxyCommand()))
 	case "kubectl":
 		// As cmd/kubectl does: errors are printed kubectl-style with kubectl's exit codes.
 		if err := cli.RunNoErrOutput(cmd.NewDefaultKubectlCommand()); err != nil {

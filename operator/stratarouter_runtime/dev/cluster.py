@@ -35,7 +35,7 @@ from typing import Any
 
 from stratarouter_runtime.dev import images
 from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.node import NodeError, RealNode
+from stratarouter_runtime.dev.node import NodeError, PodNetwork, RealNode
 from stratarouter_runtime.dev.pki import Pki, make_pki
 from stratarouter_runtime.dev.ports import free_port
 from stratarouter_runtime.dev.processes import alive, cmdline, spawn, tail
@@ -75,6 +75,7 @@ class LocalCluster:
     token: str
     ports: dict[str, int]
     pids: dict[str, int] = field(default_factory=dict)
+    network: PodNetwork | None = None
     node: RealNode | None = None
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
@@ -153,12 +154,17 @@ class LocalCluster:
         image_dir = images.images_dir() if (real_node_wanted() if real_node is None else real_node) else None
         for attempt in range(1, PORT_ATTEMPTS + 1):
             ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver")}
+            # With a real node the API server listens on its bridge's gateway, where the node's pods
+            # reach it (the `kubernetes` Service), and which is as local to this machine as loopback.
+            network = PodNetwork.claim() if image_dir is not None else None
+            host = network.gateway if network is not None else "127.0.0.1"
             cluster = cls(
                 root=Path(tempfile.mkdtemp(prefix="strata-k8s-")),
                 bin_dir=bin_dir,
-                server=f"https://127.0.0.1:{ports['apiserver']}",
+                server=f"https://{host}:{ports['apiserver']}",
                 token=secrets.token_urlsafe(32),
                 ports=ports,
+                network=network,
             )
             try:
                 cluster._boot(nodes, image_dir, time.monotonic() + timeout, die_with_parent)
@@ -176,7 +182,8 @@ class LocalCluster:
 
     def _boot(self, nodes: int, image_dir: Path | None, deadline: float, die_with_parent: bool) -> None:
         self.log_dir.mkdir(parents=True)
-        pki = make_pki(self.root / "pki")
+        host = self.network.gateway if self.network is not None else "127.0.0.1"
+        pki = make_pki(self.root / "pki", extra_sans=(f"IP:{host}",))
         kubelet_client = pki.issue("apiserver-kubelet-client", f"/CN={KUBELET_CLIENT_USER}", client=True)
         tokens = self.root / "tokens.csv"
         tokens.touch(mode=0o600)
@@ -203,8 +210,8 @@ class LocalCluster:
             ],
             "kube-apiserver": [
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
@@ -227,8 +234,9 @@ class LocalCluster:
                 # TokenReview that names that audience, never by the API server itself nor by a review
                 # without audiences. Adding it here would hide exactly those bugs.
                 f"--api-audiences={self.server}",
-                # The endpoints of the `kubernetes` Service would be 127.0.0.1, which validation refuses.
-                "--endpoint-reconciler-type=none",
+                # On loopback, the endpoints of the `kubernetes` Service would be 127.0.0.1, which
+                # validation refuses; on the bridge's gateway they are real.
+                f"--endpoint-reconciler-type={'lease' if self.network is not None else 'none'}",
                 # /debug/pprof for `go tool pprof` (bench-operator's CPU profiles) only when asked for.
                 f"--profiling={'true' if os.environ.get('STRATA_DEV_PROFILING') == '1' else 'false'}",
             ],
@@ -282,8 +290,8 @@ class LocalCluster:
         for i in range(nodes):
             self.api.request("POST", "/api/v1/nodes", _node_manifest(f"kwok-node-{i}"))
         self._wait("kwok", deadline, lambda: self._nodes_ready(nodes), f"{nodes} kwok nodes to be Ready")
-        if image_dir is not None:
-            self._start_real_node(pki, image_dir, die_with_parent)
+        if self.network is not None and image_dir is not None:
+            self._start_real_node(pki, self.network, image_dir, die_with_parent)
         self._wait(
             "kube-controller-manager",
             deadline,
@@ -314,7 +322,7 @@ class LocalCluster:
         self.kubeconfig.write_text(json.dumps(config, indent=2) + "\n")
         self.kubeconfig.chmod(0o600)
 
-    def _start_real_node(self, pki: Pki, image_dir: Path, die_with_parent: bool) -> None:
+    def _start_real_node(self, pki: Pki, network: PodNetwork, image_dir: Path, die_with_parent: bool) -> None:
         """The kubelet + containerd node; the API server may call its kubelet as kubelet-api-admin."""
         self.api.request(
             "POST",
@@ -335,8 +343,10 @@ class LocalCluster:
                 self.bin_dir,
                 pki,
                 self.server,
+                network,
                 images.tarballs(image_dir),
                 images.PAUSE,
+                service_cidr=SERVICE_CIDR,
                 lease_seconds=NODE_LEASE_SECONDS,
                 die_with_parent=die_with_parent,
             )
@@ -424,8 +434,11 @@ class LocalCluster:
         if self.node is not None:
             if self._running("kube-apiserver"):
                 self._delete_real_node_pods(grace)
-            self.node.stop()
+            self.node.stop()  # releases the network too
             self.node = None
+        elif self.network is not None:
+            self.network.release()
+        self.network = None
         order = [name for name in reversed(COMPONENTS) if name in self.pids]
         for name in order:
             self._signal(name, signal.SIGTERM)
@@ -489,6 +502,7 @@ class LocalCluster:
             "token": self.token,
             "ports": self.ports,
             "pids": self.pids,
+            "network": self.network.index if self.network is not None else None,
             "node": self.node.to_state() if self.node is not None else None,
         }
 
@@ -502,6 +516,7 @@ class LocalCluster:
             token=state["token"],
             ports={k: int(v) for k, v in state["ports"].items()},
             pids={k: int(v) for k, v in state["pids"].items()},
+            network=PodNetwork(int(state["network"])) if state.get("network") is not None else None,
             node=RealNode.from_state(state["node"]) if state.get("node") else None,
         )
 

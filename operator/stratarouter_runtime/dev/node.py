@@ -27,6 +27,7 @@ bridge; :func:`leftovers` lists whatever is still there (the teardown test asser
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -38,9 +39,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from stratarouter_runtime.dev.pki import Pki
+from stratarouter_runtime.dev.pki import KeyPair, Pki
 from stratarouter_runtime.dev.ports import free_port
 from stratarouter_runtime.dev.processes import alive, cmdline, pids_with, spawn, tail, terminate, wait_until
 
@@ -64,6 +65,8 @@ KUBELET_SYSCTLS = (
     "kernel/keys/root_maxbytes",
 )
 CTR_NAMESPACE = "k8s.io"
+SERVICE_PROXY_LOCK = Path("/run/stratarouter-kube-proxy.lock")
+KUBE_PROXY_TABLES = ("ip kube-proxy", "ip6 kube-proxy")
 DEBIAN_PACKAGES = {
     "containerd": Path("/usr/bin/containerd"),
     "runc": RUNC,
@@ -140,9 +143,10 @@ class PodNetwork:
         if self.exists():
             subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
 
-    def conflist(self, ipam_dir: Path) -> dict[str, Any]:
+    def conflist(self, ipam_dir: Path, service_cidr: str) -> dict[str, Any]:
         """The CNI config: a bridge we made (so the plugin neither adds a gateway nor turns on
-        forwarding), host-local addresses and no routes, so a pod's only route is the bridge's /24."""
+        forwarding) and host-local addresses. A pod's routes are the bridge's /24 and the Service
+        range through the gateway (kube-proxy's, when it runs); no default route."""
         hosts = list(self.subnet.hosts())
         return {
             "cniVersion": "0.4.0",
@@ -160,10 +164,17 @@ class PodNetwork:
                         "dataDir": str(ipam_dir),
                         "ranges": [[{"subnet": str(self.subnet), "rangeStart": str(hosts[9]),
                                      "rangeEnd": str(hosts[-1])}]],
+                        "routes": [{"dst": service_cidr, "gw": self.gateway}],
                     },
                 }
             ],
         }  # fmt: skip
+
+
+def _nft(ruleset: str) -> None:
+    result = subprocess.run(["nft", "-f", "-"], input=ruleset, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise NodeError(f"nft refused {ruleset!r}: {result.stderr.strip()}")
 
 
 def _ip(*args: str) -> None:
@@ -229,6 +240,7 @@ class RealNode:
     name: str = NODE_NAME
     die_with_parent: bool = False
     ports: dict[str, int] = field(default_factory=dict)
+    _proxy_lock: IO[str] | None = field(default=None, repr=False)
     pids: dict[str, int] = field(default_factory=dict)
     sysctls: dict[str, str] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
@@ -259,21 +271,25 @@ class RealNode:
         bin_dir: Path,
         pki: Pki,
         server: str,
+        network: PodNetwork,
         images: Iterable[Path],
         pause_image: str,
         *,
+        service_cidr: str,
         lease_seconds: int = 40,
         die_with_parent: bool = False,
     ) -> RealNode:
-        """Claim a bridge, start containerd, import ``images``, start the kubelet registered at ``server``.
+        """Start containerd on ``network`` (a bridge the caller claimed), import ``images``, start the
+        kubelet registered at ``server``. Pods get a route to ``service_cidr`` through the gateway, for
+        when :meth:`start_service_proxy` runs.
 
         ``die_with_parent`` as for the cluster's own components. Waiting for the node to be Ready is the
         caller's job (it holds the API client). On failure everything started is removed.
         """
         check_requirements()
-        node = cls(root=root, bin_dir=bin_dir, network=PodNetwork.claim(), die_with_parent=die_with_parent)
+        node = cls(root=root, bin_dir=bin_dir, network=network, die_with_parent=die_with_parent)
         try:
-            node._boot(pki, server, list(images), pause_image, lease_seconds)
+            node._boot(pki, server, list(images), pause_image, service_cidr, lease_seconds)
         except BaseException:
             node.stop()
             raise
@@ -285,12 +301,13 @@ class RealNode:
         server: str,
         images: list[Path],
         pause_image: str,
+        service_cidr: str,
         lease_seconds: int,
     ) -> None:
         for sub in ("logs", "cni", "cni-ipam", "kubelet", "pod-logs", "containerd"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "cni" / "10-strata.conflist").write_text(
-            json.dumps(self.network.conflist(self.root / "cni-ipam"), indent=2)
+            json.dumps(self.network.conflist(self.root / "cni-ipam", service_cidr), indent=2)
         )
         config = self.root / "containerd.toml"
         config.write_text(
@@ -307,22 +324,7 @@ class RealNode:
     def _start_kubelet(self, pki: Pki, server: str, lease_seconds: int) -> None:
         client = pki.issue("kubelet-client", f"/O=system:nodes/CN=system:node:{self.name}", client=True)
         serving = pki.issue("kubelet-serving", f"/CN={self.name}", sans=(f"IP:{self.gateway}",))
-        kubeconfig = self.root / "kubelet.kubeconfig"
-        kubeconfig.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "local", "cluster": {"server": server,
-                                                               "certificate-authority": str(pki.ca_cert)}}],
-                    "users": [{"name": self.name, "user": {"client-certificate": str(client.cert),
-                                                            "client-key": str(client.key)}}],
-                    "contexts": [{"name": "local", "context": {"cluster": "local", "user": self.name}}],
-                    "current-context": "local",
-                }
-            )
-        )  # fmt: skip
-        kubeconfig.chmod(0o600)
+        kubeconfig = self._kubeconfig("kubelet", server, pki, client)
         self.ports = {"kubelet": free_port(), "healthz": free_port()}
         kubelet_config = self.root / "kubelet.yaml"
         kubelet_config.write_text(
@@ -343,6 +345,22 @@ class RealNode:
         ]
         (self.root / "kubelet.argv").write_text(json.dumps(argv))
         self.start_kubelet()
+
+    def _kubeconfig(self, component: str, server: str, pki: Pki, identity: KeyPair) -> Path:
+        """A kubeconfig that logs in with ``identity``'s client certificate (no token)."""
+        path = self.root / f"{component}.kubeconfig"
+        path.write_text(json.dumps({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {"server": server,
+                                                       "certificate-authority": str(pki.ca_cert)}}],
+            "users": [{"name": component, "user": {"client-certificate": str(identity.cert),
+                                                   "client-key": str(identity.key)}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": component}}],
+            "current-context": "local",
+        }))  # fmt: skip
+        path.chmod(0o600)
+        return path
 
     def _kubelet_configuration(self, pki: Pki, cert: Path, key: Path, lease_seconds: int) -> dict[str, Any]:
         endpoint = f"unix://{self.socket}"
@@ -443,6 +461,84 @@ class RealNode:
         self._procs[name] = proc
         self.pids[name] = proc.pid
 
+    # -- Services: kube-proxy, one at a time on the machine -----------------------------------------------
+
+    def start_service_proxy(self, pki: Pki, server: str, *, timeout: float = 120.0) -> None:
+        """Start kube-proxy (nftables mode) so pods on this node reach ClusterIP Services.
+
+        kube-proxy programs one machine-wide nftables table (``ip kube-proxy``), so only one local
+        cluster's may run at a time: a machine-wide lock, waited for up to ``timeout`` seconds.
+        Forwarding is turned on for the bridge alone, and a table of ours drops anything forwarded
+        between the bridge and any other interface: Service traffic stays on the bridge.
+        """
+        if "kube-proxy" in self._procs:
+            return
+        lock = SERVICE_PROXY_LOCK.open("w")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    raise NodeError(
+                        f"another local cluster's kube-proxy holds {SERVICE_PROXY_LOCK}"
+                    ) from None
+                time.sleep(0.5)
+        self._proxy_lock = lock
+        _nft(self._forward_filter())
+        Path(f"/proc/sys/net/ipv4/conf/{self.network.bridge}/forwarding").write_text("1")
+        identity = pki.issue("kube-proxy", "/CN=system:kube-proxy", client=True)
+        kubeconfig = self._kubeconfig("kube-proxy", server, pki, identity)
+        config = self.root / "kube-proxy.yaml"
+        config.write_text(json.dumps({
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "mode": "nftables",
+            "clientConnection": {"kubeconfig": str(kubeconfig)},
+            "hostnameOverride": self.name,
+            "clusterCIDR": str(self.network.subnet),
+            "detectLocalMode": "ClusterCIDR",
+            "nodePortAddresses": [f"{self.gateway}/32"],
+            "healthzBindAddress": f"127.0.0.1:{free_port()}",
+            "metricsBindAddress": f"127.0.0.1:{free_port()}",
+            # Leave the host's conntrack settings as they are.
+            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                          "tcpCloseWaitTimeout": "0s"},
+        }))  # fmt: skip
+        self._spawn("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={config}", "--v=2"])
+
+    def stop_service_proxy(self) -> None:
+        """Stop kube-proxy and remove its tables, our forward filter and the bridge's forwarding."""
+        self._terminate("kube-proxy")
+        self._procs.pop("kube-proxy", None)
+        self.pids.pop("kube-proxy", None)
+        forwarding = Path(f"/proc/sys/net/ipv4/conf/{self.network.bridge}/forwarding")
+        with contextlib.suppress(OSError):
+            forwarding.write_text("0")
+        for table in (*KUBE_PROXY_TABLES, f"inet {self._filter_table}"):
+            subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
+        if self._proxy_lock is not None:
+            self._proxy_lock.close()  # releases the flock
+            self._proxy_lock = None
+
+    @property
+    def _filter_table(self) -> str:
+        return f"stratarouter-{self.network.bridge}"
+
+    def _forward_filter(self) -> str:
+        bridge = self.network.bridge
+        return (
+            f"table inet {self._filter_table} {{\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority -10; policy accept;\n"
+            f'    iifname "{bridge}" oifname != "{bridge}" drop\n'
+            f'    oifname "{bridge}" iifname != "{bridge}" drop\n'
+            "  }\n"
+            "}\n"
+        )
+
     # -- stop -------------------------------------------------------------------------------------------
 
     def stop(self, grace: float = 10.0) -> None:
@@ -450,6 +546,7 @@ class RealNode:
         does, while the API server still runs), so the kubelet tears their sandboxes down itself; what
         is left after that is killed and removed here by brute force."""
         netns = self._our_netns()
+        self.stop_service_proxy()
         self._terminate("kubelet", grace)
         self._kill_containers()
         self._terminate("containerd", grace)
@@ -575,6 +672,9 @@ class RealNode:
         found += [f"veth {v}" for v in self.network.veths()]
         if self.network.exists():
             found.append(f"bridge {self.network.bridge}")
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        if f"inet {self._filter_table}" in tables:
+            found.append(f"nftables table inet {self._filter_table}")
         found += [f"cgroup {c}" for c in CGROUP_ROOT.glob(f"*/{self.cgroup_parent.lstrip('/')}")]
         if self.root.exists():
             found.append(f"directory {self.root}")

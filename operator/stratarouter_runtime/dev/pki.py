@@ -106,8 +106,9 @@ def _issue(ca_cert: Path, name: str, subject: str, *, client: bool, sans: tuple[
     return KeyPair(cert=cert, key=key)
 
 
-def make_pki(directory: Path) -> Pki:
-    """Create a CA, a serving cert for 127.0.0.1 signed by it, and a service-account signing key."""
+def make_pki(directory: Path, extra_sans: tuple[str, ...] = ()) -> Pki:
+    """Create a CA, the API server's serving cert (127.0.0.1, the `kubernetes` Service, ``extra_sans``)
+    signed by it, and a service-account signing key."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "openssl.cnf"
     config.write_text(OPENSSL_CONFIG.format(sans=",".join(SERVING_SANS)))
@@ -117,7 +118,9 @@ def make_pki(directory: Path) -> Pki:
         "req", "-x509", "-new", "-config", str(config), "-extensions", "ca", "-key", str(ca_key),
         "-subj", "/CN=stratarouter-local-ca", "-days", "3650", "-out", str(ca_cert),
     )  # fmt: skip
-    serving = _issue(ca_cert, "apiserver", "/CN=kube-apiserver", client=False, sans=SERVING_SANS)
+    serving = _issue(
+        ca_cert, "apiserver", "/CN=kube-apiserver", client=False, sans=(*SERVING_SANS, *extra_sans)
+    )
     sa_key = _ec_key(directory / "sa.key")
     sa_pub = directory / "sa.pub"  # the API server reads public keys only in this form, not PKCS#8
     _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
