@@ -39,6 +39,7 @@ from stratarouter_runtime.state.models import (
     Snapshot,
 )
 from stratarouter_runtime.state.retention import is_history_step
+from stratarouter_runtime.state.stopping import DEFAULT_SIGNALS, StopSignals
 from stratarouter_runtime.state.transaction import Transaction
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class StateManager:
         self._write_ms_total = 0.0
         self._writes = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._stop = StopSignals()
         self._closed = False
 
     # -- construction -------------------------------------------------------------------------
@@ -154,7 +156,11 @@ class StateManager:
         await self.close()
 
     async def close(self) -> None:
-        """Flush buffered writes and release connections. Nothing acknowledged is lost on a clean close."""
+        """Flush buffered writes and release connections. Nothing acknowledged is lost on a clean close.
+
+        Signal handlers installed by :meth:`handle_signals` are restored last, so a second SIGTERM
+        during the final flush cannot cut it short.
+        """
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -164,8 +170,50 @@ class StateManager:
             if self._committer is not None:
                 await self._committer.drain()
         finally:
-            await self._backend.close()
-            self._closed = True
+            try:
+                await self._backend.close()
+            finally:
+                self._closed = True
+                self._stop.restore()
+
+    # -- stopping cleanly ---------------------------------------------------------------------
+    def handle_signals(self, signals: Iterable[int] = DEFAULT_SIGNALS) -> None:
+        """Turn SIGTERM and SIGINT (or ``signals``) into a stop request instead of an abrupt exit.
+
+        Kubernetes stops a pod (suspend, eviction, drain, deletion) by sending SIGTERM and, after
+        the pod's ``terminationGracePeriodSeconds``, SIGKILL. After this call such a signal only sets
+        :attr:`stop_requested` (and wakes :meth:`wait_for_stop`); the workload decides when to act on
+        it, typically between two steps: write a last checkpoint and leave the loop::
+
+            async with StateManager.from_env() as state:
+                state.handle_signals()
+                for step in range(first, steps + 1):
+                    current = do_step(step, current)
+                    await state.checkpoint(state.execution_id, step, current)
+                    if state.stop_requested:  # SIGTERM arrived: step is checkpointed already
+                        break  # exit 0 within the grace period; the next attempt resumes after it
+
+        Call it inside the running event loop, in the main thread (``asyncio.run`` does both). The
+        handlers do nothing but set the flag, so they never block the loop. Calling it again is
+        harmless. :meth:`close` (leaving ``async with``) puts back the handlers found here; the flag
+        stays set.
+        """
+        if self._closed:
+            raise StateError("handle_signals() on a closed StateManager")
+        self._stop.install(signals)
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once a signal handled by :meth:`handle_signals` arrived (it stays True)."""
+        return self._stop.requested
+
+    async def wait_for_stop(self, seconds: float | None = None) -> bool:
+        """Wait until a stop is requested (True) or ``seconds`` pass (False; None: no limit).
+
+        A sleep that a stop request cuts short: ``if await state.wait_for_stop(pause): break``
+        between steps instead of ``await asyncio.sleep(pause)``.
+        """
+        return await self._stop.wait(seconds)
 
     # -- writes -------------------------------------------------------------------------------
     def _make_op(
