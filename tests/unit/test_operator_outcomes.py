@@ -61,6 +61,34 @@ def test_deleted_and_terminating() -> None:
     assert classify_pod(pod).reason == Reason.POD_DELETED
 
 
+def test_exit_code_0_of_a_pod_someone_else_stopped_is_not_a_success() -> None:
+    """A workload that handles SIGTERM exits 0 when its pod is deleted or evicted: stopped, not done."""
+    deleted = _pod("Succeeded", containerStatuses=_terminated(0))
+    deleted["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    state = classify_pod(deleted)
+    assert (state.kind, state.reason, state.exit_code) == ("failed", Reason.POD_DELETED, 0)
+    assert "deleted by someone else" in state.message
+    assert "exit code 0" in state.message
+    evicted = _pod(
+        "Succeeded",
+        containerStatuses=_terminated(0),
+        conditions=[{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}],
+    )
+    evicted["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    state = classify_pod(evicted)
+    assert (state.kind, state.reason, state.exit_code) == ("failed", Reason.EVICTED, 0)
+    assert "evicted" in state.message
+    assert "exit code 0" in state.message
+    drained = _pod(
+        "Succeeded",
+        conditions=[{"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}],
+    )
+    assert classify_pod(drained).reason == Reason.NODE_LOST
+    assert isinstance(decide(RecoverySpec(max_restarts=1), 0, state), Retry)
+    undisturbed = _pod("Succeeded", conditions=[{"type": "DisruptionTarget", "status": "False"}])
+    assert classify_pod(undisturbed).kind == "succeeded"
+
+
 def test_node_lost() -> None:
     assert classify_pod(_pod("Running"), node_gone=True).reason == Reason.NODE_LOST
     gc = _pod(

@@ -70,29 +70,46 @@ def _disruption(pod: dict[str, Any]) -> str | None:
 
 
 def classify_pod(pod: dict[str, Any] | None, *, node_gone: bool = False) -> PodState:
-    """Reduce the current attempt's pod (None = it no longer exists) to a :class:`PodState`."""
+    """Reduce the current attempt's pod (None = it no longer exists) to a :class:`PodState`.
+
+    Exit code 0 is a success only for a pod nobody stopped: a workload that handles SIGTERM exits 0
+    when someone else deletes or evicts its pod (the operator never classifies pods it stopped
+    itself), and that is a run stopped before its end, recovered like any other deletion or eviction.
+    """
     if pod is None:
         return PodState("failed", Reason.POD_DELETED, message="the pod no longer exists")
-    name = (pod.get("metadata") or {}).get("name", "?")
+    meta = pod.get("metadata") or {}
+    name = meta.get("name", "?")
     status = pod.get("status") or {}
     phase = status.get("phase")
-    if phase == "Succeeded":
-        return PodState("succeeded", exit_code=0)
     disruption = _disruption(pod)
+    deleted = bool(meta.get("deletionTimestamp"))
+    if phase == "Succeeded" and not (deleted or disruption is not None):
+        return PodState("succeeded", exit_code=0)
+    stopped = phase == "Succeeded"  # exited 0 on the SIGTERM of a deletion or an eviction
     if node_gone or status.get("reason") == "NodeLost" or disruption in _NODE_REASONS:
         node = (pod.get("spec") or {}).get("nodeName")
         return PodState("failed", Reason.NODE_LOST, message=f"node {node} of pod {name} is gone")
+    evicted = status.get("reason") == "Evicted" or disruption in _EVICTION_REASONS
+    if (phase == "Failed" or stopped) and evicted:
+        detail = status.get("message") or disruption or "evicted"
+        ended = "; it stopped cleanly (exit code 0) before the end" if stopped else ""
+        return PodState("failed", Reason.EVICTED, _exit_code(pod), f"pod {name} was evicted: {detail}{ended}")
     if phase == "Failed":
-        if status.get("reason") == "Evicted" or disruption in _EVICTION_REASONS:
-            detail = status.get("message") or disruption or "evicted"
-            return PodState("failed", Reason.EVICTED, _exit_code(pod), f"pod {name} was evicted: {detail}")
         terminated = _termination(pod) or {}
         code = None if terminated.get("exitCode") is None else int(terminated["exitCode"])
         if terminated.get("reason") == "OOMKilled":
             message = f"pod {name} was OOM-killed (exit code {code}): a container overran its memory limit"
             return PodState("failed", Reason.OOM_KILLED, code, message)
         return PodState("failed", Reason.EXIT_CODE, code, f"pod {name} failed with exit code {code}")
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+    if stopped:
+        return PodState(
+            "failed",
+            Reason.POD_DELETED,
+            0,
+            f"pod {name} was deleted by someone else; it stopped cleanly (exit code 0) before the end",
+        )
+    if deleted:
         return PodState("failed", Reason.POD_DELETED, message=f"pod {name} was deleted by someone else")
     if phase == "Running":
         return PodState("running")
