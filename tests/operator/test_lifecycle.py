@@ -148,13 +148,16 @@ async def test_suspend_keeps_state_and_resume_continues(
         await workload.checkpoint(f"{ns}/job", step, {"step": step}, attempt=1)
 
     executions.patch_spec("job", {"suspend": True})
-    status = executions.wait_phase("job", "Suspended")
+    executions.wait_phase("job", "Suspended")
     wait_until("no pods while suspended", lambda: executions.pods("job") == [])
     suspended = executions.condition("job", "Suspended")
     assert suspended is not None
     assert suspended["status"] == "True"
     assert await workload.load(f"{ns}/job") == {"step": 3}
-    assert "podName" not in status
+    # the stopping pod stays status.podName (its last checkpoint is accepted) until it is gone
+    status = executions.wait_status("job", "podName cleared", lambda s: "podName" not in s)
+    assert status["phase"] == "Suspended"
+    assert status["message"] == "suspended; state kept"
 
     executions.patch_spec("job", {"suspend": False})
     status = executions.wait_status("job", "attempt 2 after resume", lambda s: s.get("attempt") == 2)

@@ -430,21 +430,34 @@ class Pass:
         return not left
 
     async def suspend(self) -> float | None:
-        """Keep the state, stop the pod. A pod that already finished is honoured first."""
+        """Keep the state, stop the pod. A pod that already finished is honoured first.
+
+        The pod is deleted gracefully (its own ``terminationGracePeriodSeconds``): the kubelet sends
+        SIGTERM and waits, so a workload that handles it (``StateManager.handle_signals``) writes a
+        last checkpoint and exits. Until the pod is gone it stays ``status.podName``, the pod the
+        checkpoint API accepts writes from; the attempt is not bumped (nothing fences it) before the
+        resume.
+        """
+        name = pod_name(self.name, self.attempt) if self.attempt else None
         if self.status.get("phase") != "Suspended":
-            name = pod_name(self.name, self.attempt)
-            pod = await self.kube.get_pod(self.namespace, name) if self.attempt else None
-            if pod is not None and (pod.get("status") or {}).get("phase") == "Succeeded":
-                await self.succeed(name)
+            pod = await self.kube.get_pod(self.namespace, name) if name else None
+            if pod is not None and classify_pod(pod).kind == "succeeded":
+                await self.succeed(pod["metadata"]["name"])
                 return None
             self.cond(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, "spec.suspend is true")
             self.cond(ConditionType.RUNNING, "False", Reason.SUSPENDED, "spec.suspend is true")
+            stopping = f"suspending: pod {name} is stopping; state kept" if pod is not None else None
             await self.patch(
-                phase="Suspended", reason=Reason.SUSPENDED, message="suspended; state kept", podName=None
+                phase="Suspended",
+                reason=Reason.SUSPENDED,
+                message=stopping or "suspended; state kept",
+                podName=name if pod is not None else None,
             )
-            self.event("Suspended", f"pod {name} stopped; state kept")
+            self.event("Suspended", f"pod {name} stopping; state kept" if pod is not None else "state kept")
         if not await self.clear_pods(keep=None):
             return RETRY_SOON_SECONDS
+        if self.status.get("podName"):
+            await self.patch(message="suspended; state kept", podName=None)
         return None
 
     async def resume(self) -> float | None:
