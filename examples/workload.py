@@ -8,10 +8,14 @@ pod dies mid-run, the replacement pod loads the last state and carries on at the
 
 Run it outside Kubernetes too (in-memory store): ``STRATA_EXECUTION_ID=demo python examples/workload.py``.
 
+It stops cleanly when asked to: ``state.handle_signals()`` turns the SIGTERM Kubernetes sends (suspend,
+eviction, drain) into ``state.stop_requested``; the loop then stops after the step it checkpointed
+last and exits 0 at once, well within the pod's grace period; the next attempt resumes after it.
+
 To show a recovery, its first attempt can be made to die for real after step ``FAIL_AT_STEP``, the way
 ``FAIL_HOW`` says: ``oom`` (allocate memory until the container's memory limit OOM-kills it),
-``exit:N`` (exit with code N), or ``hang`` (stop making progress, for a kill or an eviction from
-outside). Later attempts never fail on purpose.
+``exit:N`` (exit with code N), or ``hang`` (stop making progress, SIGTERM included, for a kill or an
+eviction from outside). Later attempts never fail on purpose.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ async def main() -> int:
     pause = float(os.environ.get("STEP_SECONDS", "0.5"))
     fail_at = int(os.environ.get("FAIL_AT_STEP", "0"))
     async with StateManager.from_env() as state:
+        state.handle_signals()  # SIGTERM/SIGINT: finish the step, checkpoint, exit 0
         execution_id = state.execution_id or "local-run"
         if state.resume_step is None:
             first, current = 1, {"total": 0, "done": []}
@@ -63,13 +68,21 @@ async def main() -> int:
                 f"with total={current['total']}",
                 flush=True,
             )
+        done = first - 1  # the last step computed (and checkpointed: each step is, as it ends)
         for step in range(first, steps + 1):
-            current = do_step(step, current)
+            if state.stop_requested:
+                break
+            current, done = do_step(step, current), step
             await state.checkpoint(execution_id, step, current)
             print(f"[workload] step {step}/{steps}: total={current['total']} (checkpointed)", flush=True)
             if step == fail_at and state.attempt in (None, 1):
                 fail_for_real(os.environ.get("FAIL_HOW", "exit:1"))
-            await asyncio.sleep(pause)
+            if step < steps:
+                await state.wait_for_stop(pause)  # a sleep that a stop request cuts short
+        if state.stop_requested and done < steps:
+            # Step `done` is in the store already; leaving `async with` flushes anything buffered.
+            print(f"[workload] stop requested after step {done}: checkpointed, exiting", flush=True)
+            return 0
     print(f"[workload] done: total={current['total']}", flush=True)
     return 0
 
