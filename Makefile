@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv and install the SDK, the operator and the dev tools
 
 .PHONY: deps
-deps: ## Install what is missing through apt: PostgreSQL, PgBouncer, containerd, runc, CNI plugins, mmdebstrap, umoci
+deps: ## Install what is missing through apt: PostgreSQL, PgBouncer, containerd, runc, CNI plugins, nftables, mmdebstrap, umoci
 	@bash hack/ensure-deps.sh
 
 .PHONY: tools

@@ -3,6 +3,7 @@
 # Debian's packages for whatever is missing. Never starts or relies on a system service.
 #   PostgreSQL server binaries (initdb, pg_ctl) and PgBouncer: the throwaway store and its pooler;
 #   containerd, runc and the CNI plugins: the real node's container runtime and pod network;
+#   nftables (the nft command): kube-proxy's Services on the real node, and the filter that keeps them there;
 #   mmdebstrap and umoci: the images, built without Docker (hack/build-images.sh).
 # containerd and runc are pinned to an upstream version (hack/versions.env); Debian's revision may move,
 # since the mirror keeps only the newest one and its revisions are security fixes.
@@ -17,6 +18,7 @@ command -v pgbouncer >/dev/null || missing+=(pgbouncer)
 command -v containerd >/dev/null || missing+=("containerd=$CONTAINERD_VERSION*")
 [ -x /usr/sbin/runc ] || missing+=("runc=$RUNC_VERSION*")
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+command -v nft >/dev/null || missing+=(nftables)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v umoci >/dev/null || missing+=(umoci)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -25,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	# The packages' post-install scripts may start system services; we never use them.
-	for service in postgresql pgbouncer containerd; do
+	for service in postgresql pgbouncer containerd nftables; do
 		$sudo service "$service" stop >/dev/null 2>&1 || true
 	done
 fi

@@ -293,3 +293,48 @@ def test_stopping_the_cluster_removes_every_container_shim_mount_netns_veth_and_
     assert not cluster.root.exists()
     with pytest.raises((KubeApiError, OSError)):
         cluster.api.text("/readyz", timeout=2)
+
+
+@pytest.fixture(scope="session")
+def services(cluster: LocalCluster) -> RealNode:
+    """kube-proxy on the session's real node: ClusterIP Services work for its pods."""
+    node = real_node(cluster)
+    node.start_service_proxy(cluster.pki, cluster.server)
+    return node
+
+
+def test_pods_reach_cluster_ip_services_and_the_api_server_through_kube_proxy(
+    cluster: LocalCluster, cluster_namespace: str, services: RealNode
+) -> None:
+    server = real_pod(
+        "web", "import http.server as h; h.HTTPServer(('', 8000), h.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    server["metadata"]["labels"] = {"app": "web"}
+    server["spec"]["containers"][0]["workingDir"] = "/app"
+    create(cluster, cluster_namespace, server)
+    service = cluster.api.request(
+        "POST", f"/api/v1/namespaces/{cluster_namespace}/services",
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}},
+    )  # fmt: skip
+    cluster_ip = service["spec"]["clusterIP"]
+    script = (
+        "import json, ssl, time, urllib.request\n"
+        "sa = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "for _ in range(100):\n"
+        "    try:\n"
+        f"        body = urllib.request.urlopen('http://{cluster_ip}/workload.py', timeout=2).read()\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.2)\n"
+        "context = ssl.create_default_context(cafile=sa + '/ca.crt')\n"
+        "request = urllib.request.Request('https://10.96.0.1/version')  # no cluster DNS here\n"
+        "request.add_header('Authorization', 'Bearer ' + open(sa + '/token').read())\n"
+        "version = json.load(urllib.request.urlopen(request, context=context, timeout=10))\n"
+        "print(json.dumps({'bytes': len(body), 'git': version['gitVersion']}))\n"
+    )
+    create(cluster, cluster_namespace, real_pod("client", script))
+    assert terminated(cluster, cluster_namespace, "client", timeout=120)["exitCode"] == 0
+    report = json.loads(cluster.kubectl("logs", "-n", cluster_namespace, "client"))
+    assert report["bytes"] > 1000  # examples/workload.py, served by the other pod through the Service
+    assert report["git"] == "v1.34.10"  # the API server, through the `kubernetes` Service

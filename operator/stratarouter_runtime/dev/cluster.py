@@ -91,6 +91,11 @@ class LocalCluster:
         return self.root / "pki" / "ca.crt"
 
     @property
+    def pki(self) -> Pki:
+        """The cluster's CA and keys (made by :func:`make_pki` at start), to issue more identities."""
+        return Pki.at(self.root / "pki")
+
+    @property
     def log_dir(self) -> Path:
         return self.root / "logs"
 

@@ -58,6 +58,17 @@ class Pki:
     service_account_key: Path
     service_account_pub: Path
 
+    @classmethod
+    def at(cls, directory: Path) -> Pki:
+        """The files :func:`make_pki` writes into ``directory``."""
+        return cls(
+            ca_cert=directory / "ca.crt",
+            serving_cert=directory / "apiserver.crt",
+            serving_key=directory / "apiserver.key",
+            service_account_key=directory / "sa.key",
+            service_account_pub=directory / "sa.pub",
+        )
+
     def issue(self, name: str, subject: str, *, client: bool = False, sans: tuple[str, ...] = ()) -> KeyPair:
         """A key and a certificate signed by the CA: for a TLS client (``client``) or a server at ``sans``.
 
@@ -112,22 +123,14 @@ def make_pki(directory: Path, extra_sans: tuple[str, ...] = ()) -> Pki:
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "openssl.cnf"
     config.write_text(OPENSSL_CONFIG.format(sans=",".join(SERVING_SANS)))
+    pki = Pki.at(directory)
     ca_key = _ec_key(directory / "ca.key")
-    ca_cert = directory / "ca.crt"
     _openssl(
         "req", "-x509", "-new", "-config", str(config), "-extensions", "ca", "-key", str(ca_key),
-        "-subj", "/CN=stratarouter-local-ca", "-days", "3650", "-out", str(ca_cert),
+        "-subj", "/CN=stratarouter-local-ca", "-days", "3650", "-out", str(pki.ca_cert),
     )  # fmt: skip
-    serving = _issue(
-        ca_cert, "apiserver", "/CN=kube-apiserver", client=False, sans=(*SERVING_SANS, *extra_sans)
-    )
-    sa_key = _ec_key(directory / "sa.key")
-    sa_pub = directory / "sa.pub"  # the API server reads public keys only in this form, not PKCS#8
-    _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
-    return Pki(
-        ca_cert=ca_cert,
-        serving_cert=serving.cert,
-        serving_key=serving.key,
-        service_account_key=sa_key,
-        service_account_pub=sa_pub,
-    )
+    _issue(pki.ca_cert, "apiserver", "/CN=kube-apiserver", client=False, sans=(*SERVING_SANS, *extra_sans))
+    _ec_key(pki.service_account_key)
+    # The API server reads public keys only in this form, not PKCS#8.
+    _openssl("pkey", "-in", str(pki.service_account_key), "-pubout", "-out", str(pki.service_account_pub))
+    return pki
