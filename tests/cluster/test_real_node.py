@@ -295,16 +295,8 @@ def test_stopping_the_cluster_removes_every_container_shim_mount_netns_veth_and_
         cluster.api.text("/readyz", timeout=2)
 
 
-@pytest.fixture(scope="session")
-def services(cluster: LocalCluster) -> RealNode:
-    """kube-proxy on the session's real node: ClusterIP Services work for its pods."""
-    node = real_node(cluster)
-    node.start_service_proxy(cluster.pki, cluster.server)
-    return node
-
-
 def test_pods_reach_cluster_ip_services_and_the_api_server_through_kube_proxy(
-    cluster: LocalCluster, cluster_namespace: str, services: RealNode
+    cluster: LocalCluster, cluster_namespace: str, real_node_services: RealNode
 ) -> None:
     server = real_pod(
         "web", "import http.server as h; h.HTTPServer(('', 8000), h.SimpleHTTPRequestHandler).serve_forever()"

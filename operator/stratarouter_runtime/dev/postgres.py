@@ -63,8 +63,19 @@ class PostgresServer:
         return subprocess.run(cmd, check=True, capture_output=True, text=True)
 
     @classmethod
-    def start(cls, root: Path | None = None, port: int | None = None) -> PostgresServer:
-        """Create a fresh cluster and start it; raises with the server log on failure."""
+    def start(
+        cls,
+        root: Path | None = None,
+        port: int | None = None,
+        *,
+        hosts: tuple[str, ...] = ("127.0.0.1",),
+        trusted: tuple[str, ...] = (),
+    ) -> PostgresServer:
+        """Create a fresh cluster and start it; raises with the server log on failure.
+
+        It listens on ``hosts`` (e.g. also a real node's bridge gateway, for pods) and lets clients
+        from the ``trusted`` networks (CIDRs, e.g. that bridge's subnet) in without a password.
+        """
         server = cls(
             root=root or Path(tempfile.mkdtemp(prefix="strata-pg-")),
             port=port or free_port(),
@@ -86,6 +97,8 @@ class PostgresServer:
             "--no-locale",
             "--no-sync",
         )
+        with (server.datadir / "pg_hba.conf").open("a") as hba:
+            hba.writelines(f"host all all {network} trust\n" for network in trusted)
         log = server.root / "server.log"
         try:
             server._run(
@@ -98,7 +111,7 @@ class PostgresServer:
                 "-t",
                 "60",
                 "-o",
-                f"-p {server.port} -h 127.0.0.1 -k {server.root} -c max_connections=300 "
+                f"-p {server.port} -h {','.join(hosts)} -k {server.root} -c max_connections=300 "
                 "-c shared_buffers=256MB -c max_locks_per_transaction=256",
                 "start",
             )
