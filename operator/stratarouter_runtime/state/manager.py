@@ -181,7 +181,8 @@ class StateManager:
         """Turn SIGTERM and SIGINT (or ``signals``) into a stop request instead of an abrupt exit.
 
         Kubernetes stops a pod (suspend, eviction, drain, deletion) by sending SIGTERM and, after
-        the pod's ``terminationGracePeriodSeconds``, SIGKILL. After this call such a signal only sets
+        the pod's ``terminationGracePeriodSeconds``, SIGKILL. Unhandled, SIGTERM ends Python wherever
+        it is (or, as a container's PID 1, is ignored until the SIGKILL). After this call it only sets
         :attr:`stop_requested` (and wakes :meth:`wait_for_stop`); the workload decides when to act on
         it, typically between two steps: write a last checkpoint and leave the loop::
 
