@@ -12,4 +12,4 @@ STRATA_E2E_KUBECONFIG="$KUBECONFIG_KIND" \
 STRATA_E2E_EXAMPLE_IMAGE="$IMAGE_EXAMPLE" \
 STRATA_E2E_RELEASE="$RELEASE" \
 STRATA_E2E_RELEASE_NAMESPACE="$RELEASE_NAMESPACE" \
-	.venv/bin/python -m pytest tests/chart/test_e2e_kind.py -v "$@"
+	.venv/bin/python -m pytest tests/chart/test_e2e.py -v "$@"

@@ -10,6 +10,7 @@ kubernetes_asyncio ApiClient), ``memo.store`` (ONE StateManager on PostgreSQL), 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import secrets
@@ -44,12 +45,24 @@ def in_cluster() -> bool:
 
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """Explicit credentials: the pod's service account in-cluster, else $KUBECONFIG / ~/.kube/config."""
+    """Explicit credentials: the pod's service account in-cluster, else $KUBECONFIG / ~/.kube/config.
+
+    In-cluster, the API server is where ``KUBERNETES_SERVICE_HOST``/``_PORT`` say, as client-go and
+    kubernetes_asyncio (our own client) read it; kopf's own login names ``kubernetes.default.svc``,
+    which needs cluster DNS.
+    """
     if in_cluster():
         info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+        if info is not None and host and port:
+            info = dataclasses.replace(info, server=f"https://{_url_host(host)}:{port}")
     else:
         info = kopf.login_with_kubeconfig(**kwargs)
     return info
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 async def make_api_client() -> k8s_client.ApiClient:
