@@ -60,3 +60,28 @@ def test_operator_refuses_to_start_without_a_database(
     monkeypatch.delenv("STRATA_DB_URL", raising=False)
     assert run(["--", "--standalone"]) == 2
     assert "STRATA_DB_URL is not set" in capsys.readouterr().err
+
+
+def test_checkpoint_api_limits() -> None:
+    s = OperatorSettings.from_env({"STRATA_DB_URL": "x"})
+    assert (s.api_max_expensive_requests, s.api_max_history_bytes) == (4, 64 * 1024 * 1024)
+    assert (s.api_header_timeout_seconds, s.api_body_timeout_seconds, s.api_keepalive_seconds) == (10, 30, 75)
+    assert s.token_review_concurrency == 8
+    s = OperatorSettings.from_env(
+        {
+            "STRATA_DB_URL": "x",
+            "STRATA_API_MAX_EXPENSIVE_REQUESTS": "2",
+            "STRATA_API_MAX_HISTORY_BYTES": "1048576",
+            "STRATA_API_HEADER_TIMEOUT_SECONDS": "2.5",
+            "STRATA_API_BODY_TIMEOUT_SECONDS": "9",
+            "STRATA_API_KEEPALIVE_SECONDS": "20",
+            "STRATA_TOKEN_REVIEW_CONCURRENCY": "3",
+        }
+    )
+    assert (s.api_max_expensive_requests, s.api_max_history_bytes) == (2, 1 << 20)
+    assert s.token_review_concurrency == 3
+    assert (s.api_header_timeout_seconds, s.api_body_timeout_seconds, s.api_keepalive_seconds) == (2.5, 9, 20)
+    with pytest.raises(SettingsError, match="STRATA_API_HEADER_TIMEOUT_SECONDS"):
+        OperatorSettings.from_env({"STRATA_DB_URL": "x", "STRATA_API_HEADER_TIMEOUT_SECONDS": "0"})
+    with pytest.raises(SettingsError, match="STRATA_API_MAX_HISTORY_BYTES"):
+        OperatorSettings.from_env({"STRATA_DB_URL": "x", "STRATA_API_MAX_HISTORY_BYTES": "100"})

@@ -40,6 +40,39 @@ class OperatorSettings(BaseModel):
         description="how long a TokenReview (and the pod's labels) is reused, never past the token's expiry; "
         "whether the pod is still its Execution's current pod is checked on every request regardless",
     )
+    token_review_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="TokenReviews in flight at once; more callers with unknown tokens wait (then 503)",
+    )
+    api_max_expensive_requests: int = Field(
+        default=4,
+        ge=1,
+        description="requests that may need a lot of memory at once (history pages, checkpoint reads, "
+        "write bodies over 1 MiB or of unknown length); one more waits 1 s, then gets 503 + Retry-After",
+    )
+    api_max_history_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="states' bytes in one GET /v1/history page; past it the page ends early with "
+        "nextAfterStep (a single larger checkpoint still comes, alone)",
+    )
+    api_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="time a connection has to send a request line and headers (from its first byte, "
+        "or from being opened) before it is closed",
+    )
+    api_body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="time a request body has to arrive (then 408), and a history page to be sent",
+    )
+    api_keepalive_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        description="how long an idle keep-alive connection stays open (above the SDK client's 15 s)",
+    )
     peering: str = Field(
         default="",
         description="kopf peering object name; empty = standalone (one replica, no peering object needed)",
@@ -75,6 +108,12 @@ class OperatorSettings(BaseModel):
             "retention_interval_seconds": "STRATA_RETENTION_INTERVAL_SECONDS",
             "status_patch_interval_seconds": "STRATA_STATUS_PATCH_INTERVAL_SECONDS",
             "token_cache_seconds": "STRATA_TOKEN_CACHE_SECONDS",
+            "token_review_concurrency": "STRATA_TOKEN_REVIEW_CONCURRENCY",
+            "api_max_expensive_requests": "STRATA_API_MAX_EXPENSIVE_REQUESTS",
+            "api_max_history_bytes": "STRATA_API_MAX_HISTORY_BYTES",
+            "api_header_timeout_seconds": "STRATA_API_HEADER_TIMEOUT_SECONDS",
+            "api_body_timeout_seconds": "STRATA_API_BODY_TIMEOUT_SECONDS",
+            "api_keepalive_seconds": "STRATA_API_KEEPALIVE_SECONDS",
             "peering": "STRATA_PEERING",
             "peering_priority": "STRATA_PEERING_PRIORITY",
             "peering_lifetime_seconds": "STRATA_PEERING_LIFETIME_SECONDS",
