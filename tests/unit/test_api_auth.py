@@ -27,7 +27,7 @@ def review(authenticated: bool = True, **user: Any) -> dict[str, Any]:
         "username": "system:serviceaccount:team-a:default",
         "extra": {CLAIM_POD_NAME: ["train-a2"], CLAIM_POD_UID: ["u2"]},
     }
-    return {"authenticated": authenticated, "user": {**base, **user}}
+    return {"authenticated": authenticated, "audiences": ["stratarouter"], "user": {**base, **user}}
 
 
 def execution(pod_name: str | None) -> dict[str, Any]:

@@ -54,7 +54,8 @@ class Scripted(Authenticator):
 
     async def _resolve(self, token: str) -> PodClaims:
         self.resolves += 1
-        return self.claims[token.split(".")[0]]
+        payload = token.split(".")[1]
+        return self.claims[json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]]
 
     async def _execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.reads += 1
@@ -68,10 +69,20 @@ async def api() -> AsyncIterator[client.ApiClient]:
     await api.close()
 
 
-def jwt(who: str, exp: float | None) -> str:
-    payload = {"sub": who} if exp is None else {"sub": who, "exp": exp}
-    body = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
-    return f"{who}.{body}.sig"
+def b64(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def jwt(who: str, exp: float | None = None) -> str:
+    """A token shaped like a projected one (unsigned: ``_resolve`` is scripted) whose ``sub`` is ``who``."""
+    payload: dict[str, Any] = {"sub": who, "aud": ["stratarouter"]}
+    if exp is not None:
+        payload["exp"] = exp
+    return f"{b64({'alg': 'RS256'})}.{b64(payload)}.sig"
+
+
+OLD_TOKEN = f"Bearer {jwt('old')}"
+NEW_TOKEN = f"Bearer {jwt('new')}"
 
 
 async def test_the_current_pod_costs_no_api_request(api: client.ApiClient) -> None:
@@ -79,7 +90,7 @@ async def test_the_current_pod_costs_no_api_request(api: client.ApiClient) -> No
     names.replace(NS, [execution("train-a1")])
     auth = Scripted(api, names, [0.0])
     for _ in range(3):
-        assert await auth.authenticate("Bearer old") == Caller(NS, "train-a1", "train", 1)
+        assert await auth.authenticate(OLD_TOKEN) == Caller(NS, "train-a1", "train", 1)
     assert (auth.resolves, auth.reads) == (1, 0)
 
 
@@ -88,14 +99,14 @@ async def test_a_cached_token_of_a_replaced_pod_is_refused(api: client.ApiClient
     names = PodNames()
     names.replace(NS, [execution("train-a1")])
     auth = Scripted(api, names, [0.0])
-    assert (await auth.authenticate("Bearer old")).attempt == 1
+    assert (await auth.authenticate(OLD_TOKEN)).attempt == 1
     names.apply("MODIFIED", execution("train-a2"))
     auth.stored = execution("train-a2")
     with pytest.raises(AuthError) as err:
-        await auth.authenticate("Bearer old")
+        await auth.authenticate(OLD_TOKEN)
     assert (err.value.status, err.value.reason) == (409, "StaleAttempt")
     assert auth.resolves == 1  # the review itself was still cached: the refusal came from the pod check
-    assert (await auth.authenticate("Bearer new")).attempt == 2
+    assert (await auth.authenticate(NEW_TOKEN)).attempt == 2
 
 
 async def test_a_view_behind_the_api_server_never_refuses_the_new_pod(api: client.ApiClient) -> None:
@@ -103,20 +114,20 @@ async def test_a_view_behind_the_api_server_never_refuses_the_new_pod(api: clien
     names.replace(NS, [execution("train-a1")])  # the watch has not shown the new pod yet
     auth = Scripted(api, names, [0.0])
     auth.stored = execution("train-a2")
-    assert (await auth.authenticate("Bearer new")).pod_name == "train-a2"
+    assert (await auth.authenticate(NEW_TOKEN)).pod_name == "train-a2"
     assert auth.reads == 1
 
 
 async def test_without_a_view_every_request_asks_the_api_server(api: client.ApiClient) -> None:
     auth = Scripted(api, None, [0.0])
-    assert (await auth.authenticate("Bearer old")).attempt == 1
+    assert (await auth.authenticate(OLD_TOKEN)).attempt == 1
     auth.stored = execution("train-a2")
     with pytest.raises(AuthError) as err:
-        await auth.authenticate("Bearer old")
+        await auth.authenticate(OLD_TOKEN)
     assert err.value.reason == "StaleAttempt"
     auth.stored = None
     with pytest.raises(AuthError) as err:
-        await auth.authenticate("Bearer old")
+        await auth.authenticate(OLD_TOKEN)
     assert err.value.reason == "NoExecution"
     assert (auth.resolves, auth.reads) == (1, 3)
 
@@ -128,7 +139,7 @@ async def test_a_pod_of_an_earlier_execution_of_the_same_name_is_refused(api: cl
     auth = Scripted(api, names, [0.0])
     auth.stored = execution("train-a1", uid="e2")
     with pytest.raises(AuthError) as err:
-        await auth.authenticate("Bearer old")
+        await auth.authenticate(OLD_TOKEN)
     assert (err.value.status, err.value.reason) == (403, "NotCurrentPod")
     assert "earlier Execution" in err.value.message
 

@@ -27,7 +27,7 @@ CLAIMS = PodClaims(
     labels={"stratarouter.io/execution": "train", "stratarouter.io/attempt": "2"},
     owner_uid="e1",
 )
-HEADER = "Bearer tok"
+HEADER = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOlsic3RyYXRhcm91dGVyIl19.c2ln"  # alg RS256, aud stratarouter
 TTL = 30.0
 
 

@@ -20,6 +20,15 @@ Two parts with different lifetimes:
 So a replaced pod's token is refused (409 ``StaleAttempt``, or 403 ``NotCurrentPod``) as soon as the
 watch shows the new pod, however long its review stays cached; its writes were already refused by the
 store's attempt fencing (409) from the moment the operator bumped the attempt.
+
+A caller without a valid token must cost next to nothing, or anyone who can reach the API could keep
+the API server busy with TokenReviews. So a token is screened before it is reviewed
+(:func:`screen_token`): one that is not a JWT, not for audience ``stratarouter`` or already expired
+is refused (401 ``InvalidToken``) on its unverified claims alone; only the review can *accept* a
+token. A refused review is remembered for a few seconds, and at most ``review_concurrency`` reviews
+run at once (others wait, then get 503). The review's answer must name our audience in
+``status.audiences``: an answer without it says the token is good for some other audience (an empty
+list: the API server's own), not for us.
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ import contextlib
 import hashlib
 import logging
 import random
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -59,6 +69,11 @@ REFRESH_AHEAD = (0.6, 0.9)
 """A cached token is re-checked in the background after this fraction (random in the range) of its TTL."""
 EXPIRY_MARGIN_SECONDS = 5.0
 """A token's review is trusted until this long before the token's own ``exp``."""
+MAX_TOKEN_CHARS = 8192
+"""Longer than any projected service-account token (and than the header line aiohttp accepts)."""
+REVIEW_WAIT_SECONDS = 5.0
+"""How long a request waits for one of the ``review_concurrency`` TokenReview slots before a 503."""
+_JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class AuthError(Exception):
@@ -105,6 +120,19 @@ class PodClaims:
     """uid of the Execution named in the pod's owner references ('' when it has none)."""
 
 
+def _segment(part: str) -> dict[str, Any] | None:
+    """A JWT segment's JSON object, unverified; None when it is not base64url of a JSON object."""
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def token_expiry(token: str) -> float | None:
     """The ``exp`` claim (Unix time) of a JWT, read without checking it (the TokenReview did); None if absent.
 
@@ -113,12 +141,42 @@ def token_expiry(token: str) -> float | None:
     parts = token.split(".")
     if len(parts) != 3:
         return None
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        exp = orjson.loads(base64.urlsafe_b64decode(payload)).get("exp")
-    except (binascii.Error, ValueError, AttributeError):
-        return None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+    claims = _segment(parts[1])
+    return None if claims is None else _number(claims.get("exp"))
+
+
+def screen_token(token: str, audience: str, now: float) -> None:
+    """Refuse (401 ``InvalidToken``) a token that cannot pass its TokenReview, without asking for one.
+
+    Reads the unverified header and claims only to decide whether a review is worth asking for: a JWT
+    (three base64url parts, a header naming a signing ``alg``) whose ``aud`` holds ``audience`` and
+    whose ``exp``, if any, is still ahead. Passing says nothing about the token; the review decides.
+    """
+    why = _screen(token, audience, now)
+    if why is not None:
+        raise AuthError(401, "InvalidToken", f"token refused without a review: {why}")
+
+
+def _screen(token: str, audience: str, now: float) -> str | None:
+    if len(token) > MAX_TOKEN_CHARS or not _JWT.fullmatch(token):
+        return "not a JWT (three base64url parts)"
+    head, body, _ = token.split(".")
+    header = _segment(head)
+    alg = header.get("alg") if header is not None else None
+    if not isinstance(alg, str) or alg.lower() in ("", "none"):
+        return "its header names no signing algorithm"
+    claims = _segment(body)
+    if claims is None:
+        return "its claims are not a JSON object"
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if audience not in audiences:
+        return f"not issued for audience {audience!r} (aud: {aud!r})"
+    exp = claims.get("exp")
+    expiry = _number(exp)
+    if exp is not None and (expiry is None or expiry <= now):
+        return f"expired, or no time (exp {exp!r})"
+    return None
 
 
 def owner_execution_uid(meta: Mapping[str, Any]) -> str:
@@ -140,11 +198,23 @@ def bearer_token(header: str | None) -> str:
     return token
 
 
-def identity_from_review(status: Mapping[str, Any]) -> PodIdentity:
-    """Pod identity from a TokenReview ``status`` (camelCase dict); 401/403 when it names no pod."""
+def identity_from_review(status: Mapping[str, Any], audience: str = AUDIENCE) -> PodIdentity:
+    """Pod identity from a TokenReview ``status`` (camelCase dict); 401/403 when it names no pod.
+
+    ``status.audiences`` must hold ``audience``: a review that asked for audiences must see one of
+    them confirmed, or the token was good only for others (an empty list: the API server's own).
+    """
     if not status.get("authenticated"):
         detail = status.get("error") or "token not authenticated"
         raise AuthError(401, "InvalidToken", f"token rejected by the API server: {detail}")
+    confirmed = list(status.get("audiences") or [])
+    if audience not in confirmed:
+        raise AuthError(
+            401,
+            "InvalidToken",
+            f"the API server did not confirm the token for audience {audience!r} "
+            f"(status.audiences: {confirmed})",
+        )
     user = status.get("user") or {}
     username = str(user.get("username") or "")
     if not username.startswith(SA_PREFIX) or username.count(":") != 3:
@@ -272,6 +342,7 @@ class Authenticator:
         cache_seconds: float = 300.0,
         negative_cache_seconds: float = 5.0,
         current: PodNames | None = None,
+        review_concurrency: int = 8,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -289,6 +360,8 @@ class Authenticator:
         self._rejected: TTLCache[str, AuthError] = TTLCache(clock=clock)
         self._inflight: dict[str, asyncio.Future[PodClaims]] = {}
         self._refreshing: set[asyncio.Task[None]] = set()
+        self._reviews = asyncio.Semaphore(review_concurrency)
+        self._review_slots = review_concurrency
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The caller behind an Authorization header, or :class:`AuthError`."""
@@ -310,6 +383,7 @@ class Authenticator:
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
+        screen_token(token, self._audience, self._wall_clock())
         return await self._resolve_shared(key, token)
 
     async def _current_caller(self, claims: PodClaims) -> Caller:
@@ -341,8 +415,7 @@ class Authenticator:
         except BaseException as exc:
             if isinstance(exc, AuthError) and exc.status in (401, 403):
                 self._claims.pop(key)  # a background re-check found the token no longer valid
-                if exc.status == 401:
-                    self._rejected.put(key, exc, self._negative_ttl)
+                self._rejected.put(key, exc, self._negative_ttl)  # what the token proves: not enough
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
             raise
@@ -429,17 +502,35 @@ class Authenticator:
 
     async def _review(self, token: str) -> PodIdentity:
         body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=[self._audience]))
-        try:
-            review = await self._authn.create_token_review(body)
-        except ApiException as exc:
-            TOKEN_REVIEWS_TOTAL.labels(result="error").inc()
-            raise AuthError(503, "ApiUnavailable", f"TokenReview failed: {exc.status} {exc.reason}") from exc
+        async with self._review_slot():
+            try:
+                review = await self._authn.create_token_review(body)
+            except ApiException as exc:
+                TOKEN_REVIEWS_TOTAL.labels(result="error").inc()
+                why = f"TokenReview failed: {exc.status} {exc.reason}"
+                raise AuthError(503, "ApiUnavailable", why) from exc
         status = review.status
         user = status.user if status else None
         as_dict: dict[str, Any] = {
             "authenticated": bool(status and status.authenticated),
             "error": status.error if status else None,
+            "audiences": (status.audiences if status else None) or [],
             "user": {"username": user.username, "extra": user.extra or {}} if user else {},
         }
         TOKEN_REVIEWS_TOTAL.labels(result="authenticated" if as_dict["authenticated"] else "rejected").inc()
-        return identity_from_review(as_dict)
+        return identity_from_review(as_dict, self._audience)
+
+    @contextlib.asynccontextmanager
+    async def _review_slot(self) -> AsyncIterator[None]:
+        """One of the few TokenReviews allowed in flight; 503 when none frees up in time."""
+        try:
+            async with asyncio.timeout(REVIEW_WAIT_SECONDS):
+                await self._reviews.acquire()
+        except TimeoutError:
+            raise AuthError(
+                503, "Busy", f"{self._review_slots} TokenReviews are in flight already; retry shortly"
+            ) from None
+        try:
+            yield
+        finally:
+            self._reviews.release()

@@ -242,7 +242,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except AuthError as exc:
         response = error_response(exc.status, exc.reason, exc.message)
-        if exc.status == 503:
+        if exc.status == 503 and exc.reason != "Busy":
             log.warning("checkpoint API: %s", exc.message)
     except BadRequest as exc:
         response = error_response(400, "BadRequest", str(exc))
@@ -291,7 +291,12 @@ async def start_api(memo: Any) -> web.AppRunner:
     # Every replica serves the API, so each keeps its own view of the Executions' current pods.
     current = CurrentPods(memo.k8s, settings.watch_namespaces)
     current.start()
-    authenticator = Authenticator(memo.k8s, cache_seconds=settings.token_cache_seconds, current=current.names)
+    authenticator = Authenticator(
+        memo.k8s,
+        cache_seconds=settings.token_cache_seconds,
+        current=current.names,
+        review_concurrency=settings.token_review_concurrency,
+    )
     app = build_app(authenticator, memo.store, memo.status)
 
     async def stop_watching(_: web.Application) -> None:
