@@ -20,6 +20,10 @@ default.
     POST /v1/complete                                            mark the execution completed
     POST /v1/fail        {"error": str}                          mark it failed
     GET  /healthz, GET /metrics
+
+What a request may cost is bounded (:mod:`.limits`, :mod:`.connections`): bodies are refused past the
+store's ``max_state_bytes`` before they are parsed, a request's head and body must arrive in time, and
+memory-heavy requests share a few slots (503 with ``Retry-After`` when they are all taken).
 """
 
 from __future__ import annotations
@@ -34,7 +38,18 @@ import orjson
 from aiohttp import web
 
 from stratarouter_runtime.operator.api.auth import Authenticator, AuthError, Caller
+from stratarouter_runtime.operator.api.connections import ApiRunner, Connections
 from stratarouter_runtime.operator.api.current_pods import CurrentPods
+from stratarouter_runtime.operator.api.limits import (
+    RETRY_AFTER_SECONDS,
+    SMALL_BODY_BYTES,
+    ApiLimits,
+    Refused,
+    Slots,
+    check_declared,
+    expensive_body,
+    read_body,
+)
 from stratarouter_runtime.operator.api.status import StatusCoalescer
 from stratarouter_runtime.operator.metrics import (
     API_REQUESTS_TOTAL,
@@ -42,12 +57,11 @@ from stratarouter_runtime.operator.metrics import (
     CHECKPOINTS_TOTAL,
     render,
 )
+from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.state import codec, errors
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
-"""Transport cap on a request body; the store's own ``max_state_bytes`` is usually the tighter limit."""
 MAX_HISTORY_LIMIT = 1000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,17 +69,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AUTH_KEY: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)
 STORE_KEY: web.AppKey[Any] = web.AppKey("store", object)
 STATUS_KEY: web.AppKey[StatusCoalescer] = web.AppKey("status", StatusCoalescer)
+LIMITS_KEY: web.AppKey[ApiLimits] = web.AppKey("limits", ApiLimits)
+SLOTS_KEY: web.AppKey[Slots] = web.AppKey("slots", Slots)
+CONNECTIONS_KEY: web.AppKey[Connections] = web.AppKey("connections", Connections)
 
 
 class BadRequest(Exception):
     """A request the API refuses with 400 and this message."""
 
 
-def error_response(status: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"error": reason, "message": message}, status=status)
+def error_response(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """The JSON error answer; every 503 says when to come back (the SDK retries it as unavailability)."""
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
+    return web.json_response({"error": reason, "message": message}, status=status, headers=headers)
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+def parse_json_object(raw: bytes | bytearray) -> dict[str, Any]:
     """Decode a request body that must be a JSON object; an empty body is ``{}``."""
     if not raw.strip():
         return {}
@@ -117,23 +139,29 @@ async def _caller(request: web.Request) -> Caller:
     return await request.app[AUTH_KEY].authenticate(request.headers.get("Authorization"))
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise BadRequest(f"request body over the API's limit of {MAX_BODY_BYTES} bytes") from exc
+def _body_limit(request: web.Request, *, state: bool) -> int:
+    """A write's body may hold the largest state the store takes; any other body is small."""
+    return request.app[LIMITS_KEY].max_body_bytes if state else SMALL_BODY_BYTES
+
+
+async def _body(request: web.Request, *, state: bool = False) -> dict[str, Any]:
+    """The JSON object in the body, read within the size and time limits before it is parsed."""
+    limit = _body_limit(request, state=state)
+    raw = await read_body(request, limit, request.app[LIMITS_KEY].body_timeout_seconds, state=state)
     return parse_json_object(raw)
 
 
 async def _write(request: web.Request, *, history: bool) -> web.Response:
     started = time.perf_counter()
+    check_declared(request, _body_limit(request, state=True), state=True)  # before any other work
     caller = await _caller(request)
-    step, state, compress = parse_write(await _body(request))
     store = request.app[STORE_KEY]
-    # the pod's SDK applied its own checkpoint_interval: a save stays a save here
-    size = await store.write(
-        caller.execution_id, step, state, history=history, attempt=caller.attempt, compress=compress
-    )
+    async with request.app[SLOTS_KEY].hold_if(expensive_body(request)):
+        step, state, compress = parse_write(await _body(request, state=True))
+        # the pod's SDK applied its own checkpoint_interval: a save stays a save here
+        size = await store.write(
+            caller.execution_id, step, state, history=history, attempt=caller.attempt, compress=compress
+        )
     CHECKPOINTS_TOTAL.inc()
     CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
     if history:
@@ -181,13 +209,14 @@ async def get_checkpoint(request: web.Request) -> web.Response:
     caller = await _caller(request)
     step = parse_query_int(request, "step", minimum=0)
     store = request.app[STORE_KEY]
-    if step is None:
-        found = await store.get_latest_checkpoint(caller.execution_id)
-        if found is None:
-            raise errors.CheckpointNotFound(caller.execution_id, None)
-    else:
-        found = await store.get_checkpoint(caller.execution_id, step)
-    return _json(_checkpoint_json(found))
+    async with request.app[SLOTS_KEY].hold():  # one state, decoded and encoded again
+        if step is None:
+            found = await store.get_latest_checkpoint(caller.execution_id)
+            if found is None:
+                raise errors.CheckpointNotFound(caller.execution_id, None)
+        else:
+            found = await store.get_checkpoint(caller.execution_id, step)
+        return _json(_checkpoint_json(found))
 
 
 async def get_execution(request: web.Request) -> web.Response:
@@ -204,8 +233,9 @@ async def history(request: web.Request) -> web.Response:
     after = parse_query_int(request, "after_step", minimum=0)
     limit = parse_query_int(request, "limit", minimum=1)
     limit = min(limit or MAX_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
-    items = await request.app[STORE_KEY].get_history(caller.execution_id, after_step=after, limit=limit)
-    return _json({"checkpoints": [_checkpoint_json(cp) for cp in items]})
+    async with request.app[SLOTS_KEY].hold():
+        items = await request.app[STORE_KEY].get_history(caller.execution_id, after_step=after, limit=limit)
+        return _json({"checkpoints": [_checkpoint_json(cp) for cp in items]})
 
 
 async def complete(request: web.Request) -> web.Response:
@@ -244,6 +274,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(exc.status, exc.reason, exc.message)
         if exc.status == 503 and exc.reason != "Busy":
             log.warning("checkpoint API: %s", exc.message)
+    except Refused as exc:
+        response = error_response(exc.status, exc.reason, exc.message, exc.headers)
     except BadRequest as exc:
         response = error_response(400, "BadRequest", str(exc))
     except errors.StaleAttemptError as exc:
@@ -266,12 +298,23 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     return response
 
 
-def build_app(authenticator: Authenticator, store: Any, status: StatusCoalescer) -> web.Application:
-    """The aiohttp application; ``store`` is the SDK's StateManager."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY_BYTES)
+def build_app(
+    authenticator: Authenticator, store: Any, status: StatusCoalescer, limits: ApiLimits | None = None
+) -> web.Application:
+    """The aiohttp application; ``store`` is the SDK's StateManager, whose ``max_state_bytes`` bounds
+    write bodies unless ``limits`` says otherwise."""
+    if limits is None:
+        limits = ApiLimits(max_state_bytes=store.config.max_state_bytes)
+    connections = Connections(limits.header_timeout_seconds)
+    app = web.Application(
+        middlewares=[connections.middleware(), errors_middleware], client_max_size=limits.max_body_bytes
+    )
     app[AUTH_KEY] = authenticator
     app[STORE_KEY] = store
     app[STATUS_KEY] = status
+    app[LIMITS_KEY] = limits
+    app[SLOTS_KEY] = Slots(limits.max_expensive_requests)
+    app[CONNECTIONS_KEY] = connections
     app.router.add_post("/v1/checkpoint", checkpoint)
     app.router.add_post("/v1/save", save)
     app.router.add_get("/v1/state", load_state)
@@ -297,15 +340,33 @@ async def start_api(memo: Any) -> web.AppRunner:
         current=current.names,
         review_concurrency=settings.token_review_concurrency,
     )
-    app = build_app(authenticator, memo.store, memo.status)
+    limits = limits_from(settings, memo.store.config.max_state_bytes)
+    app = build_app(authenticator, memo.store, memo.status, limits)
 
     async def stop_watching(_: web.Application) -> None:
         await current.close()
 
     app.on_cleanup.append(stop_watching)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = ApiRunner(
+        app,
+        app[CONNECTIONS_KEY],
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=limits.keepalive_seconds,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.api_host, settings.api_port)
-    await site.start()
+    await runner.listen(settings.api_host, settings.api_port)
     log.info("checkpoint API listening on %s:%s", settings.api_host, settings.api_port)
     return runner
+
+
+def limits_from(settings: OperatorSettings, max_state_bytes: int) -> ApiLimits:
+    """The API's limits from the operator's settings and its store's largest state."""
+    return ApiLimits(
+        max_state_bytes=max_state_bytes,
+        max_expensive_requests=settings.api_max_expensive_requests,
+        max_history_bytes=settings.api_max_history_bytes,
+        header_timeout_seconds=settings.api_header_timeout_seconds,
+        body_timeout_seconds=settings.api_body_timeout_seconds,
+        keepalive_seconds=settings.api_keepalive_seconds,
+    )

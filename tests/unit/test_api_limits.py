@@ -1,0 +1,231 @@
+"""What a hostile or broken client can cost the checkpoint API: memory, connections, slots.
+
+The API runs in a process of its own (``tests/unit/api_child.py``: ``start_api`` on the memory store),
+so its peak RSS can be read from ``/proc/PID/status`` (VmHWM, reset through ``clear_refs`` before each
+measurement) without the test's own allocations in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratarouter_runtime.dev.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MiB = 1024 * 1024
+TOKEN = "good"  # the child's accepted token (api_child.TOKEN)
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+@dataclass
+class Child:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    def memory_kib(self, field: str) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.proc.pid}/status")
+
+    def peak_growth(self, action: Callable[[], Any]) -> tuple[Any, float]:
+        """``action()``'s result and how far the API's peak RSS rose above its RSS before it (MiB)."""
+        with contextlib.suppress(OSError):  # resets VmHWM to the current RSS (Linux >= 4.0)
+            Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+        before = max(self.memory_kib("VmRSS"), self.memory_kib("VmHWM"))
+        result = action()
+        return result, (self.memory_kib("VmHWM") - before) / 1024
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers={**HEADERS, **(headers or {})})
+            resp = conn.getresponse()
+            raw = resp.read()
+            return resp.status, dict(resp.getheaders()), json.loads(raw or b"{}")
+        finally:
+            conn.close()
+
+    def checkpoint(self, step: int, state: Any) -> None:
+        status, _, answer = self.request("POST", "/v1/checkpoint", json.dumps({"step": step, "state": state}))
+        assert status == 200, answer
+
+
+@pytest.fixture
+def start_child() -> Iterator[Callable[..., Child]]:
+    children: list[Child] = []
+
+    def start(**env: str) -> Child:
+        port = free_port()
+        environ = {
+            **os.environ,
+            "STRATA_DB_URL": "postgresql://unused",
+            "STRATA_API_HOST": "127.0.0.1",
+            "STRATA_API_PORT": str(port),
+            **env,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.unit.api_child"], cwd=ROOT, env=environ, stdout=subprocess.PIPE
+        )
+        child = Child(proc, port)
+        children.append(child)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == b"ready", f"the API process did not start (exit {proc.poll()})"
+        return child
+
+    yield start
+    for child in children:
+        child.proc.terminate()
+        try:
+            child.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
+
+
+def many_empty_objects(size: int) -> bytes:
+    """A checkpoint body of about ``size`` bytes whose state is ``[{},{},...]``: ~3 bytes of JSON for
+    each 64-byte Python dict, the costliest JSON to parse per byte."""
+    count = (size - 30) // 3
+    return b'{"step":1,"state":[' + b"{}," * count + b"{}]}"
+
+
+def chunks(body: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
+    for i in range(0, len(body), size):
+        yield body[i : i + size]
+
+
+def test_an_oversized_body_is_refused_before_it_is_read_or_parsed(start_child: Callable[..., Child]) -> None:
+    child = start_child()
+    child.checkpoint(0, {"warm": True})
+    body = many_empty_objects(20 * MiB)
+    (status, _, answer), grew = child.peak_growth(lambda: child.request("POST", "/v1/checkpoint", body))
+    assert (status, answer["error"]) == (400, "StateTooLargeError"), answer
+    assert "over the limit" in answer["message"], answer
+    assert grew < 3 * 20, f"peak RSS rose {grew:.0f} MiB for a 20 MiB body"
+
+
+def test_an_oversized_chunked_body_is_refused_while_it_streams(start_child: Callable[..., Child]) -> None:
+    """No Content-Length to refuse up front: reading stops at the limit, well before the end."""
+    child = start_child()
+    child.checkpoint(0, {"warm": True})
+    body = many_empty_objects(20 * MiB)
+    (status, _, answer), grew = child.peak_growth(
+        lambda: child.request("POST", "/v1/checkpoint", chunks(body))  # no length: sent chunked
+    )
+    assert (status, answer["error"]) == (400, "StateTooLargeError"), answer
+    assert "over the limit" in answer["message"], answer
+    assert grew < 3 * 20, f"peak RSS rose {grew:.0f} MiB for a 20 MiB chunked body"
+
+
+def test_a_state_within_the_limit_is_still_stored(start_child: Callable[..., Child]) -> None:
+    child = start_child()
+    child.checkpoint(3, "x" * (15 * MiB))
+    status, _, answer = child.request("GET", "/v1/checkpoint")
+    assert (status, answer["step"], len(answer["state"])) == (200, 3, 15 * MiB)
+
+
+def test_a_compressed_body_is_refused(start_child: Callable[..., Child]) -> None:
+    """Nothing is inflated on the API's side: a small gzip body can stand for gigabytes."""
+    child = start_child()
+    status, _, answer = child.request(
+        "POST", "/v1/checkpoint", b"\x1f\x8b\x08\x00", {"Content-Encoding": "gzip"}
+    )
+    assert (status, answer["error"]) == (415, "UnsupportedMediaType"), answer
+
+
+def slow_client(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.settimeout(0.2)
+    return sock
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(65536) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def seconds_until_closed(sock: socket.socket, trickle: bytes | None, give_up: float) -> float:
+    """Send ``trickle`` every 0.5 s (None: nothing) until the server closes the connection."""
+    started = time.monotonic()
+    while time.monotonic() - started < give_up:
+        if trickle is not None:
+            try:
+                sock.sendall(trickle)
+            except OSError:
+                return time.monotonic() - started
+        if closed_by_server(sock):
+            return time.monotonic() - started
+        time.sleep(0.3)
+    raise AssertionError(f"the connection was still open after {give_up:.0f} s")
+
+
+def test_slow_headers_are_cut_off(start_child: Callable[..., Child]) -> None:
+    child = start_child(STRATA_API_HEADER_TIMEOUT_SECONDS="2")
+    slow = slow_client(child.port)
+    slow.sendall(b"GET /v1/state HTTP/1.1\r\nHost: x\r\n")
+    idle = slow_client(child.port)  # connects and never says a word
+    assert seconds_until_closed(slow, b"X-Slow: 1\r\n", give_up=12) < 5
+    assert seconds_until_closed(idle, None, give_up=5) < 5
+    # a prompt client is unaffected, also on a connection kept alive past the header timeout
+    conn = http.client.HTTPConnection("127.0.0.1", child.port, timeout=10)
+    for _ in range(2):
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b'{"status": "ok"}'
+        time.sleep(2.5)
+    conn.close()
+
+
+def test_a_body_that_never_arrives_is_timed_out(start_child: Callable[..., Child]) -> None:
+    child = start_child(STRATA_API_BODY_TIMEOUT_SECONDS="2")
+    sock = socket.create_connection(("127.0.0.1", child.port), timeout=10)
+    sock.sendall(
+        b"POST /v1/checkpoint HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"step": 1, '
+    )
+    started = time.monotonic()
+    answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"RequestTimeout" in answer
+    assert time.monotonic() - started < 6
+    sock.close()
+
+
+def test_expensive_requests_past_the_cap_get_503_with_retry_after(start_child: Callable[..., Child]) -> None:
+    child = start_child(STRATA_API_MAX_EXPENSIVE_REQUESTS="1", STRATA_API_BODY_TIMEOUT_SECONDS="8")
+    child.checkpoint(0, {"n": 0})
+    # a chunked write holds the one slot while its body trickles in
+    holder = socket.create_connection(("127.0.0.1", child.port), timeout=10)
+    holder.sendall(
+        b"POST /v1/checkpoint HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"ste\r\n'
+    )
+    time.sleep(0.5)
+    status, headers, answer = child.request("GET", "/v1/history")
+    assert (status, answer["error"]) == (503, "Busy"), answer
+    assert headers.get("Retry-After") == "1"
+    holder.close()
+    deadline = time.monotonic() + 10
+    while (status := child.request("GET", "/v1/history")[0]) == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status == 200  # the slot came back when the holder went away
