@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from stratarouter_runtime.dev.ports import free_port
+from stratarouter_runtime.state import StateManager
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -148,6 +149,67 @@ def test_a_compressed_body_is_refused(start_child: Callable[..., Child]) -> None
         "POST", "/v1/checkpoint", b"\x1f\x8b\x08\x00", {"Content-Encoding": "gzip"}
     )
     assert (status, answer["error"]) == (415, "UnsupportedMediaType"), answer
+
+
+def history_page(child: Child, query: str = "") -> dict[str, Any]:
+    status, _, answer = child.request("GET", f"/v1/history{query}")
+    assert status == 200, answer
+    return answer
+
+
+def test_history_over_the_byte_cap_is_paged(start_child: Callable[..., Child]) -> None:
+    child = start_child(STRATA_API_MAX_HISTORY_BYTES=str(1 * MiB))
+    for step in range(10):
+        child.checkpoint(step, "x" * 300_000)
+    page = history_page(child)
+    steps = [cp["step"] for cp in page["checkpoints"]]
+    assert steps == [0, 1, 2], page.get("nextAfterStep")  # 3 x 300 kB fit in 1 MiB, a fourth does not
+    assert page["nextAfterStep"] == 2
+    seen = list(steps)
+    while page["nextAfterStep"] is not None:
+        page = history_page(child, f"?after_step={page['nextAfterStep']}")
+        seen += [cp["step"] for cp in page["checkpoints"]]
+    assert seen == list(range(10))
+    assert all(len(cp["state"]) == 300_000 for cp in page["checkpoints"])
+    # a limit the page ends on says where to go on; the end of the history says null
+    assert history_page(child, "?limit=2")["nextAfterStep"] == 1
+    assert history_page(child, "?after_step=8")["nextAfterStep"] is None
+
+
+def test_a_checkpoint_larger_than_the_cap_comes_alone(start_child: Callable[..., Child]) -> None:
+    child = start_child(STRATA_API_MAX_HISTORY_BYTES=str(1 * MiB))
+    child.checkpoint(0, "y" * (2 * MiB))
+    child.checkpoint(1, "z")
+    page = history_page(child)
+    assert ([cp["step"] for cp in page["checkpoints"]], page["nextAfterStep"]) == ([0], 0)
+    assert len(page["checkpoints"][0]["state"]) == 2 * MiB
+
+
+async def test_the_sdk_reads_a_paged_history_whole(start_child: Callable[..., Child], tmp_path: Path) -> None:
+    child = start_child(STRATA_API_MAX_HISTORY_BYTES=str(1 * MiB))
+    for step in range(10):
+        child.checkpoint(step, "x" * 300_000)
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    async with StateManager(
+        backend="http",
+        api_url=f"http://127.0.0.1:{child.port}",
+        extra={"token_file": str(token), "execution_id": "ns/run"},
+    ) as pod:
+        assert [cp.step for cp in await pod.get_history("ns/run")] == list(range(10))
+        # one page of at most `limit`: here cut short by the API's byte cap
+        assert [cp.step for cp in await pod.get_history("ns/run", limit=1000)] == [0, 1, 2]
+
+
+def test_reading_history_does_not_hold_every_state_decoded(start_child: Callable[..., Child]) -> None:
+    """Ten states of ~1.5 MB that decode to ~35 MB of Python objects each: read a few at a time."""
+    child = start_child()
+    state = [{"a": i % 10} for i in range(190_000)]
+    for step in range(10):
+        child.checkpoint(step, state)
+    page, grew = child.peak_growth(lambda: history_page(child))
+    assert [cp["step"] for cp in page["checkpoints"]] == list(range(10))
+    assert grew < 150, f"peak RSS rose {grew:.0f} MiB reading 10 x 1.5 MB of history"
 
 
 def slow_client(port: int) -> socket.socket:

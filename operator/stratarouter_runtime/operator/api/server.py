@@ -14,16 +14,17 @@ Routes (JSON bodies and answers)::
 Writes may say ``"compress": true|false`` (the pod's spec.checkpoint.compression); absent: the store's
 default.
     GET  /v1/state                                               {"step", "attempt", "state"}; 404 when none
-    GET  /v1/history[?after_step=N&limit=M]                      {"checkpoints": [...]}, oldest first
+    GET  /v1/history[?after_step=N&limit=M]                      {"checkpoints": [...], "nextAfterStep"}
     GET  /v1/checkpoint[?step=N]                                 one history checkpoint (default: latest)
     GET  /v1/execution                                           the stored execution record
     POST /v1/complete                                            mark the execution completed
     POST /v1/fail        {"error": str}                          mark it failed
     GET  /healthz, GET /metrics
 
-What a request may cost is bounded (:mod:`.limits`, :mod:`.connections`): bodies are refused past the
-store's ``max_state_bytes`` before they are parsed, a request's head and body must arrive in time, and
-memory-heavy requests share a few slots (503 with ``Retry-After`` when they are all taken).
+What a request may cost is bounded (:mod:`.limits`, :mod:`.connections`, :mod:`.history`): bodies are
+refused past the store's ``max_state_bytes`` before they are parsed, a request's head and body must
+arrive in time, history comes in pages capped in bytes, and memory-heavy requests share a few slots
+(503 with ``Retry-After`` when they are all taken).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from aiohttp import web
 from stratarouter_runtime.operator.api.auth import Authenticator, AuthError, Caller
 from stratarouter_runtime.operator.api.connections import ApiRunner, Connections
 from stratarouter_runtime.operator.api.current_pods import CurrentPods
+from stratarouter_runtime.operator.api.history import checkpoint_json, history_page
 from stratarouter_runtime.operator.api.limits import (
     RETRY_AFTER_SECONDS,
     SMALL_BODY_BYTES,
@@ -190,16 +192,6 @@ async def load_state(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-def _checkpoint_json(cp: Any) -> dict[str, Any]:
-    return {
-        "step": cp.step,
-        "state": cp.state_data,
-        "timestamp": cp.timestamp.isoformat(),
-        "attempt": cp.attempt,
-        "sizeBytes": cp.size_bytes,
-    }
-
-
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -216,7 +208,7 @@ async def get_checkpoint(request: web.Request) -> web.Response:
                 raise errors.CheckpointNotFound(caller.execution_id, None)
         else:
             found = await store.get_checkpoint(caller.execution_id, step)
-        return _json(_checkpoint_json(found))
+        return _json(checkpoint_json(found))
 
 
 async def get_execution(request: web.Request) -> web.Response:
@@ -228,14 +220,23 @@ async def get_execution(request: web.Request) -> web.Response:
     return _json(found.model_dump(mode="json"))
 
 
-async def history(request: web.Request) -> web.Response:
+async def history(request: web.Request) -> web.StreamResponse:
+    """One page of history, streamed (see :mod:`.history`)."""
     caller = await _caller(request)
     after = parse_query_int(request, "after_step", minimum=0)
     limit = parse_query_int(request, "limit", minimum=1)
     limit = min(limit or MAX_HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+    limits = request.app[LIMITS_KEY]
     async with request.app[SLOTS_KEY].hold():
-        items = await request.app[STORE_KEY].get_history(caller.execution_id, after_step=after, limit=limit)
-        return _json({"checkpoints": [_checkpoint_json(cp) for cp in items]})
+        return await history_page(
+            request,
+            request.app[STORE_KEY],
+            caller.execution_id,
+            after=after,
+            limit=limit,
+            max_bytes=limits.max_history_bytes,
+            send_timeout=limits.body_timeout_seconds,
+        )
 
 
 async def complete(request: web.Request) -> web.Response:
