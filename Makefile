@@ -46,6 +46,10 @@ fmt: install ## Format and auto-fix with ruff
 test: install deps tools lint ## Everything from a fresh clone: venv, binaries, services, the whole suite
 	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: test-slow
+test-slow: install deps tools lint ## The slow tests only (token rotation on the real node: ~17 min)
+	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m pytest -m slow $(PYTEST_ARGS)
+
 .PHONY: test-unit
 test-unit: install ## Only the fast unit tests (no I/O)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -114,3 +114,20 @@ def test_selector_names_only_our_pods() -> None:
     assert (
         pod_selector("train") == "app.kubernetes.io/managed-by=stratarouter,stratarouter.io/execution=train"
     )
+
+
+def test_the_projected_token_lives_as_long_as_the_operator_says() -> None:
+    from stratarouter_runtime.operator.settings import OperatorSettings, SettingsError
+
+    pod = build_pod(
+        namespace="ns", name="run", uid="u1", template=TEMPLATE, attempt=1, resume_step=None,
+        api_url="http://api", token_seconds=600,
+    )  # fmt: skip
+    token = next(v for v in pod["spec"]["volumes"] if v["name"] == "stratarouter-token")
+    assert token["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] == 600
+    assert (
+        OperatorSettings.from_env({"STRATA_DB_URL": "x", "STRATA_POD_TOKEN_SECONDS": "600"}).pod_token_seconds
+        == 600
+    )
+    with pytest.raises(SettingsError, match=r"STRATA_POD_TOKEN_SECONDS|pod_token_seconds"):
+        OperatorSettings.from_env({"STRATA_DB_URL": "x", "STRATA_POD_TOKEN_SECONDS": "599"})

@@ -391,6 +391,7 @@ class Pass:
                 api_url=settings.api_url_for_pods,
                 checkpoint_interval=self.spec.checkpoint.interval,
                 compression=self.spec.checkpoint.compression,
+                token_seconds=settings.pod_token_seconds,
             )
             created, _ = await self.kube.create_pod(self.namespace, pod)
         except InvalidTemplateError as exc:

@@ -22,7 +22,9 @@ TOKEN_AUDIENCE = "stratarouter"
 TOKEN_DIR = "/var/run/secrets/stratarouter"
 TOKEN_FILE = f"{TOKEN_DIR}/token"
 TOKEN_VOLUME = "stratarouter-token"
+#: The projected token's default life; the kubelet replaces it at 80% of it. Kubernetes' minimum is 600.
 TOKEN_EXPIRATION_SECONDS = 3600
+MIN_TOKEN_EXPIRATION_SECONDS = 600
 
 CONTRACT_ENV = (
     "STRATA_EXECUTION_ID",
@@ -92,6 +94,7 @@ def build_pod(
     api_url: str,
     checkpoint_interval: int | None = None,
     compression: str | None = None,
+    token_seconds: int = TOKEN_EXPIRATION_SECONDS,
 ) -> dict[str, Any]:
     """The pod manifest of ``attempt``; ``template`` is the raw ``spec.template`` (unknown fields kept)."""
     if attempt < 1:
@@ -123,7 +126,7 @@ def build_pod(
                     {
                         "serviceAccountToken": {
                             "audience": TOKEN_AUDIENCE,
-                            "expirationSeconds": TOKEN_EXPIRATION_SECONDS,
+                            "expirationSeconds": token_seconds,
                             "path": "token",
                         }
                     }

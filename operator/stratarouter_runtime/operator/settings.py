@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from stratarouter_runtime.operator.pods import MIN_TOKEN_EXPIRATION_SECONDS, TOKEN_EXPIRATION_SECONDS
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the operator cannot run with."""
@@ -39,6 +41,13 @@ class OperatorSettings(BaseModel):
         ge=0,
         description="how long a TokenReview (and the pod's labels) is reused, never past the token's expiry; "
         "whether the pod is still its Execution's current pod is checked on every request regardless",
+    )
+    pod_token_seconds: int = Field(
+        default=TOKEN_EXPIRATION_SECONDS,
+        ge=MIN_TOKEN_EXPIRATION_SECONDS,
+        le=24 * 3600,
+        description="life of the token projected into workload pods (expirationSeconds); the kubelet "
+        "replaces it at 80% of that, and the pod's SDK reads the file on every request",
     )
     token_review_concurrency: int = Field(
         default=8,
@@ -108,6 +117,7 @@ class OperatorSettings(BaseModel):
             "retention_interval_seconds": "STRATA_RETENTION_INTERVAL_SECONDS",
             "status_patch_interval_seconds": "STRATA_STATUS_PATCH_INTERVAL_SECONDS",
             "token_cache_seconds": "STRATA_TOKEN_CACHE_SECONDS",
+            "pod_token_seconds": "STRATA_POD_TOKEN_SECONDS",
             "token_review_concurrency": "STRATA_TOKEN_REVIEW_CONCURRENCY",
             "api_max_expensive_requests": "STRATA_API_MAX_EXPENSIVE_REQUESTS",
             "api_max_history_bytes": "STRATA_API_MAX_HISTORY_BYTES",
