@@ -29,6 +29,7 @@ from stratarouter_runtime.dev import images
 from stratarouter_runtime.dev.cluster import LocalCluster
 from stratarouter_runtime.dev.node import RealNode, pod_placement
 from stratarouter_runtime.dev.postgres import PostgresServer
+from stratarouter_runtime.dev.processes import tail
 from stratarouter_runtime.state import StateManager
 from tests.chart.identity import cluster_helm, delete_namespaces, install
 
@@ -97,8 +98,10 @@ def _on_the_real_node(cluster: LocalCluster, node: RealNode, helm_binary: Path) 
             placement=pod_placement(),
             db_url=postgres.dsn,
         )
-    finally:
+    finally:  # shown when a test fails: the operator's last lines, and what kube-proxy saw
         print(cluster.kubectl("logs", "-n", namespace, "deployment/e2e-stratarouter-operator", "--tail=60"))
+        print(cluster.kubectl("get", "pods,endpointslices", "-A", "-o", "wide"))
+        print(tail(node.log("kube-proxy")))
         cluster_helm(cluster, helm_binary).run("uninstall", "e2e", "--namespace", namespace, "--wait")
         delete_namespaces(cluster, namespace)
         postgres.stop()
