@@ -277,21 +277,10 @@ def real_pod_spec(env: dict[str, str]) -> dict[str, Any]:
 
 
 def workload_pid(node: RealNode, uid: str) -> int:
-    """The host pid of the workload in the pod of UID ``uid``: in the node's cgroup tree, under the pod's
-    cgroup, running workload.py (not runc's init before its exec, not the pod's pause process)."""
-
-    def find() -> int | None:
-        for pid in node.container_pids():
-            try:
-                cgroups = Path(f"/proc/{pid}/cgroup").read_text()
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if uid in cgroups.replace("_", "-") and b"workload.py" in argv:
-                return pid
-        return None
-
-    found: int = wait_until(f"the workload process of pod {uid}", find, timeout=REAL_TIMEOUT, every=0.01)
+    """The host pid of the workload (workload.py) in the pod of UID ``uid``."""
+    found: int = wait_until(
+        f"the workload process of pod {uid}", lambda: node.process_of(uid, b"workload.py"), REAL_TIMEOUT, 0.01
+    )
     return found
 
 

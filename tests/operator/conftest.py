@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import pytest
 
 from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_runtime.dev.node import RealNode
 from stratarouter_runtime.dev.pods import fail_pod, is_running, wait_for_pod
 from stratarouter_runtime.dev.ports import free_port
 
@@ -164,6 +165,14 @@ def operator_environment(kubeconfig: Path, pg_dsn: str, api_host: str = "127.0.0
         "STRATA_HANDLER_BACKOFF_SECONDS": "0.5",
         "PYTHONUNBUFFERED": "1",
     }
+
+
+@pytest.fixture
+def node(cluster: Any) -> RealNode:
+    """The session cluster's real node, where pods run in real containers."""
+    assert cluster.node is not None, "the session cluster starts with its real node"
+    real: RealNode = cluster.node
+    return real
 
 
 @pytest.fixture

@@ -44,13 +44,6 @@ Obj = dict[str, Any]
 
 
 @pytest.fixture
-def node(cluster: Any) -> RealNode:
-    assert cluster.node is not None, "the session cluster starts with its real node"
-    real: RealNode = cluster.node
-    return real
-
-
-@pytest.fixture
 def operator_env(cluster: Any, pg_dsn: str, namespace: str, node: RealNode) -> dict[str, str]:
     """The operator's API on the bridge's gateway, where the real node's pods reach it."""
     return operator_environment(cluster.kubeconfig, pg_dsn, api_host=node.gateway)
@@ -221,20 +214,8 @@ def wait_step(executions: Executions, name: str, step: int) -> None:
 
 
 def workload_pid(node: RealNode, pod_uid: str) -> int:
-    """The workload's process on the host: in the node's cgroup tree, under the pod's cgroup."""
-
-    def find() -> int | None:
-        for pid in node.container_pids():
-            try:
-                cgroups = Path(f"/proc/{pid}/cgroup").read_text()
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if pod_uid in cgroups.replace("_", "-") and b"workload.py" in cmdline:
-                return pid
-        return None
-
-    found: int = wait_until("the workload's process", find, timeout=30)
+    """The workload's process on the host."""
+    found: int = wait_until("the workload's process", lambda: node.process_of(pod_uid, b"workload.py"), 30)
     return found
 
 

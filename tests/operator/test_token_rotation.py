@@ -29,13 +29,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.slow, pytes
 
 
 @pytest.fixture
-def node(cluster: Any) -> RealNode:
-    assert cluster.node is not None, "the session cluster starts with its real node"
-    real: RealNode = cluster.node
-    return real
-
-
-@pytest.fixture
 def operator_env(cluster: Any, pg_dsn: str, namespace: str, node: RealNode) -> dict[str, str]:
     env = operator_environment(cluster.kubeconfig, pg_dsn, api_host=node.gateway)
     env["STRATA_POD_TOKEN_SECONDS"] = str(TOKEN_SECONDS)

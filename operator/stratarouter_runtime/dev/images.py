@@ -11,10 +11,9 @@ so one Execution manifest works on kind and here.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
-from stratarouter_runtime.dev.tools import ToolsError, repo_root
+from stratarouter_runtime.dev.tools import ToolsError, run_build_script
 
 BUILD_SCRIPT = Path("hack") / "build-images.sh"
 OPERATOR = "stratarouter-operator:dev"
@@ -28,14 +27,7 @@ TARBALLS = {PAUSE: "pause.tar", OPERATOR: "operator.tar", WORKLOAD: "example.tar
 def images_dir() -> Path:
     """``$STRATA_IMAGES_DIR`` if set, else whatever ``hack/build-images.sh`` prints (a no-op when warm)."""
     env = os.environ.get("STRATA_IMAGES_DIR", "").strip()
-    if env:
-        return _checked(Path(env))
-    script = repo_root() / BUILD_SCRIPT
-    try:
-        out = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True).stdout
-    except subprocess.CalledProcessError as exc:
-        raise ToolsError(f"{script} failed with exit code {exc.returncode} (its output is above)") from exc
-    return _checked(Path(out.strip().splitlines()[-1]))
+    return _checked(Path(env) if env else run_build_script(BUILD_SCRIPT))
 
 
 def tarballs(directory: Path) -> list[Path]:

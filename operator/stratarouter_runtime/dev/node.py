@@ -448,6 +448,20 @@ class RealNode:
                 pids.update(int(line) for line in procs.read_text().split())
         return sorted(pids)
 
+    def process_of(self, pod_uid: str, marker: bytes) -> int | None:
+        """The host pid of the process in pod ``pod_uid`` whose command line contains ``marker`` (e.g.
+        ``b"workload.py"``: not runc's init before its exec, not the pod's pause process), if any."""
+        for pid in self.container_pids():
+            try:
+                cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            # The kubelet's cgroupfs driver names a pod's cgroup pod<uid>, with _ for - in some versions.
+            if pod_uid in cgroups.replace("_", "-") and marker in argv:
+                return pid
+        return None
+
     def stop_kubelet(self) -> None:
         """Stop only the kubelet (containers keep running, as when a kubelet restarts or dies)."""
         self._terminate("kubelet")

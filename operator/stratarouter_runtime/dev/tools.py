@@ -56,11 +56,15 @@ def tools_bin_dir() -> Path:
     The script's progress goes to our stderr, so a cold build (many minutes) is visible.
     """
     env = os.environ.get("STRATA_TOOLS_BIN", "").strip()
-    if env:
-        return check_bin_dir(Path(env))
-    script = repo_root() / BUILD_SCRIPT
+    return check_bin_dir(Path(env) if env else run_build_script(BUILD_SCRIPT))
+
+
+def run_build_script(script: Path) -> Path:
+    """Run a ``hack/`` build script (a no-op when its cache is warm) and return the directory it prints
+    last; its progress goes to our stderr, so a cold build is visible."""
+    path = repo_root() / script
     try:
-        out = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True).stdout
+        out = subprocess.run(["bash", str(path)], check=True, stdout=subprocess.PIPE, text=True).stdout
     except subprocess.CalledProcessError as exc:
-        raise ToolsError(f"{script} failed with exit code {exc.returncode} (its output is above)") from exc
-    return check_bin_dir(Path(out.strip().splitlines()[-1]))
+        raise ToolsError(f"{path} failed with exit code {exc.returncode} (its output is above)") from exc
+    return Path(out.strip().splitlines()[-1])
