@@ -54,4 +54,8 @@ if [ ! -x "$bin/helm" ]; then
 	done
 	GOBIN="$bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $hv" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
+# Keep the three most recently used builds (a running cluster may still use an older one), not every
+# one ever made.
+touch "$cache/$KUBERNETES_VERSION-$key"
+ls -dt "$cache"/v[0-9]*-* | tail -n +4 | xargs -r rm -rf --one-file-system
 echo "$bin"
