@@ -13,9 +13,14 @@ import sys
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from stratarouter_runtime.state.errors import SchemaTooNewError
     from stratarouter_runtime.state.migrations import migrate_url
 
-    applied = asyncio.run(migrate_url(args.db_url))
+    try:
+        applied = asyncio.run(migrate_url(args.db_url))
+    except SchemaTooNewError as exc:
+        print(f"stratarouter migrate: {exc}", file=sys.stderr)
+        return 1
     print(f"schema up to date ({applied} migration(s) applied)")
     return 0
 

@@ -11,7 +11,8 @@
     │   └── InvalidStateError    state that is not JSON-serialisable (names the path of the bad value)
     │       └── StateTooLargeError
     ├── StoreUnavailableError    the database stayed unreachable for the whole retry window
-    └── SchemaVersionError       the database schema is newer than this SDK, or behind and not migrated
+    └── SchemaVersionError       the database schema is behind this SDK and not migrated
+        └── SchemaTooNewError    the database schema is newer than this SDK (refused, nothing written)
 """
 
 from __future__ import annotations
@@ -92,3 +93,21 @@ class StoreUnavailableError(StateError):
 
 class SchemaVersionError(StateError):
     """The database schema version does not match what this SDK expects."""
+
+
+class SchemaTooNewError(SchemaVersionError):
+    """The store was migrated by a newer release than this code; it refuses to use it.
+
+    Raised at start-up (the first call of a :class:`StateManager` on PostgreSQL, and
+    ``stratarouter migrate``) before anything is written. The rule lives in
+    :func:`stratarouter_runtime.state.migrations.check_compatible`.
+    """
+
+    def __init__(self, store_version: int, code_version: int) -> None:
+        super().__init__(
+            f"database schema is at version {store_version}, newer than schema version {code_version}, "
+            "the newest this SDK knows: a newer release migrated it. Refusing to use it; upgrade this "
+            "process to a release that knows that version (nothing was written)"
+        )
+        self.store_version = store_version
+        self.code_version = code_version

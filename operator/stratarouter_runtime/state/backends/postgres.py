@@ -55,7 +55,13 @@ from stratarouter_runtime.state.errors import (
     StateError,
     StoreUnavailableError,
 )
-from stratarouter_runtime.state.migrations import Conn, check_version, migrate
+from stratarouter_runtime.state.migrations import (
+    Conn,
+    check_compatible,
+    check_version,
+    current_version,
+    migrate,
+)
 from stratarouter_runtime.state.models import (
     AuditEvent,
     Checkpoint,
@@ -74,6 +80,7 @@ RACE_RETRIES = 3
 PARTITION_CHECK_SECONDS = 3600.0
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, operator intervention (shutdown)
 _RETRYABLE_SQLSTATES = {"53300", "40001", "40P01"}  # too many connections, serialization, deadlock
+_SCHEMA_SQLSTATE_CLASS = "42"  # undefined column, table, function, ...: the schema is not what we know
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -297,6 +304,10 @@ class PostgresBackend(StateBackend):
                     pool.release(conn, discard=broken)
             except Exception as exc:
                 if not _retryable(exc):
+                    if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "").startswith(
+                        _SCHEMA_SQLSTATE_CLASS
+                    ):
+                        await self._refuse_newer_schema(exc)
                     raise
                 if time.monotonic() + delay > deadline:
                     raise StoreUnavailableError(
@@ -305,6 +316,25 @@ class PostgresBackend(StateBackend):
                 log.warning("database error, retrying in %.2fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _refuse_newer_schema(self, exc: asyncpg.PostgresError) -> None:
+        """A statement met a schema without something it uses: if a newer release migrated the store
+        while this process was running, raise :class:`SchemaTooNewError` (from ``exc``) instead."""
+        pool = self._pool
+        if pool is None:
+            return
+        try:
+            conn = await pool.acquire()
+            try:
+                version = await current_version(conn)
+            finally:
+                pool.release(conn)
+        except Exception:
+            return  # the original error says more than a failed look-up would
+        try:
+            check_compatible(version, migrating=True)  # only a newer schema is refused here
+        except StateError as newer:
+            raise newer from exc
 
     # -- partitions ---------------------------------------------------------------------------
     async def _ensure_partitions(self, conn: Conn) -> None:

@@ -4,6 +4,11 @@ Each migration runs in its own transaction together with its row in ``schema_mig
 a transaction-level advisory lock, so many processes starting at once are safe and a failed
 migration leaves the version where it was. Transaction-level locks (not session locks) keep this
 working behind a transaction-mode pooler.
+
+Compatibility between a store and this code is one rule, :func:`check_compatible`: a schema newer
+than the newest migration shipped here is refused (:class:`SchemaTooNewError`, nothing written),
+whether this process migrates (``auto_migrate``, ``stratarouter migrate``) or only checks; a schema
+behind it is migrated, or refused when this process may not migrate.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, Final, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from stratarouter_runtime.state.errors import SchemaVersionError
+from stratarouter_runtime.state.errors import SchemaTooNewError, SchemaVersionError
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 """A plain or pooled connection."""
@@ -68,15 +73,34 @@ async def current_version(conn: Conn) -> int:
     return version
 
 
+def check_compatible(version: int, *, known: int = LATEST, migrating: bool) -> None:
+    """The compatibility rule between a store at schema ``version`` and code whose newest migration
+    is ``known``: newer than ``known`` is refused (:class:`SchemaTooNewError`: the code would not
+    understand what a newer release writes, nor it what this code writes); behind ``known`` is
+    refused unless the caller is ``migrating``; equal is fine."""
+    if version > known:
+        raise SchemaTooNewError(version, known)
+    if version < known and not migrating:
+        raise SchemaVersionError(
+            f"database schema is at version {version}, this SDK needs {known}: "
+            "run `stratarouter migrate --db-url ...` (or enable auto_migrate)"
+        )
+
+
 async def migrate(conn: Conn, migrations: list[Migration] | None = None) -> int:
-    """Apply pending migrations one transaction each; returns how many this call applied."""
+    """Apply pending migrations one transaction each; returns how many this call applied.
+
+    A schema newer than the last of ``migrations`` raises :class:`SchemaTooNewError`, and the
+    transaction that found it rolls back: nothing is written."""
     migrations = MIGRATIONS if migrations is None else migrations
+    known = migrations[-1].version if migrations else 0
     applied = 0
     while True:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             await conn.execute(_CREATE_TABLE)
             version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+            check_compatible(version, known=known, migrating=True)
             pending = [m for m in migrations if m.version > version]
             if not pending:
                 return applied
@@ -89,13 +113,9 @@ async def migrate(conn: Conn, migrations: list[Migration] | None = None) -> int:
 
 
 async def check_version(conn: Conn) -> int:
-    """For roles without DDL rights: refuse a schema that is behind this SDK."""
+    """For roles without DDL rights: refuse a schema behind this SDK, or newer than it (reads only)."""
     version = await current_version(conn)
-    if version < LATEST:
-        raise SchemaVersionError(
-            f"database schema is at version {version}, this SDK needs {LATEST}: "
-            "run `stratarouter migrate --db-url ...` (or enable auto_migrate)"
-        )
+    check_compatible(version, migrating=False)
     return version
 
 
