@@ -181,7 +181,7 @@ class Demo:
 
     def show(self, *what: str) -> None:
         for kind in what or ("executions",):
-            args = ("get", kind, "-n", NAMESPACE) + (("-o", "wide") if kind == "pods" else ())
+            args = ("get", kind, "-n", NAMESPACE) + (("-o", "wide") if kind in ("pods", "nodes") else ())
             print(f"    $ kubectl {' '.join(args)}")
             for line in self.kubectl(*args).rstrip().splitlines():
                 print(f"    {line}")
