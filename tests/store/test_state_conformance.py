@@ -205,7 +205,7 @@ async def test_fencing_refuses_stale_attempts(state: StateManager) -> None:
     assert (info.value.attempt, info.value.current_attempt) == (1, 2)
     assert await state.load("f") == {"by": "attempt-1"}
     await state.save("f", 2, {"by": "attempt-2"}, attempt=2)
-    await state.save("f", 3, {"by": "unfenced"})  # no attempt: not fenced
+    await state.save("f", 3, {"by": "attempt-2"})  # no attempt: the one this manager started (2)
     assert (await state.start_execution("f", attempt=1)).attempt == 2  # never lowers
     await state.save("f", 4, {"by": "attempt-5"}, attempt=5)  # a newer attempt raises it
     assert (await state.get_execution("f")).attempt == 5  # type: ignore[union-attr]

@@ -44,6 +44,9 @@ from stratarouter_runtime.state.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
+REMEMBERED_ATTEMPTS = 100_000
+"""How many executions' attempts a manager remembers for default fencing (the oldest are forgotten)."""
+
 ResumeCallback = Callable[[Execution], Any]
 """Called with each recovered execution; may be a plain function or a coroutine function."""
 
@@ -63,7 +66,10 @@ class StateManager:
     flush this manager's buffer first (see :mod:`stratarouter_runtime.state.batching`).
     Every write takes ``attempt=``; a write older than the execution's current attempt raises
     :class:`~stratarouter_runtime.state.errors.StaleAttemptError` (fencing). Without ``attempt=``
-    the manager's own ``attempt`` (``STRATA_ATTEMPT`` under ``from_env``) is used.
+    a write is fenced by default: it carries the attempt this manager started or claimed for that
+    execution (``start_execution``, ``recover_all``), else the manager's own ``attempt``
+    (``STRATA_ATTEMPT`` under ``from_env``); only an execution this manager never started nor claimed,
+    with no manager ``attempt``, is written unfenced. An explicit ``attempt=`` always wins.
     """
 
     def __init__(
@@ -117,6 +123,8 @@ class StateManager:
         self._sweeper: asyncio.Task[None] | None = None
         self._stop = StopSignals()
         self._closed = False
+        self._attempts: dict[str, int] = {}
+        """The attempt this manager started or claimed, per execution id (see :meth:`_attempt_for`)."""
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -216,6 +224,25 @@ class StateManager:
         """
         return await self._stop.wait(seconds)
 
+    # -- attempts -----------------------------------------------------------------------------
+    def _remember(self, execution_id: str, attempt: int) -> None:
+        """This manager now writes ``execution_id`` as ``attempt`` (started, claimed or raised by it)."""
+        self._attempts.pop(execution_id, None)
+        self._attempts[execution_id] = attempt
+        if len(self._attempts) > REMEMBERED_ATTEMPTS:
+            del self._attempts[next(iter(self._attempts))]
+
+    def _attempt_for(self, execution_id: str, attempt: int | None) -> int | None:
+        """The attempt a write or finish carries: ``attempt=`` if given (validated), else the one this
+        manager started or claimed for the execution, else the manager's own (None: unfenced)."""
+        remembered = self._attempts.get(execution_id)
+        if attempt is None:
+            return self.attempt if remembered is None else remembered
+        check.attempt(attempt)
+        if remembered is not None and attempt > remembered:  # the write raises the stored attempt
+            self._remember(execution_id, attempt)
+        return attempt
+
     # -- writes -------------------------------------------------------------------------------
     def _make_op(
         self,
@@ -228,7 +255,7 @@ class StateManager:
     ) -> WriteOp:
         check.execution_id(execution_id)
         check.step(step)
-        attempt = self.attempt if attempt is None else check.attempt(attempt)
+        attempt = self._attempt_for(execution_id, attempt)
         encoded = self._codec_for(self.config.enable_compression if compress is None else compress).encode(
             state_data
         )
@@ -326,7 +353,9 @@ class StateManager:
     ) -> Execution:
         """Create or update an execution as running; its attempt becomes max(stored, attempt).
 
-        Raising the attempt fences every writer of an older attempt. ``checkpoint_retention``
+        Raising the attempt fences every writer of an older attempt. The resulting attempt is
+        remembered: this manager's later writes of the execution without ``attempt=`` carry it, so
+        they are refused once another process starts or claims a newer attempt. ``checkpoint_retention``
         overrides the manager default for this execution.
         """
         check.execution_id(execution_id)
@@ -334,13 +363,15 @@ class StateManager:
         retention = check.positive_int(checkpoint_retention, "checkpoint_retention", allow_none=True)
         valid_labels = check.labels(labels)
         await self._flush_pending()
-        return await self._backend.start_execution(execution_id, attempt, valid_labels, retention)
+        started = await self._backend.start_execution(execution_id, attempt, valid_labels, retention)
+        self._remember(execution_id, started.attempt)
+        return started
 
     async def _finish(
         self, execution_id: str, status: ExecutionStatus, error: str | None, attempt: int | None
     ) -> Execution:
         check.execution_id(execution_id)
-        attempt = check.optional_attempt(self.attempt if attempt is None else attempt)
+        attempt = self._attempt_for(execution_id, attempt)
         await self._flush_pending()
         return await self._backend.finish(execution_id, status, error, attempt)
 
@@ -395,6 +426,7 @@ class StateManager:
         """Remove an execution's state, history and audit trail (and snapshots unless kept)."""
         check.execution_id(execution_id)
         await self._flush_pending()
+        self._attempts.pop(execution_id, None)  # a new run under this id starts unfenced
         return await self._backend.delete_execution(execution_id, keep_snapshots)
 
     async def cleanup(
@@ -499,7 +531,7 @@ class StateManager:
         """
         check.execution_id(execution_id)
         check.snapshot_name(snapshot_name)
-        attempt = check.optional_attempt(self.attempt if attempt is None else attempt)
+        attempt = self._attempt_for(execution_id, attempt)
         await self._flush_pending()
         return await self._backend.restore_snapshot(execution_id, snapshot_name, attempt)
 
@@ -519,7 +551,8 @@ class StateManager:
     ) -> list[Execution]:
         """Claim executions left running/recovering with no write for ``recovery_timeout`` seconds.
 
-        Each is marked recovering with attempt + 1 (fencing the old process), then passed to
+        Each is marked recovering with attempt + 1 (fencing the old process), remembered as this
+        manager's attempt of it (its later writes without ``attempt=`` carry it), then passed to
         ``resume`` (sync or async); one already at the highest attempt
         (:data:`~stratarouter_runtime.state.validation.MAX_ATTEMPT`) is marked failed instead.
         Concurrent callers, in other processes too, never claim the same execution twice. Returns
@@ -529,6 +562,8 @@ class StateManager:
         check.limit(limit)
         await self._flush_pending()
         claimed = await self._backend.claim_recoverable(self.config.recovery_timeout, limit)
+        for execution in claimed:  # this manager now writes them as the attempt it claimed
+            self._remember(execution.execution_id, execution.attempt)
         callback = resume or self._on_recover
         first_error: BaseException | None = None
         if callback is not None:
