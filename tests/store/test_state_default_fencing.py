@@ -73,7 +73,7 @@ async def test_batched_writes_of_a_replaced_process_are_fenced(make_state: MakeS
 
 async def test_an_explicit_attempt_still_wins(make_state: MakeState) -> None:
     a, b = await _replaced(make_state, "start_execution")
-    await a.checkpoint("X", 3, {"by": "A as attempt 2"}, attempt=2)  # the caller says so: not fenced
+    await a.checkpoint("X", 3, {"by": "A as attempt 2"}, attempt=2)  # wins over the remembered 1
     assert await b.load("X") == {"by": "A as attempt 2"}
     with pytest.raises(StaleAttemptError):
         await b.save("X", 4, {"by": "B"}, attempt=1)
