@@ -1,7 +1,8 @@
 """The checkpoint API's watched view of the Executions' current pods, against the real API server.
 
-No operator here: the test writes ``status.podName`` itself, as the lifecycle would, and waits for the
-view to follow (list first, then watch events: create, status change, delete).
+No operator here: the test writes ``status.podName``, ``podUID`` and ``attempt`` itself, as the
+lifecycle would, and waits for the view to follow (list first, then watch events: create, status
+change, delete).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio import config as k8s_config
 
-from stratarouter_runtime.operator.api.current_pods import CurrentPods
+from stratarouter_runtime.operator.api.current_pods import Current, CurrentPods
 from tests.operator.conftest import MERGE_PATCH, Executions
 
 pytestmark = [pytest.mark.cluster]
@@ -48,22 +49,30 @@ async def test_the_view_follows_lists_and_watch_events(
     view.start()
     try:
         uid = listed["metadata"]["uid"]
-        await eventually("the listed Execution", lambda: view.names.current(namespace, "listed") == ("", uid))
+        nothing = Current("", "", 0, uid)
+        await eventually("the listed Execution", lambda: view.names.current(namespace, "listed") == nothing)
 
         watched = executions.create("watched")
         await eventually(
             "the created Execution",
-            lambda: view.names.current(namespace, "watched") == ("", watched["metadata"]["uid"]),
+            lambda: (
+                view.names.current(namespace, "watched") == Current("", "", 0, watched["metadata"]["uid"])
+            ),
         )
         executions.kube.request(
             "PATCH",
             executions.path("listed") + "/status",
-            {"status": {"podName": "listed-a2"}},
+            {"status": {"podName": "listed-a2", "podUID": "pod-uid-2", "attempt": 2}},
             content_type=MERGE_PATCH,
         )
         await eventually(
-            "the new current pod", lambda: view.names.current(namespace, "listed") == ("listed-a2", uid)
+            "the new current pod",
+            lambda: view.names.current(namespace, "listed") == Current("listed-a2", "pod-uid-2", 2, uid),
         )
+        seen = view.names.current(namespace, "listed")
+        assert seen is not None
+        assert seen.is_pod("pod-uid-2")
+        assert not seen.is_pod("another-uid")
         executions.delete("watched")
         await eventually("the deleted one gone", lambda: view.names.current(namespace, "watched") is None)
         assert view.names.current("some-other-namespace", "listed") is None

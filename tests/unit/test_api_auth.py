@@ -30,8 +30,13 @@ def review(authenticated: bool = True, **user: Any) -> dict[str, Any]:
     return {"authenticated": authenticated, "audiences": ["stratarouter"], "user": {**base, **user}}
 
 
-def execution(pod_name: str | None) -> dict[str, Any]:
-    return {"metadata": {"name": "train"}, "status": {"podName": pod_name} if pod_name else {}}
+def execution(pod_name: str | None, pod_uid: str = "", attempt: int = 0) -> dict[str, Any]:
+    """An Execution whose status names ``pod_name``; by default the pod's uid and attempt from its name."""
+    if not pod_name:
+        return {"metadata": {"name": "train"}, "status": {}}
+    attempt = attempt or int(pod_name.rsplit("-a", 1)[1])
+    status = {"podName": pod_name, "podUID": pod_uid or f"u{attempt}", "attempt": attempt}
+    return {"metadata": {"name": "train"}, "status": status}
 
 
 @pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer", "Bearer   "])
@@ -74,11 +79,12 @@ def test_current_pod_is_the_caller() -> None:
     assert (caller.execution_id, caller.attempt, caller.pod_name) == ("team-a/train", 2, "train-a2")
 
 
-def test_old_pod_is_403() -> None:
+def test_a_pod_with_the_current_pods_name_but_another_uid_is_403() -> None:
+    """The name (and labels) of the current pod are no proof: only status.podUID is."""
     with pytest.raises(AuthError) as err:
-        caller_for(IDENT, LABELS, execution("train-a3"))
+        caller_for(IDENT, LABELS, execution("train-a2", pod_uid="u-the-operators"))
     assert (err.value.status, err.value.reason) == (403, "NotCurrentPod")
-    assert "train-a3" in err.value.message
+    assert "u-the-operators" in err.value.message
 
 
 def test_pod_of_a_replaced_attempt_is_409_stale() -> None:
@@ -105,8 +111,7 @@ def test_pod_before_status_names_it_is_403() -> None:
     "labels",
     [
         {},
-        {"stratarouter.io/execution": "train"},
-        {"stratarouter.io/execution": "train", "stratarouter.io/attempt": "x"},
+        {"stratarouter.io/attempt": "2"},
     ],
 )
 def test_unmanaged_pod_is_403(labels: dict[str, str]) -> None:

@@ -22,7 +22,7 @@ from stratarouter_runtime.operator.api.auth import (
     owner_execution_uid,
     token_expiry,
 )
-from stratarouter_runtime.operator.api.current_pods import PodNames
+from stratarouter_runtime.operator.api.current_pods import Current, PodNames
 
 NS = "team-a"
 OLD = PodClaims(
@@ -38,7 +38,10 @@ NEW = PodClaims(
 
 
 def execution(pod: str, uid: str = "e1") -> dict[str, Any]:
-    status = {"podName": pod, "attempt": int(pod.rsplit("-a", 1)[1])}
+    """Execution ``uid`` at the attempt of ``pod``'s name; pod uid ``p<n>`` (e1's) or ``<uid>-p<n>``."""
+    attempt = int(pod.rsplit("-a", 1)[1])
+    pod_uid = f"p{attempt}" if uid == "e1" else f"{uid}-p{attempt}"
+    status = {"podName": pod, "podUID": pod_uid, "attempt": attempt}
     return {"metadata": {"namespace": NS, "name": "train", "uid": uid}, "status": status}
 
 
@@ -180,11 +183,11 @@ def test_owner_uid_is_the_executions() -> None:
 def test_pod_names_follow_lists_and_events() -> None:
     names = PodNames()
     names.replace(NS, [execution("train-a1"), {"metadata": {"namespace": NS, "name": "idle", "uid": "e9"}}])
-    assert names.current(NS, "train") == ("train-a1", "e1")
-    assert names.current(NS, "idle") == ("", "e9")
+    assert names.current(NS, "train") == Current("train-a1", "p1", 1, "e1")
+    assert names.current(NS, "idle") == Current("", "", 0, "e9")
     assert names.current("other", "train") is None
     names.apply("MODIFIED", execution("train-a2"))
-    assert names.current(NS, "train") == ("train-a2", "e1")
+    assert names.current(NS, "train") == Current("train-a2", "p2", 2, "e1")
     names.apply("DELETED", execution("train-a2"))
     assert names.current(NS, "train") is None
     names.apply("ADDED", {"metadata": {}})  # nothing to key it by: ignored
@@ -192,4 +195,4 @@ def test_pod_names_follow_lists_and_events() -> None:
     assert len(names) == 0
     names.replace("", [execution("train-a3")])  # cluster-wide: every namespace
     names.replace("other", [])  # a list of another namespace leaves this one alone
-    assert names.current(NS, "train") == ("train-a3", "e1")
+    assert names.current(NS, "train") == Current("train-a3", "p3", 3, "e1")

@@ -38,7 +38,7 @@ def view() -> PodNames:
         [
             {
                 "metadata": {"namespace": "team-a", "name": "train", "uid": "e1"},
-                "status": {"podName": "train-a2"},
+                "status": {"podName": "train-a2", "podUID": "p2", "attempt": 2},
             }
         ],
     )

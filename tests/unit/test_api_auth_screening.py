@@ -88,7 +88,7 @@ class Faked(Authenticator):
         return {"uid": ident.pod_uid, "labels": labels}
 
     async def _execution(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return {"metadata": {"name": name}, "status": {"podName": "train-a2", "attempt": 2}}
+        return {"metadata": {"name": name}, "status": {"podName": "train-a2", "podUID": "p2", "attempt": 2}}
 
 
 @pytest.fixture

@@ -107,9 +107,15 @@ class Kube:
         assert created is not None
         return created, True
 
-    async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> bool:
-        """Delete (True) or find it already gone (False)."""
-        body = client.V1DeleteOptions(grace_period_seconds=grace_seconds, propagation_policy="Background")
+    async def delete_pod(
+        self, namespace: str, name: str, *, grace_seconds: int | None = None, uid: str | None = None
+    ) -> bool:
+        """Delete (True) or find it already gone (False); with ``uid``, only a pod of that uid (else 409)."""
+        body = client.V1DeleteOptions(
+            grace_period_seconds=grace_seconds,
+            propagation_policy="Background",
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+        )
         deleted = await self._json(
             self.core.delete_namespaced_pod(name, namespace, body=body, _preload_content=False)
         )

@@ -3,7 +3,9 @@
 Called only from the Execution's own reconcile loop (handlers/executions.py), so passes of one Execution
 never overlap. Every step is safe to repeat after a crash at any point:
 
-* pods have deterministic names (``<name>-a<n>``), so re-creating one returns 409 and we adopt it;
+* pods have deterministic names (``<name>-a<n>``), so re-creating one returns 409; the existing pod is
+  used only if its uid is the one ``status.podUID`` recorded, else it is deleted and made anew (see
+  :meth:`Pass.create_pod`: a name, labels and an owner reference are no proof of who made a pod);
 * a new attempt is created only after every other pod of the Execution is gone (never two live attempts),
   and only after ``store.start_execution(attempt=n)`` fenced the older attempts' writes;
 * a recovery's intent (failure seen, when, backoff) is in ``status.recovery`` before the replacement is
@@ -55,6 +57,10 @@ POD_GONE_WAIT_SECONDS = 5.0
 """How long one pass waits for old pods to disappear before it yields and comes back."""
 RETRY_SOON_SECONDS = 1.0
 SNAPSHOT_WAIT_SECONDS = 10.0
+
+
+class ForeignPodError(RuntimeError):
+    """The attempt's pod name is held by a pod the operator did not create and could not remove yet."""
 
 
 @dataclasses.dataclass
@@ -201,6 +207,18 @@ class Pass:
         """Follow the current attempt's pod."""
         name = pod_name(self.name, self.attempt)
         pod = await self.kube.get_pod(self.namespace, name)
+        if pod is not None and not self.status.get("podUID") and self.status.get("podName") == name:
+            # an Execution from before status.podUID: record the pod its status already names
+            await self.patch(podUID=(pod.get("metadata") or {}).get("uid"))
+        if pod is not None and not self.ours(pod):
+            uid = (pod.get("metadata") or {}).get("uid")
+            self.event(
+                Reason.FOREIGN_POD,
+                f"pod {name} (uid {uid}) is not the pod the operator created for attempt {self.attempt} "
+                f"(uid {self.status.get('podUID')}): that pod is gone",
+                "Warning",
+            )
+            pod = None  # the operator's pod was deleted; whatever holds its name now is not the attempt
         state = await self.classify(name, pod)
         phase = self.status.get("phase")
         if state.kind == "pending":
@@ -317,9 +335,10 @@ class Pass:
             self.id, attempt=next_attempt, labels=self.labels(), checkpoint_retention=self.retention()
         )
         resume_step = stored.last_checkpoint_step
-        name = await self.create_pod(next_attempt, resume_step)
-        if name is None:
+        created = await self.create_pod(next_attempt, resume_step)
+        if created is None:
             return None
+        name, uid = created
         replaced_at = datetime.now(UTC)
         reason = str(recovery.get("reason") or Reason.POD_DELETED)
         metrics.RECOVERIES_TOTAL.labels(reason=reason).inc()
@@ -333,6 +352,7 @@ class Pass:
             attempt=next_attempt,
             restarts=self.restarts + 1,
             podName=name,
+            podUID=uid,
             resumeStep=resume_step,
             message=message,
             recovery=recovery,
@@ -359,9 +379,10 @@ class Pass:
         )
         if resume_step is None and attempt > 1:
             resume_step = stored.last_checkpoint_step
-        name = await self.create_pod(attempt, resume_step)
-        if name is None:
+        created = await self.create_pod(attempt, resume_step)
+        if created is None:
             return None
+        name, uid = created
         self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
         fields: dict[str, Any] = {
             "phase": "Pending",
@@ -369,6 +390,7 @@ class Pass:
             "message": message or f"pod {name} created",
             "attempt": attempt,
             "podName": name,
+            "podUID": uid,
             "resumeStep": resume_step,
         }
         if not self.status.get("startTime"):
@@ -376,8 +398,29 @@ class Pass:
         await self.patch(**fields)
         return None
 
-    async def create_pod(self, attempt: int, resume_step: int | None) -> str | None:
-        """Create (or adopt) the attempt's pod; an unusable template ends the execution (None)."""
+    def ours(self, pod: dict[str, Any]) -> bool:
+        """Whether ``pod`` is the one the operator created for the current attempt (``status.podUID``)."""
+        uid = (pod.get("metadata") or {}).get("uid")
+        return bool(uid) and uid == self.status.get("podUID")
+
+    async def create_pod(self, attempt: int, resume_step: int | None) -> tuple[str, str] | None:
+        """Create the attempt's pod: ``(name, uid)``; an unusable template ends the execution (None).
+
+        The name is deterministic, so the create can find a pod of that name already there. Anyone allowed
+        to create pods can make one with the attempt's name, the operator's labels and a correct owner
+        reference, so none of those say who made it; only a uid the operator recorded in
+        ``status.podUID`` does. An existing pod with any other uid is never used: it gets a Warning Event
+        ``ForeignPod``, the ``Running`` condition and ``status.message`` say so, and, when its owner
+        reference names this Execution, it is deleted at once (grace 0, only that uid, which also voids
+        its bound tokens) before the operator creates its own. That is the safest choice: adopting it
+        would run the attempt in a pod someone else wrote, and it claims to be this Execution's (it
+        would be garbage-collected with it anyway). The same happens to a pod the operator itself
+        created just before a crash kept it from recording the uid: its writes were never accepted
+        (status did not name it), so replacing it loses nothing. A pod that does not name this
+        Execution as its owner is somebody else's and is left alone. Whenever the name stays taken (such
+        a pod, finalizers, or the pod created again), the pass fails with :class:`ForeignPodError` and
+        is retried with backoff.
+        """
         assert self.spec is not None
         settings = self.lc.settings
         try:
@@ -393,7 +436,12 @@ class Pass:
                 compression=self.spec.checkpoint.compression,
                 token_seconds=settings.pod_token_seconds,
             )
-            created, _ = await self.kube.create_pod(self.namespace, pod)
+            created, fresh = await self.kube.create_pod(self.namespace, pod)
+            if not fresh and not self.ours(created):
+                await self.remove_foreign(created, attempt)
+                created, fresh = await self.kube.create_pod(self.namespace, pod)
+                if not fresh:
+                    raise ForeignPodError(f"pod {pod['metadata']['name']} was created again by someone else")
         except InvalidTemplateError as exc:
             await self.give_up(Reason.INVALID_TEMPLATE, str(exc))
             return None
@@ -402,10 +450,35 @@ class Pass:
                 await self.give_up(Reason.INVALID_TEMPLATE, f"the pod was rejected: {api_message(exc)}")
                 return None
             raise
-        owner = ((created.get("metadata") or {}).get("ownerReferences") or [{}])[0]
-        if owner.get("uid") != self.uid:
-            raise RuntimeError(f"pod {pod['metadata']['name']} exists but belongs to another object")
-        return str(created["metadata"]["name"])
+        meta = created["metadata"]
+        return str(meta["name"]), str(meta["uid"])
+
+    async def remove_foreign(self, pod: dict[str, Any], attempt: int) -> None:
+        """Delete a pod holding attempt ``attempt``'s name that the operator did not make (see create_pod)."""
+        meta = pod.get("metadata") or {}
+        name, uid = str(meta.get("name")), str(meta.get("uid") or "")
+        recorded = self.status.get("podUID") or "none"
+        message = (
+            f"pod {name} (uid {uid}) already existed and was not created by the operator for attempt "
+            f"{attempt} (recorded pod uid: {recorded}); it was deleted and the operator creates its own"
+        )
+        owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
+        if self.uid not in owners:
+            message = f"pod {name} (uid {uid}) holds attempt {attempt}'s name and is not this Execution's"
+        log.warning("%s: %s", self.id, message)
+        self.event(Reason.FOREIGN_POD, message, "Warning")
+        self.cond(ConditionType.RUNNING, "False", Reason.FOREIGN_POD, message)
+        await self.patch(message=message)
+        if self.uid not in owners:
+            raise ForeignPodError(message)
+        try:
+            await self.kube.delete_pod(self.namespace, name, grace_seconds=0, uid=uid or None)
+        except ApiException as exc:
+            if exc.status != 409:  # 409: not that uid any more; the create below tells what holds the name
+                raise
+        left = await self.kube.wait_pods_gone(self.namespace, [name], seconds=POD_GONE_WAIT_SECONDS)
+        if left:
+            raise ForeignPodError(f"pod {name} (uid {uid}) is not the operator's and is still being deleted")
 
     async def clear_pods(self, *, keep: str | None) -> bool:
         """Delete every pod of this Execution except ``keep`` and wait until they are gone."""
@@ -442,6 +515,8 @@ class Pass:
         name = pod_name(self.name, self.attempt) if self.attempt else None
         if self.status.get("phase") != "Suspended":
             pod = await self.kube.get_pod(self.namespace, name) if name else None
+            if pod is not None and not self.ours(pod):
+                pod = None  # not the pod the operator made for this attempt: its outcome is not ours
             if pod is not None and classify_pod(pod).kind == "succeeded":
                 await self.succeed(pod["metadata"]["name"])
                 return None
@@ -453,12 +528,13 @@ class Pass:
                 reason=Reason.SUSPENDED,
                 message=stopping or "suspended; state kept",
                 podName=name if pod is not None else None,
+                podUID=self.status.get("podUID") if pod is not None else None,
             )
             self.event("Suspended", f"pod {name} stopping; state kept" if pod is not None else "state kept")
         if not await self.clear_pods(keep=None):
             return RETRY_SOON_SECONDS
         if self.status.get("podName"):
-            await self.patch(message="suspended; state kept", podName=None)
+            await self.patch(message="suspended; state kept", podName=None, podUID=None)
         return None
 
     async def resume(self) -> float | None:
@@ -503,14 +579,16 @@ class Pass:
                 message=message,
                 attempt=attempt,
                 podName=None,
+                podUID=None,
                 restoredFrom=restored,
                 restoreFromObserved=snapshot,
                 completionTime=None,
             )
             return None
-        name = await self.create_pod(attempt, checkpoint.step)
-        if name is None:
+        created = await self.create_pod(attempt, checkpoint.step)
+        if created is None:
             return None
+        name, uid = created
         self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
         await self.patch(
             phase="Pending",
@@ -518,6 +596,7 @@ class Pass:
             message=message,
             attempt=attempt,
             podName=name,
+            podUID=uid,
             resumeStep=checkpoint.step,
             restoredFrom=restored,
             restoreFromObserved=snapshot,

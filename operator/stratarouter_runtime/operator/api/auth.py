@@ -1,9 +1,14 @@
 """Who is calling the checkpoint API: a pod's projected token -> the Execution it may write.
 
 A pod proves itself with its projected service-account token (audience ``stratarouter``). The API
-server checks the token for us (TokenReview) and names the pod it is bound to; the pod's labels name
-its Execution and attempt, and the Execution's ``status.podName`` must be that very pod. Nothing in a
-request body is trusted for any of this.
+server checks the token for us (TokenReview) and names the pod it is bound to, by name and uid. The
+pod's ``stratarouter.io/execution`` label says which Execution to look at, and that Execution's status
+decides the rest: the caller is accepted only when its pod uid is ``status.podUID`` (the uid of the pod
+the operator created for the current attempt), and it writes as ``status.attempt``. Nothing in a
+request body, and nothing anyone allowed to patch or create pods could set (labels, owner references,
+a pod pre-created with the attempt's name), is trusted for any of this: a label naming another
+Execution only gets the caller refused by that Execution's status, and the ``stratarouter.io/attempt``
+label is not read at all.
 
 Two parts with different lifetimes:
 
@@ -17,8 +22,9 @@ Two parts with different lifetimes:
   says otherwise (or does not know the Execution), the Execution is read from the API server before
   the caller is refused, so a view a few milliseconds behind never refuses a new pod.
 
-So a replaced pod's token is refused (409 ``StaleAttempt``, or 403 ``NotCurrentPod``) as soon as the
-watch shows the new pod, however long its review stays cached; its writes were already refused by the
+So a replaced pod's token is refused (409 ``StaleAttempt`` when its name, ``<execution>-a<n>``, is that
+of an older attempt than ``status.attempt``; else 403 ``NotCurrentPod``) as soon as the watch shows the
+new pod, however long its review stays cached; its writes were already refused by the
 store's attempt fencing (409) from the moment the operator bumped the attempt.
 
 A caller without a valid token must cost next to nothing, or anyone who can reach the API could keep
@@ -50,7 +56,7 @@ import orjson
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stratarouter_runtime.operator.api.current_pods import PodNames
+from stratarouter_runtime.operator.api.current_pods import PodNames, current_of
 from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
 
 log = logging.getLogger(__name__)
@@ -60,7 +66,6 @@ GROUP = "stratarouter.io"
 VERSION = "v1alpha1"
 PLURAL = "executions"
 LABEL_EXECUTION = "stratarouter.io/execution"
-LABEL_ATTEMPT = "stratarouter.io/attempt"
 CLAIM_POD_NAME = "authentication.kubernetes.io/pod-name"
 CLAIM_POD_UID = "authentication.kubernetes.io/pod-uid"
 SA_PREFIX = "system:serviceaccount:"
@@ -235,50 +240,62 @@ def identity_from_review(status: Mapping[str, Any], audience: str = AUDIENCE) ->
     )
 
 
+def attempt_in_name(execution: str, pod_name: str) -> int | None:
+    """The attempt an operator-made pod's name carries (``<execution>-a<n>``); None for any other name.
+
+    A pod's name cannot change, but anyone allowed to create pods may pick one, so this never admits
+    a caller: it only chooses which refusal a pod that is not the current one gets.
+    """
+    prefix = f"{execution}-a"
+    rest = pod_name[len(prefix) :] if pod_name.startswith(prefix) else ""
+    return int(rest) if rest.isdigit() and not rest.startswith("0") else None
+
+
 def caller_for(
     ident: PodIdentity, pod_labels: Mapping[str, str] | None, execution: Mapping[str, Any] | None
 ) -> Caller:
-    """Check that ``ident`` is the current pod of the Execution its labels name.
+    """Check that ``ident`` is the current pod of the Execution its ``stratarouter.io/execution`` label names.
 
     ``execution`` is the Execution object as a dict, or None when it does not exist (403 too: a pod
-    can only ever write the Execution of its own namespace that names it as its current pod). A pod
-    of an attempt older than ``status.attempt`` gets 409 ``StaleAttempt``, as its writes would from
-    the store: the SDK raises ``StaleAttemptError`` and the zombie knows to stop.
+    can only ever write the Execution of its own namespace whose ``status.podUID`` is its own uid).
+    The attempt is ``status.attempt``, never the pod's label. A pod that is not the current one and
+    whose name is an older attempt's than ``status.attempt`` gets 409 ``StaleAttempt``, as its writes
+    would from the store: the SDK raises ``StaleAttemptError`` and the zombie knows to stop. Any other
+    pod gets 403 ``NotCurrentPod`` (a new pod before status records it: the SDK retries that briefly).
     """
     labels = pod_labels or {}
     name = labels.get(LABEL_EXECUTION)
-    attempt_text = labels.get(LABEL_ATTEMPT, "")
-    if not name or not attempt_text.isdigit():
+    if not name:
         raise AuthError(
             403,
             "NotManaged",
             f"pod {ident.namespace}/{ident.pod_name} is not an Execution's pod "
-            f"(labels {LABEL_EXECUTION} and {LABEL_ATTEMPT} missing)",
+            f"(label {LABEL_EXECUTION} missing)",
         )
     if execution is None:
         raise AuthError(
             403, "NoExecution", f"pod {ident.pod_name} names Execution {name}, not found in {ident.namespace}"
         )
-    status = execution.get("status") or {}
-    current = status.get("podName") or ""
-    if current != ident.pod_name:
-        newer = status.get("attempt")
-        if isinstance(newer, int) and newer > int(attempt_text):
-            # a zombie of a replaced attempt: the same answer the store's fencing gives its writes
-            raise AuthError(
-                409,
-                "StaleAttempt",
-                f"attempt {attempt_text} of Execution {ident.namespace}/{name} was replaced by attempt "
-                f"{newer} (pod {current or 'not yet named'}); pod {ident.pod_name} must stop",
-            )
-        raise AuthError(
-            403,
-            "NotCurrentPod",
-            f"pod {ident.pod_name} is not the current pod of Execution {ident.namespace}/{name} "
-            f"(current: {current or 'none yet'})",
+    current = current_of(execution)
+    if current.is_pod(ident.pod_uid):
+        return Caller(
+            namespace=ident.namespace, pod_name=ident.pod_name, execution=name, attempt=current.attempt
         )
-    return Caller(
-        namespace=ident.namespace, pod_name=ident.pod_name, execution=name, attempt=int(attempt_text)
+    own = attempt_in_name(name, ident.pod_name)
+    if own is not None and own < current.attempt:
+        # a zombie of a replaced attempt: the same answer the store's fencing gives its writes
+        raise AuthError(
+            409,
+            "StaleAttempt",
+            f"attempt {own} of Execution {ident.namespace}/{name} was replaced by attempt "
+            f"{current.attempt} (pod {current.pod_name or 'not yet named'}); pod {ident.pod_name} must stop",
+        )
+    raise AuthError(
+        403,
+        "NotCurrentPod",
+        f"pod {ident.pod_name} (uid {ident.pod_uid or 'unknown'}) is not the current pod of Execution "
+        f"{ident.namespace}/{name} (current: {current.pod_name or 'none yet'}"
+        f"{f', uid {current.pod_uid}' if current.pod_uid else ''})",
     )
 
 
@@ -390,12 +407,15 @@ class Authenticator:
         """The caller if its pod is its Execution's current pod: from the view, else from the API server."""
         ident, labels = claims.ident, claims.labels
         name = labels.get(LABEL_EXECUTION)
-        if name and self._current is not None and claims.owner_uid:
+        if name and self._current is not None:
             seen = self._current.current(ident.namespace, name)
-            if seen == (ident.pod_name, claims.owner_uid):
-                return caller_for(ident, labels, {"status": {"podName": ident.pod_name}})
+            if seen is not None and seen.is_pod(ident.pod_uid):
+                return Caller(
+                    namespace=ident.namespace, pod_name=ident.pod_name, execution=name, attempt=seen.attempt
+                )
         execution = await self._execution(ident.namespace, name) if name else None
-        if execution is not None and claims.owner_uid:
+        if execution is not None and claims.owner_uid and not current_of(execution).is_pod(ident.pod_uid):
+            # only to say why a pod that is not the current one is refused: owner references can be edited
             uid = (execution.get("metadata") or {}).get("uid")
             if uid and uid != claims.owner_uid:
                 raise AuthError(

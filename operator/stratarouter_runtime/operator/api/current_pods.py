@@ -1,4 +1,4 @@
-"""Which pod is each Execution's current one (``status.podName``), kept up to date by a watch.
+"""Which pod is each Execution's current one (``status.podUID``), kept up to date by a watch.
 
 The checkpoint API checks on every request that the caller is its Execution's current pod. Asking the
 API server each time (or every few seconds per pod) was the largest share of its requests at a thousand
@@ -10,6 +10,10 @@ next watch event; its writes are refused by the store's attempt fencing anyway.
 
 One list + watch per watched namespace (or one cluster-wide), resumed from the last resourceVersion,
 re-listed when the API server says it is too old (410). :class:`PodNames` is the pure bookkeeping.
+
+What it keeps of an Execution is what only the operator writes: ``status.podUID`` (the uid of the pod it
+created for the current attempt), ``status.attempt`` and the Execution's own uid. ``status.podName`` is
+kept for messages only: a pod's name (like its labels) says nothing about who created it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -35,19 +39,32 @@ RETRY_SECONDS = 2.0
 Key = tuple[str, str]
 
 
-class PodNames:
-    """``(namespace, execution) -> (status.podName, Execution uid)`` for the Executions the watches saw.
+class Current(NamedTuple):
+    """An Execution's current pod as its status records it ('' / 0 where status has nothing yet)."""
 
-    The uid tells a re-created Execution of the same name (whose first pod has the same name as the
-    old one's) from the old one: a pod's owner reference names the uid it was made for.
-    """
+    pod_name: str
+    """``status.podName``: for messages only, never to recognise a caller."""
+    pod_uid: str
+    """``status.podUID``: the uid of the pod the operator created for ``attempt``."""
+    attempt: int
+    """``status.attempt``."""
+    uid: str
+    """The Execution's own uid: tells a re-created Execution of the same name from the old one."""
+
+    def is_pod(self, pod_uid: str) -> bool:
+        """Whether the pod with uid ``pod_uid`` is this Execution's current pod (never for an empty uid)."""
+        return bool(pod_uid) and self.pod_uid == pod_uid and self.attempt > 0
+
+
+class PodNames:
+    """``(namespace, execution) -> Current`` for the Executions the watches saw."""
 
     def __init__(self) -> None:
-        self._pods: dict[Key, tuple[str, str]] = {}
+        self._pods: dict[Key, Current] = {}
 
     def replace(self, scope: str, items: Iterable[Mapping[str, Any]]) -> None:
         """A fresh list of ``scope`` ('' = every namespace): forget what it no longer holds."""
-        fresh = {key: pod for item in items if (key := _key(item)) is not None for pod in [_pod(item)]}
+        fresh = {key: pod for item in items if (key := _key(item)) is not None for pod in [current_of(item)]}
         stale = [k for k in self._pods if (not scope or k[0] == scope) and k not in fresh]
         for key in stale:
             del self._pods[key]
@@ -61,10 +78,10 @@ class PodNames:
         if event_type == "DELETED":
             self._pods.pop(key, None)
         else:
-            self._pods[key] = _pod(obj)
+            self._pods[key] = current_of(obj)
 
-    def current(self, namespace: str, execution: str) -> tuple[str, str] | None:
-        """``(status.podName or '', uid)`` of the Execution; None when the Execution is unknown."""
+    def current(self, namespace: str, execution: str) -> Current | None:
+        """What the Execution's status says of its current pod; None when the Execution is unknown."""
         return self._pods.get((namespace, execution))
 
     def __len__(self) -> int:
@@ -79,9 +96,16 @@ def _key(obj: Mapping[str, Any]) -> Key | None:
     return namespace, name
 
 
-def _pod(obj: Mapping[str, Any]) -> tuple[str, str]:
-    uid = str((obj.get("metadata") or {}).get("uid") or "")
-    return str((obj.get("status") or {}).get("podName") or ""), uid
+def current_of(obj: Mapping[str, Any]) -> Current:
+    """The :class:`Current` of an Execution object (a dict as the API server sends it)."""
+    status = obj.get("status") or {}
+    attempt = status.get("attempt")
+    return Current(
+        pod_name=str(status.get("podName") or ""),
+        pod_uid=str(status.get("podUID") or ""),
+        attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
+        uid=str((obj.get("metadata") or {}).get("uid") or ""),
+    )
 
 
 class CurrentPods:

@@ -51,6 +51,8 @@ class Reason(StrEnum):
     POD_DELETED = "PodDeleted"
     NODE_LOST = "NodeLost"
     RECOVERED = "Recovered"
+    FOREIGN_POD = "ForeignPod"
+    """A pod with the attempt's name that the operator did not create (its uid is not status.podUID)."""
     # terminal failure reasons
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     NON_RETRYABLE_EXIT_CODE = "NonRetryableExitCode"

@@ -202,6 +202,14 @@ class ExecutionStatus(CamelModel):
     attempt: int = Field(default=0, ge=0, description="Current attempt number (1 = first pod).")
     restarts: int = Field(default=0, ge=0, description="Recoveries done so far.")
     pod_name: str | None = None
+    pod_uid: str | None = Field(
+        default=None,
+        alias="podUID",
+        description=(
+            "uid of the current attempt's pod, recorded by the operator when it created the pod: the only "
+            "pod the checkpoint API accepts for this Execution (a pod's name and labels are not proof)."
+        ),
+    )
     resume_step: int | None = Field(default=None, description="STRATA_RESUME_STEP given to the current pod.")
     last_checkpoint: LastCheckpoint | None = None
     start_time: datetime | None = None
