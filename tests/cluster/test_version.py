@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from stratarouter_runtime.dev.cluster import LocalCluster
+from stratarouter_runtime.dev.node import NODE_LABEL as REAL_NODE_LABEL
 
 pytestmark = pytest.mark.cluster
 
@@ -29,12 +30,16 @@ def test_kubectl_version_reports_the_pinned_server_and_client(cluster: LocalClus
     assert f"Server Version: {expected}" in cluster.kubectl("version")
 
 
-def test_nodes_are_kwok_nodes_and_ready(cluster: LocalCluster) -> None:
+def test_two_kwok_nodes_and_the_real_node_are_ready(cluster: LocalCluster) -> None:
     nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json"))["items"]
-    assert len(nodes) == 2
+    real = [n for n in nodes if n["metadata"]["labels"].get(REAL_NODE_LABEL) == "true"]
+    assert [n["status"]["nodeInfo"]["kubeletVersion"] for n in real] == [pinned("KUBERNETES_VERSION")]
+    kwok = [n for n in nodes if n not in real]
+    assert len(kwok) == 2
     for node in nodes:
         ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
         assert ready == "True"
+    for node in kwok:
         assert (
             node["status"]["nodeInfo"]["kubeletVersion"] == f"kwok-{pinned('KWOK_VERSION').removeprefix('v')}"
         )
