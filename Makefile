@@ -28,7 +28,7 @@ deps: ## Install what is missing through apt: PostgreSQL, PgBouncer, containerd,
 	@bash hack/ensure-deps.sh
 
 .PHONY: tools
-tools: ## Build (or reuse) etcd, kube-apiserver & co, kwok and helm into the cache outside the repo
+tools: ## Build (or reuse) etcd, kube-apiserver & co, the kubelet and kube-proxy, kwok and helm into the cache outside the repo
 	@bash hack/build-tools.sh >/dev/null
 
 .PHONY: lint
@@ -63,15 +63,15 @@ db-down: install ## Stop the throwaway PostgreSQL and delete its data
 	@$(PY) -m stratarouter_runtime.dev.postgres down
 
 .PHONY: cluster-up
-cluster-up: install tools ## Start etcd, kube-apiserver, controller-manager, scheduler and kwok; prints the KUBECONFIG line
+cluster-up: install deps tools ## Start the control plane, two kwok nodes and the real node (kubelet + containerd); prints the KUBECONFIG line
 	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.dev.cluster up
 
 .PHONY: cluster-down
-cluster-down: install ## Stop the local cluster and remove its data
+cluster-down: install ## Stop the local cluster, remove its containers, mounts, network and data
 	@$(PY) -m stratarouter_runtime.dev.cluster down
 
 .PHONY: demo
-demo: install deps tools ## The main job: local cluster + PostgreSQL + operator, a workload that crashes and resumes
+demo: install deps tools ## The main job: local cluster + PostgreSQL + operator, a real container OOM-killed and resumed
 	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.cli demo
 
 .PHONY: crds
@@ -111,7 +111,7 @@ bench-sdk: install deps ## SDK vs raw asyncpg, LangGraph's Postgres saver and DB
 	$(PY) -m bench.sdk $(BENCH_ARGS)
 
 .PHONY: bench-operator
-bench-operator: install deps tools ## Recovery latency vs the Job controller, and 1,000-Execution scale, on the local cluster
+bench-operator: install deps tools ## Recovery on the real node and on kwok vs the Job controller, and 1,000-Execution scale on kwok
 	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m bench.operator
 
 .PHONY: clean
