@@ -27,6 +27,30 @@ async def stored_attempt(pg_dsn: str, execution_id: str) -> int:
         return record.attempt
 
 
+def impostor_pod(executions: Executions, execution: dict[str, Any], name: str) -> dict[str, Any]:
+    """A pod named ``name`` with the operator's labels and an owner reference to ``execution``."""
+    meta = execution["metadata"]
+    owner = {
+        "apiVersion": "stratarouter.io/v1alpha1",
+        "kind": "Execution",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+    }
+    labels = {
+        "app.kubernetes.io/managed-by": "stratarouter",
+        "stratarouter.io/execution": meta["name"],
+        "stratarouter.io/attempt": name.rsplit("-a", 1)[1],
+    }
+    body = {
+        "metadata": {"name": name, "labels": labels, "ownerReferences": [owner]},
+        "spec": template()["spec"],
+    }
+    path = f"/api/v1/namespaces/{executions.namespace}/pods"
+    pod: dict[str, Any] = executions.kube.request("POST", path, body)
+    return pod
+
+
 async def test_a_forged_attempt_label_changes_nothing(
     operator: OperatorProcess, executions: Executions, kube: KubeApi, pg_dsn: str
 ) -> None:
@@ -72,23 +96,7 @@ def test_an_impostor_with_the_attempts_name_and_owner_is_not_adopted(
     the operator makes its own: the operator deletes it (Event ``ForeignPod``), creates its own pod and
     records that pod's uid; the impostor's token never writes."""
     created = executions.create("lured")
-    owner = {
-        "apiVersion": "stratarouter.io/v1alpha1",
-        "kind": "Execution",
-        "name": "lured",
-        "uid": created["metadata"]["uid"],
-        "controller": True,
-    }
-    labels = {
-        "app.kubernetes.io/managed-by": "stratarouter",
-        "stratarouter.io/execution": "lured",
-        "stratarouter.io/attempt": "1",
-    }
-    body = {
-        "metadata": {"name": "lured-a1", "labels": labels, "ownerReferences": [owner]},
-        "spec": template()["spec"],
-    }
-    impostor: dict[str, Any] = kube.request("POST", f"/api/v1/namespaces/{executions.namespace}/pods", body)
+    impostor = impostor_pod(executions, created, "lured-a1")
     impostor_uid = impostor["metadata"]["uid"]
     impostor_token = request_pod_token(kube, impostor)
 
@@ -107,3 +115,29 @@ def test_an_impostor_with_the_attempts_name_and_owner_is_not_adopted(
     code, answer = call(operator_process, "POST", "/v1/checkpoint", own, {"step": 1, "state": {"ok": 1}})
     assert (code, answer.get("attempt")) == (200, 1), answer
     assert executions.status("lured")["attempt"] == 1
+
+
+def test_a_pod_swapped_in_under_the_attempts_name_is_not_followed(
+    operator_process: OperatorProcess, executions: Executions, kube: KubeApi
+) -> None:
+    """While the operator is down, its pod is deleted and an impostor created under the same name, labels
+    and owner: the restarted operator takes the attempt's pod as gone (the uid is not status.podUID) and
+    recovers with attempt 2; it neither follows the impostor's phase nor accepts its token."""
+    operator_process.start()
+    pod1, running = running_execution(executions, "swapped", recovery={"backoffSeconds": 0})
+    assert executions.status("swapped")["podUID"] == running["metadata"]["uid"]
+    operator_process.kill()
+    kube.request("DELETE", executions.pod_path(pod1), {"gracePeriodSeconds": 0})
+    wait_until("the operator's pod gone", lambda: executions.pod(pod1) is None)
+    impostor = impostor_pod(executions, executions.get("swapped") or {}, pod1)
+    impostor_token = request_pod_token(kube, impostor)
+
+    operator_process.start()
+    status = executions.wait_status("swapped", "attempt 2", lambda s: s.get("attempt") == 2)
+    assert status["recovery"]["failedPod"] == pod1
+    assert "ForeignPod" in executions.event_reasons("swapped")
+    wait_until("the impostor deleted", lambda: executions.pod(pod1) is None)
+    pod2 = executions.wait_pod_running("swapped-a2")
+    assert executions.status("swapped")["podUID"] == pod2["metadata"]["uid"]
+    code, answer = call(operator_process, "POST", "/v1/checkpoint", impostor_token, {"step": 1, "state": {}})
+    assert code in (401, 403, 409), answer
