@@ -1,11 +1,31 @@
-"""The status coalescer's plan: at most one patch per interval per Execution, newest values win."""
+"""The status coalescer: at most one patch per interval per Execution, newest values win, and at most
+a budget of patches a second for the whole process, shared fairly (lag ≈ Executions / budget).
+
+The coalescer itself runs on a simulated clock (an event loop whose sleeps take no real time) with a
+fake API that records each patch: no I/O.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import itertools
-from datetime import UTC, datetime
+import selectors
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from stratarouter_runtime.operator.api.status import CoalescePlan, LastCheckpoint
+import orjson
+import pytest
+
+from stratarouter_runtime.operator.api.status import (
+    CoalescePlan,
+    Key,
+    LastCheckpoint,
+    StatusCoalescer,
+    TokenBucket,
+)
+from stratarouter_runtime.operator.metrics import REGISTRY
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 A = ("ns", "a")
@@ -91,3 +111,153 @@ def test_sent_times_stay_bounded() -> None:
         plan.note(("ns", str(i)), cp(1), float(i))
         plan.take_due(float(i))
     assert len(plan._last_sent) <= 4 * 256 + 1
+
+
+def test_token_bucket_spends_a_burst_then_the_rate() -> None:
+    bucket = TokenBucket(rate=10.0, burst=10.0, now=0.0)
+    assert sum(bucket.take(0.0) for _ in range(50)) == 10
+    assert bucket.wait(0.0) == pytest.approx(0.1)
+    assert not bucket.take(0.05)
+    assert bucket.take(0.1)
+    assert sum(bucket.take(100.0) for _ in range(50)) == 10  # never more than the burst saved up
+
+
+def test_patch_bodies_carry_only_what_changed() -> None:
+    plan = CoalescePlan(interval=1.0)
+    first = LastCheckpoint(step=1, at=AT, size_bytes=30)
+    assert plan.body(A, first) == first.to_status()  # nothing acknowledged yet: the whole object
+    plan.confirm(A, first.to_status())
+    later = LastCheckpoint(step=2, at=AT + timedelta(seconds=3), size_bytes=30)
+    assert plan.body(A, later) == {"step": 2, "time": "2026-01-02T03:04:08Z"}
+    assert plan.body(A, LastCheckpoint(step=1, at=AT + timedelta(seconds=9), size_bytes=30)) is None
+    plan.forget(A)  # deleted: a new Execution of that name gets the whole object again
+    assert plan.body(A, later) == later.to_status()
+
+
+def test_the_execution_stale_longest_goes_first() -> None:
+    plan = CoalescePlan(interval=1.0)
+    plan.note(B, cp(1), 0.0)
+    plan.note(A, cp(1), 0.3)
+    plan.note(B, cp(2), 0.5)  # B's newer checkpoint does not make its status any less stale
+    assert plan.oldest_wait(2.0) == pytest.approx(2.0)
+    assert plan.take_one(2.0) == (B, cp(2))
+    assert plan.take_one(2.0) == (A, cp(1))
+    assert plan.oldest_wait(2.0) == 0.0
+
+
+class _VirtualSelector(selectors.DefaultSelector):
+    """Never blocks: when nothing is ready, the loop's clock jumps to its next timer instead."""
+
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = super().select(0)
+        if not events and timeout:
+            self._loop.now += timeout
+        elif not events and timeout is None:
+            raise RuntimeError("deadlock: nothing scheduled and nothing ready")
+        return events
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on simulated time: sleeps and timeouts take no real time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_VirtualSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+def run_simulated(main: Callable[[VirtualTimeLoop], Awaitable[None]]) -> None:
+    loop = VirtualTimeLoop()
+    try:
+        loop.run_until_complete(main(loop))
+    finally:
+        loop.close()
+
+
+class FakeApi:
+    """Records every patch (simulated time, Execution, lastCheckpoint fields); each takes 7.5 ms."""
+
+    def __init__(self, loop: VirtualTimeLoop) -> None:
+        self.loop = loop
+        self.sent: list[tuple[float, Key, dict[str, Any]]] = []
+
+    async def __call__(self, key: Key, body: bytes) -> tuple[int, str]:
+        self.sent.append((self.loop.time(), key, orjson.loads(body)["status"]["lastCheckpoint"]))
+        await asyncio.sleep(0.0075)
+        return 200, ""
+
+
+def test_a_budget_of_ten_a_second_shares_fresh_status_fairly_between_a_hundred_executions() -> None:
+    executions, budget, period, duration = 100, 10.0, 0.1, 10.0
+    keys = [("ns", f"e{i}") for i in range(executions)]
+    ticks = round(duration / period)
+    api: FakeApi
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        nonlocal api
+        api = FakeApi(loop)
+        co = StatusCoalescer(None, 1.0, budget_per_second=budget, clock=loop.time, send=api)
+        for tick in range(ticks):  # every Execution checkpoints every 0.1 s for 10 s
+            await asyncio.sleep(max(0.0, tick * period - loop.time()))
+            for key in keys:
+                co.note_checkpoint(*key, step=tick, at=AT + timedelta(seconds=loop.time()), size_bytes=100)
+            assert len(co._plan.pending) <= executions  # memory: one pending value per Execution
+        await asyncio.sleep(duration - loop.time())
+        lag = REGISTRY.get_sample_value("stratarouter_status_lag_seconds")
+        assert lag is not None
+        assert executions / budget - 2 <= lag <= executions / budget + 0.5
+        for _ in range(60):  # no more checkpoints: the last ones still reach status
+            if co.lag_seconds() == 0:
+                break
+            await asyncio.sleep(0.5)
+        assert co.lag_seconds() == 0
+        await co.close()
+
+    run_simulated(main)
+    times = [t for t, _, _ in api.sent]
+    # the budget holds in every one-second window (burst + rate), not just on average
+    assert max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times)) <= 2 * budget
+    assert len([t for t in times if t < duration]) <= budget + budget * duration + 1
+    # nobody starves: every Execution got a patch within the 10 s of checkpoints
+    assert {key for t, key, _ in api.sent if t < duration} == set(keys)
+    # freshness: each status is stale for at most about Executions / budget seconds
+    status: dict[Key, dict[str, Any]] = {}
+    worst = 0.0
+    for t, key, fields in api.sent:
+        previous = status.get(key, {}).get("step", -1)
+        worst = max(worst, t - (previous + 1) * period)  # since the first checkpoint it did not show
+        status[key] = status.get(key, {}) | fields
+    assert worst <= executions / budget + 0.5, worst
+    # the trimmed patches still add up to the newest checkpoint, for every Execution
+    last = ticks - 1
+    assert all(status[key]["step"] == last and status[key]["sizeBytes"] == 100 for key in keys)
+    assert sum(1 for _, _, fields in api.sent if "sizeBytes" in fields) == executions  # sent once each
+
+
+def test_one_execution_is_patched_every_interval_when_the_budget_is_idle() -> None:
+    api: FakeApi
+
+    async def main(loop: VirtualTimeLoop) -> None:
+        nonlocal api
+        api = FakeApi(loop)
+        co = StatusCoalescer(None, 1.0, budget_per_second=10.0, clock=loop.time, send=api)
+        for step in range(500):  # 100 checkpoints a second for 5 s
+            await asyncio.sleep(max(0.0, step * 0.01 - loop.time()))
+            co.note_checkpoint(
+                "ns", "solo", step=step, at=AT + timedelta(seconds=loop.time()), size_bytes=step
+            )
+            assert co.lag_seconds() <= 1.0 + 1e-6  # never stale for longer than the interval
+        await asyncio.sleep(2.0)
+        await co.close()
+
+    run_simulated(main)
+    times = [t for t, _, _ in api.sent]
+    assert times[0] == 0.0  # the first checkpoint goes out at once
+    assert all(1.0 - 1e-6 <= b - a <= 1.0 + 0.02 for a, b in itertools.pairwise(times))
+    assert api.sent[-1][2]["step"] == 499

@@ -16,6 +16,15 @@ def test_defaults_and_parsing() -> None:
     assert s.api_port == 9000
     assert s.peering == ""
     assert s.status_patch_interval_seconds == 1.0
+    assert s.status_patch_budget_per_second == 50.0
+
+
+def test_status_patch_budget() -> None:
+    s = OperatorSettings.from_env({"STRATA_DB_URL": "x", "STRATA_STATUS_PATCH_BUDGET": "12.5"})
+    assert s.status_patch_budget_per_second == 12.5
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(SettingsError, match="STRATA_STATUS_PATCH_BUDGET"):
+            OperatorSettings.from_env({"STRATA_DB_URL": "x", "STRATA_STATUS_PATCH_BUDGET": bad})
 
 
 def test_missing_db_url() -> None:

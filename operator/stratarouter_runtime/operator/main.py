@@ -164,7 +164,9 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
         db_url=ours.db_url,
         checkpoint_retention=ours.default_checkpoint_retention,
     )
-    memo.status = StatusCoalescer(memo.k8s, ours.status_patch_interval_seconds)
+    memo.status = StatusCoalescer(
+        memo.k8s, ours.status_patch_interval_seconds, budget_per_second=ours.status_patch_budget_per_second
+    )
     memo.lifecycle = Lifecycle(kube=Kube(memo.k8s), store=memo.store, settings=ours)
     memo.api_runner = await start_api(memo)
 

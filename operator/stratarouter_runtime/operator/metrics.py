@@ -53,6 +53,22 @@ STATUS_PATCHES_TOTAL = Counter(
     ["result"],
     registry=REGISTRY,
 )
+STATUS_LAG_SECONDS = Gauge(
+    "stratarouter_status_lag_seconds",
+    "How long the stalest Execution status has waited for its lastCheckpoint patch (0: all current); "
+    "with the patch budget as the limit, lag ≈ Executions / budget.",
+    registry=REGISTRY,
+)
+STATUS_PENDING = Gauge(
+    "stratarouter_status_pending",
+    "Executions whose newest checkpoint is not yet in their status.lastCheckpoint.",
+    registry=REGISTRY,
+)
+STATUS_PATCH_BUDGET = Gauge(
+    "stratarouter_status_patch_budget_per_second",
+    "Most lastCheckpoint status patches this process sends a second (STRATA_STATUS_PATCH_BUDGET).",
+    registry=REGISTRY,
+)
 TOKEN_REVIEWS_TOTAL = Counter(
     "stratarouter_token_reviews",
     "TokenReviews sent to the API server (cache misses), by result (authenticated, rejected, error).",
@@ -74,7 +90,10 @@ __all__ = [
     "RECOVERIES_TOTAL",
     "RECOVERY_SECONDS",
     "REGISTRY",
+    "STATUS_LAG_SECONDS",
     "STATUS_PATCHES_TOTAL",
+    "STATUS_PATCH_BUDGET",
+    "STATUS_PENDING",
     "TOKEN_REVIEWS_TOTAL",
     "render",
 ]

@@ -96,6 +96,8 @@ async def forget_execution(
     assert namespace is not None, "Executions are namespaced"
     lc: Lifecycle = memo.lifecycle
     memo.wakeups.forget(namespace, name)
+    if (status_patches := memo.get("status")) is not None:
+        status_patches.forget(namespace, name)  # a new Execution of this name gets a full first patch
     lc.view.forget_execution(namespace, name)
     lc.track_phase(namespace, name, None)
     store_id = execution_id(namespace, name)
