@@ -271,6 +271,7 @@ def test_operator_settings_become_strata_env(helm: Helm) -> None:
                     "defaultTtlSecondsAfterFinished": 3600,
                     "retentionIntervalSeconds": 15,
                     "statusPatchIntervalSeconds": 0.5,
+                    "statusPatchBudgetPerSecond": 20,
                     "tokenCacheSeconds": 10,
                     "peeringLifetimeSeconds": 30,
                     "extraEnv": [{"name": "STRATA_HANDLER_RETRIES", "value": "3"}],
@@ -282,6 +283,7 @@ def test_operator_settings_become_strata_env(helm: Helm) -> None:
     assert env["STRATA_DEFAULT_TTL_SECONDS_AFTER_FINISHED"] == "3600"
     assert env["STRATA_RETENTION_INTERVAL_SECONDS"] == "15"
     assert env["STRATA_STATUS_PATCH_INTERVAL_SECONDS"] == "0.5"
+    assert env["STRATA_STATUS_PATCH_BUDGET"] == "20"
     assert env["STRATA_TOKEN_CACHE_SECONDS"] == "10"
     assert env["STRATA_PEERING_LIFETIME_SECONDS"] == "30"
     assert env["STRATA_HANDLER_RETRIES"] == "3"
@@ -290,6 +292,7 @@ def test_operator_settings_become_strata_env(helm: Helm) -> None:
     defaults = env_of(helm.template())
     assert "STRATA_DEFAULT_CHECKPOINT_RETENTION" not in defaults
     assert "STRATA_DEFAULT_TTL_SECONDS_AFTER_FINISHED" not in defaults
+    assert "STRATA_STATUS_PATCH_BUDGET" not in defaults  # the operator's own default (50/s)
 
 
 def test_image_tag_defaults_to_app_version_and_digest_wins(helm: Helm) -> None:

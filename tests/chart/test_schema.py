@@ -30,6 +30,10 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "scrape interval in words": ({"serviceMonitor": {"interval": "often"}}, "interval"),
     "privileged API port": ({"operator": {"port": 80}}, "port"),
     "bad digest": ({"image": {"digest": "latest"}}, "digest"),
+    "zero status patch budget": (
+        {"operator": {"statusPatchBudgetPerSecond": 0}},
+        "statusPatchBudgetPerSecond",
+    ),
 }
 
 
