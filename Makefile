@@ -47,7 +47,7 @@ test: install deps tools lint ## Everything from a fresh clone: venv, binaries, 
 	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-slow
-test-slow: install deps tools lint ## The slow tests only (token rotation on the real node: ~17 min)
+test-slow: install deps tools lint ## The slow tests only (token rotation on the real node: ~20 min)
 	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 .PHONY: test-unit
