@@ -1,7 +1,8 @@
 """The kubelet rotates the workload's projected token, and checkpointing carries on across rotations.
 
 Slow by nature: Kubernetes refuses projected tokens shorter than 600 s, and the kubelet replaces one at
-80% of its life (~480 s), so two rotations take ~17 minutes. ``make test-slow`` runs it; ``make test``
+80% of its life (~480 s), so two rotations and the expiry of the token before the last one take
+~19 minutes. ``make test-slow`` runs it; ``make test``
 does not. The http backend reads the token file on every request, so a rotated token is used at once.
 """
 
@@ -23,7 +24,9 @@ from tests.operator.test_real_failures import real_template
 TOKEN_SECONDS = 600  # the shortest a projected token may live
 ROTATIONS = 2
 STEP_SECONDS = 2.0
-STEPS = int((TOKEN_SECONDS * 0.8 * ROTATIONS + 90) / STEP_SECONDS)
+#: Long enough to write with the last token after the one before it expired: the k-th token (from 0) is
+#: issued at ~0.8 * k * TOKEN_SECONDS and expires TOKEN_SECONDS later; plus a minute of margin.
+STEPS = int((TOKEN_SECONDS * (0.8 * (ROTATIONS - 1) + 1) + 60) / STEP_SECONDS)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(1500)]
 
