@@ -81,6 +81,15 @@ def openapi_schema(model: type[Resource]) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "required": ["spec"], "properties": properties}
     if model.__doc__:
         schema["description"] = model.__doc__.strip().splitlines()[0]
+    limit = model.crd.max_name_length
+    if limit is not None:
+        schema["x-kubernetes-validations"] = [
+            {
+                "rule": f"size(self.metadata.name) <= {limit}",
+                "message": f"metadata.name must be at most {limit} characters (it is a label value of "
+                "the resource's pods)",
+            }
+        ]
     return schema
 
 

@@ -16,6 +16,8 @@ FINALIZER = f"{GROUP}/finalizer"
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: Kubernetes' limit on a label value (and on a DNS label).
+LABEL_VALUE_MAX = 63
 
 
 class CamelModel(BaseModel):
@@ -58,6 +60,8 @@ class CrdInfo:
     printer_columns: tuple[PrinterColumn, ...]
     categories: tuple[str, ...] = (CATEGORY,)
     scope: str = "Namespaced"
+    #: Longest ``metadata.name`` the API server admits (a CEL rule on the root; None: Kubernetes' own).
+    max_name_length: int | None = None
 
     @property
     def name(self) -> str:

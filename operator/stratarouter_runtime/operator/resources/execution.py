@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from stratarouter_runtime.operator.resources.base import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    LABEL_VALUE_MAX,
     CamelModel,
     CrdInfo,
     PrinterColumn,
@@ -32,7 +33,9 @@ class Container(CamelModel):
 
     model_config = CamelModel.model_config | {"extra": "allow"}
 
-    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL, description="Container name.")
+    name: str = Field(
+        min_length=1, max_length=LABEL_VALUE_MAX, pattern=DNS_LABEL, description="Container name."
+    )
     image: str = Field(min_length=1, description="Container image.")
 
 
@@ -244,6 +247,9 @@ class Execution(Resource):
             PrinterColumn("Reason", "string", ".status.reason", priority=1),
             PrinterColumn("Message", "string", ".status.message", priority=1),
         ),
+        # The name is the value of its pods' stratarouter.io/execution label, and label values are at
+        # most 63 characters: a longer name is refused at admission instead of failing every pod create.
+        max_name_length=LABEL_VALUE_MAX,
     )
 
     spec: ExecutionSpec
