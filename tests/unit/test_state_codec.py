@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from stratarouter_runtime.state import codec
-from stratarouter_runtime.state.errors import InvalidStateError, StateTooLargeError
+from stratarouter_runtime.state.errors import InvalidStateError, StateError, StateTooLargeError
 
 
 class Color(Enum):
@@ -111,3 +111,28 @@ def test_size_limit_applies_to_the_json() -> None:
 def test_unknown_codec_is_refused() -> None:
     with pytest.raises(InvalidStateError, match="unknown state codec 'lz4'"):
         codec.decode(b"{}", "lz4")
+
+
+def nested(levels: int) -> Any:
+    value: Any = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_states_nested_up_to_the_limit_round_trip_and_deeper_ones_are_refused() -> None:
+    """Acceptance used to depend on the writer's call stack: a state written from a shallow stack (or
+    with a raised recursion limit) could fail to decode elsewhere with a raw RecursionError."""
+    top = nested(codec.MAX_DEPTH)
+    enc = codec.StateCodec().encode(top)
+    assert codec.decode(enc.data, enc.codec) == top
+    with pytest.raises(InvalidStateError, match=f"nested more than {codec.MAX_DEPTH} levels") as raised:
+        codec.StateCodec().encode({"k": nested(codec.MAX_DEPTH)})
+    assert raised.value.path == 'state_data["k"]' + "[0]" * (codec.MAX_DEPTH - 1)
+
+
+def test_a_stored_state_too_deep_to_decode_is_a_state_error() -> None:
+    """Rows written before the limit: a clear StateError, not a RecursionError."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(StateError, match="nested too deeply to decode"):
+        codec.decode(deep, codec.JSON)

@@ -5,8 +5,9 @@ with zstandard. Decoding only needs the codec name, so rows written with and wit
 compression live side by side and ``enable_compression`` can be switched at any time.
 
 State must be plain JSON: dicts with string keys, lists/tuples, str, int, finite float, bool,
-None (UUIDs and enums are accepted and stored as their JSON value). Anything else, such as a
-datetime, NaN or a set, is refused with the path of the offending value.
+None (UUIDs and enums are accepted and stored as their JSON value), nested at most
+``MAX_DEPTH`` deep. Anything else, such as a datetime, NaN or a set, is refused with the path of the
+offending value.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Final
 import orjson
 import zstandard
 
-from stratarouter_runtime.state.errors import InvalidStateError, StateTooLargeError
+from stratarouter_runtime.state.errors import InvalidStateError, StateError, StateTooLargeError
 
 JSON: Final = "json"
 ZSTD: Final = "zstd"
@@ -35,6 +36,10 @@ ZSTD_LEVEL: Final = 3
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**64 - 1  # orjson reads unsigned 64-bit integers exactly too
 _ORJSON_OPTS: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+MAX_DEPTH: Final = 512
+"""Deepest nesting of lists and dicts a state may have. Past orjson's own limit the stdlib codec
+encodes and decodes, recursively: without a fixed limit, what a write accepted depended on the
+writer's call stack and recursion limit, and a reader with less room failed to decode it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +71,11 @@ def _key(root: str, key: object) -> str:
 
 def find_bad_value(value: Any, root: str = "state_data") -> tuple[str, str] | None:
     """Return ``(path, reason)`` of the first value that is not plain JSON, or None if all is fine."""
-    stack: list[tuple[str, Any]] = [(root, value)]
+    stack: list[tuple[str, Any, int]] = [(root, value, 0)]
     while stack:
-        path, item = stack.pop()
+        path, item, depth = stack.pop()
+        if depth >= MAX_DEPTH and isinstance(item, dict | list | tuple):
+            return path, f"lists and dicts nested more than {MAX_DEPTH} levels deep"
         if isinstance(item, int) and not isinstance(item, bool | Enum) and not _I64_MIN <= item <= _I64_MAX:
             return path, f"integer {item} is outside the 64-bit range JSON readers agree on"
         if item is None or isinstance(item, str | bool | int | uuid.UUID | Enum):
@@ -78,17 +85,17 @@ def find_bad_value(value: Any, root: str = "state_data") -> tuple[str, str] | No
                 return path, f"{item!r} is not a JSON number"
             continue
         if isinstance(item, dict):
-            children: list[tuple[str, Any]] = []
+            children: list[tuple[str, Any, int]] = []
             for key, child in item.items():
                 if not isinstance(key, str):
                     return _key(
                         path, key
                     ), f"dict key {key!r} is a {type(key).__name__}, JSON keys must be str"
-                children.append((_key(path, key), child))
+                children.append((_key(path, key), child, depth + 1))
             stack.extend(reversed(children))
             continue
         if isinstance(item, list | tuple):
-            stack.extend((f"{path}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+            stack.extend((f"{path}[{i}]", child, depth + 1) for i, child in reversed(list(enumerate(item))))
             continue
         return path, f"value of type {type(item).__name__} is not JSON-serialisable"
     return None
@@ -171,4 +178,10 @@ def decode(data: bytes, codec: str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(raw)  # nesting deeper than orjson's limit
+    except RecursionError:  # a state stored before MAX_DEPTH, deeper than this process can decode
+        raise StateError(
+            f"stored state is nested too deeply to decode here (states are limited to {MAX_DEPTH} levels)"
+        ) from None
