@@ -32,7 +32,7 @@ async def test_ttl_deletes_execution_and_state(
     operator: OperatorProcess, executions: Executions, workload: StateManager
 ) -> None:
     executions.create("gone", retention={"ttlSecondsAfterFinished": 1})
-    await _finish(executions, workload, "gone")
+    await _finish(executions, workload, "gone", wait=False)  # a 1 s TTL may delete it before a poll sees it
     wait_until("the Execution deleted by its TTL", lambda: executions.get("gone") is None, timeout=30)
     stored = await wait_until_async(lambda: workload.get_execution(f"{executions.namespace}/gone"), None)
     assert stored is None
@@ -42,7 +42,7 @@ async def test_ttl_with_keep_history_keeps_state(
     operator: OperatorProcess, executions: Executions, workload: StateManager
 ) -> None:
     executions.create("kept", retention={"ttlSecondsAfterFinished": 1, "keepHistory": True})
-    await _finish(executions, workload, "kept")
+    await _finish(executions, workload, "kept", wait=False)  # the store's "completed" below says it finished
     wait_until("the Execution deleted by its TTL", lambda: executions.get("kept") is None, timeout=30)
     stored = await workload.get_execution(f"{executions.namespace}/kept")
     assert stored is not None
