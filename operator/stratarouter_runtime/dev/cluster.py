@@ -358,18 +358,15 @@ class LocalCluster:
         except NodeError as exc:
             raise ClusterStartError(f"the real node did not start: {exc}") from exc
         node = self.node
-        deadline = time.monotonic() + REAL_NODE_READY_SECONDS
-        while not self._real_node_ready(node.name):
-            try:
-                node.check_alive()
-            except NodeError as exc:
-                raise ClusterStartError(str(exc)) from exc
-            if time.monotonic() > deadline:
-                raise ClusterStartError(
-                    f"timed out after {REAL_NODE_READY_SECONDS}s waiting for node {node.name} to be Ready; "
-                    f"last lines of {node.log('kubelet')}:\n{tail(node.log('kubelet'))}"
-                )
-            time.sleep(0.2)
+        try:
+            node.wait_for(
+                lambda: self._real_node_ready(node.name),
+                f"node {node.name} to be Ready",
+                REAL_NODE_READY_SECONDS,
+                log_of="kubelet",
+            )
+        except NodeError as exc:
+            raise ClusterStartError(str(exc)) from exc
 
     def _real_node_ready(self, name: str) -> bool:
         try:

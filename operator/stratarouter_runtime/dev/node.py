@@ -316,7 +316,9 @@ class RealNode:
             )
         )
         self._spawn("containerd", [shutil.which("containerd") or "containerd", "--config", str(config)])
-        self._wait_for(lambda: self._ctr("version", check=False).returncode == 0, "containerd", 30)
+        self.wait_for(
+            lambda: self._ctr("version", check=False).returncode == 0, "containerd", 30, log_of="containerd"
+        )
         for image in images:
             self._ctr("images", "import", "--all-platforms", str(image))
         self._start_kubelet(pki, server, lease_seconds)
@@ -405,31 +407,25 @@ class RealNode:
             "shutdownGracePeriod": "0s",
         }  # fmt: skip
 
-    def _wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float, *, log_of: str) -> None:
+        """Poll ``ready``; raise at once if containerd or the kubelet exits, or at the deadline, with the
+        last lines of ``log_of``'s log."""
         deadline = time.monotonic() + timeout
         while not ready():
             for name, proc in self._procs.items():
                 if proc.poll() is not None:
+                    log = self.log(name)
                     raise NodeError(
-                        f"{name} exited with {proc.returncode}; last lines of {self.log(name)}:\n"
-                        f"{tail(self.log(name))}"
+                        f"{name} exited with {proc.returncode}; last lines of {log}:\n{tail(log)}"
                     )
             if time.monotonic() > deadline:
-                raise NodeError(f"timed out after {timeout:.0f}s waiting for {what}; see {self.log(what)}")
+                log = self.log(log_of)
+                raise NodeError(
+                    f"timed out after {timeout:.0f}s waiting for {what}; last lines of {log}:\n{tail(log)}"
+                )
             time.sleep(0.1)
 
-    def check_alive(self) -> None:
-        """Raise if containerd or the kubelet has exited (for the cluster's start-up wait)."""
-        for name, proc in self._procs.items():
-            if proc.poll() is not None:
-                log = self.log(name)
-                raise NodeError(f"{name} exited with {proc.returncode}; last lines of {log}:\n{tail(log)}")
-
     # -- operating on it --------------------------------------------------------------------------------
-
-    def ctr(self, *args: str) -> str:
-        """``ctr -n k8s.io`` against this node's containerd; returns stdout."""
-        return self._ctr(*args).stdout
 
     def _ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
