@@ -197,6 +197,7 @@ async def test_transaction_refuses_bad_state_at_once(state: StateManager) -> Non
 
 
 async def test_fencing_refuses_stale_attempts(state: StateManager) -> None:
+    await state.start_execution("f")
     await state.save("f", 1, {"by": "attempt-1"}, attempt=1)
     bumped = await state.start_execution("f", attempt=2)
     assert bumped.attempt == 2

@@ -2,8 +2,9 @@
 
 Run as ``python -m tests.unit.api_child``: it starts the API the way the operator does
 (:func:`~stratarouter_runtime.operator.api.server.start_api`, settings from ``STRATA_*``) on the memory
-store. No API server is needed: the token ``good`` is the current pod of ``ns/run``, any other token
-gets 401. Prints ``ready`` once listening and serves until SIGTERM.
+store. No API server is needed: the token ``good`` is the current pod of ``ns/run`` (started in the
+store, as the operator does), any other token gets 401. Prints ``ready`` once listening and serves
+until SIGTERM.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ async def main() -> None:
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with StateManager(backend="memory") as store:
+        await store.start_execution(CALLER.execution_id)  # as the operator does before the pod exists
         memo = SimpleNamespace(settings=settings, k8s=api, store=store, status=NoStatus())
         runner = await server.start_api(memo)
         print("ready", flush=True)

@@ -30,6 +30,7 @@ from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.outcomes import GiveUp, PodState, classify_pod, decide
 from stratarouter_runtime.operator.pods import (
     InvalidTemplateError,
+    archived_execution_id,
     build_pod,
     execution_id,
     pod_name,
@@ -182,6 +183,8 @@ class Pass:
             return None
         self.spec = spec
         phase = self.status.get("phase")
+        if self.attempt == 0:
+            await self.archive_earlier_run()
 
         desired = spec.restore_from.snapshot if spec.restore_from else None
         if desired != (self.status.get("restoreFromObserved") or None):
@@ -362,7 +365,21 @@ class Pass:
 
     # -- start, suspend, resume, restore -------------------------------------------------------
     def labels(self) -> dict[str, str]:
+        """The stored run's labels; ``uid`` says which Execution of this name the run belongs to."""
         return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+    async def archive_earlier_run(self) -> None:
+        """Before this Execution's first start: a run stored under its id by an earlier Execution of the
+        same name (whose deletion the operator never handled, e.g. its finalizer was removed by hand) is
+        archived under that Execution's uid, never inherited: no state, history, retention or attempt
+        of it reaches the new run."""
+        stored = await self.store.get_execution(self.id)
+        if stored is None or stored.labels.get("uid") == self.uid:
+            return
+        earlier = stored.labels.get("uid") or f"created-{stored.created_at:%Y%m%dT%H%M%S.%fZ}"
+        archive = archived_execution_id(self.namespace, self.name, earlier)
+        await self.store.rename_execution(self.id, archive)
+        self.event("EarlierRunArchived", f"a run stored by an earlier Execution {self.id} is now {archive}")
 
     def retention(self) -> int | None:
         assert self.spec is not None

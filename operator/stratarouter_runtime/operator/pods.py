@@ -48,8 +48,14 @@ def pod_name(execution: str, attempt: int) -> str:
 
 
 def execution_id(namespace: str, name: str) -> str:
-    """The store's id of an Execution."""
+    """The store's id of an Execution's current run (``STRATA_EXECUTION_ID``; snapshots are kept under it)."""
     return f"{namespace}/{name}"
+
+
+def archived_execution_id(namespace: str, name: str, run: str) -> str:
+    """Where a run of an earlier Execution of this name is kept once it is over (``run``: that
+    Execution's uid), so a new Execution of the name starts empty and the old history stays readable."""
+    return f"{execution_id(namespace, name)}@{run}"
 
 
 def pod_selector(execution: str) -> str:

@@ -2,6 +2,7 @@
 
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    ExecutionGoneError,
     ExecutionNotFound,
     InvalidArgumentError,
     InvalidStateError,
@@ -29,6 +30,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointNotFound",
     "Execution",
+    "ExecutionGoneError",
     "ExecutionNotFound",
     "ExecutionStatus",
     "InvalidArgumentError",

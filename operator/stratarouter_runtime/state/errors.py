@@ -7,6 +7,7 @@
     ├── SnapshotNotFound         (also LookupError)
     ├── CheckpointNotFound       (also LookupError)
     ├── StaleAttemptError        a write from an attempt older than the execution's current one (fencing)
+    │   └── ExecutionGoneError   a fenced write to a deleted or renamed execution (also ExecutionNotFound)
     ├── InvalidArgumentError     (also ValueError) bad id, step, attempt, status filter, text with NUL, ...
     │   └── InvalidStateError    state that is not JSON-serialisable (names the path of the bad value)
     │       └── StateTooLargeError
@@ -64,6 +65,22 @@ class StaleAttemptError(StateError):
         self.execution_id = execution_id
         self.attempt = attempt
         self.current_attempt = current_attempt
+
+
+class ExecutionGoneError(StaleAttemptError, ExecutionNotFound):
+    """A write fenced on an attempt found no execution: it was deleted or renamed (archived) after that
+    attempt began, so the writer's run is over. Fenced writes never create an execution; the writer
+    must stop, as for any stale attempt (and ``except ExecutionNotFound`` catches it too)."""
+
+    def __init__(self, execution_id: str, attempt: int) -> None:
+        StateError.__init__(
+            self,
+            f"write to execution {execution_id!r} refused: attempt {attempt} began a run that was "
+            "deleted or renamed since",
+        )
+        self.execution_id = execution_id
+        self.attempt = attempt
+        self.current_attempt = None
 
 
 class InvalidArgumentError(StateError, ValueError):

@@ -69,7 +69,9 @@ class StateManager:
     a write is fenced by default: it carries the attempt this manager started or claimed for that
     execution (``start_execution``, ``recover_all``), else the manager's own ``attempt``
     (``STRATA_ATTEMPT`` under ``from_env``); only an execution this manager never started nor claimed,
-    with no manager ``attempt``, is written unfenced. An explicit ``attempt=`` always wins.
+    with no manager ``attempt``, is written unfenced. An explicit ``attempt=`` always wins. A manager
+    never re-creates a run it started or claimed: once that run is deleted or renamed, its writes raise
+    :class:`~stratarouter_runtime.state.errors.ExecutionGoneError`.
     """
 
     def __init__(
@@ -252,16 +254,18 @@ class StateManager:
         attempt: int | None,
         history: bool | None,
         compress: bool | None = None,
+        must_exist: bool = False,
     ) -> WriteOp:
         check.execution_id(execution_id)
         check.step(step)
+        must_exist = must_exist or execution_id in self._attempts  # this manager started or claimed it
         attempt = self._attempt_for(execution_id, attempt)
         encoded = self._codec_for(self.config.enable_compression if compress is None else compress).encode(
             state_data
         )
         if history is None:
             history = is_history_step(step, self._interval)
-        return WriteOp(execution_id, step, encoded, attempt, history, self._retention)
+        return WriteOp(execution_id, step, encoded, attempt, history, self._retention, must_exist)
 
     def _new_codec(self, compress: bool) -> StateCodec:
         cfg = self.config
@@ -313,15 +317,18 @@ class StateManager:
         history: bool,
         attempt: int | None = None,
         compress: bool | None = None,
+        must_exist: bool = False,
     ) -> int:
         """A save (``history=False``: never a history checkpoint, whatever ``checkpoint_interval``)
         or a checkpoint, compressed as ``compress`` says (None: as configured); returns the state's
         size in bytes (its JSON, before compression).
 
         For writers that made these choices already: the operator's checkpoint API writes what a
-        pod's SDK sent, which applied the pod's own interval and compression settings.
+        pod's SDK sent, which applied the pod's own interval and compression settings. ``must_exist``:
+        raise :class:`~stratarouter_runtime.state.errors.ExecutionGoneError` instead of creating the
+        execution (the API's pods write runs the operator started; one missing was deleted or archived).
         """
-        op = self._make_op(execution_id, step, state_data, attempt, history, compress)
+        op = self._make_op(execution_id, step, state_data, attempt, history, compress, must_exist)
         await self._submit(op)
         return op.state.size_bytes
 
@@ -428,6 +435,24 @@ class StateManager:
         await self._flush_pending()
         self._attempts.pop(execution_id, None)  # a new run under this id starts unfenced
         return await self._backend.delete_execution(execution_id, keep_snapshots)
+
+    async def rename_execution(self, execution_id: str, new_id: str) -> Execution:
+        """Move an execution's current state, history and audit trail to the free id ``new_id``, e.g. to
+        archive a finished run so its id can start a new one empty.
+
+        Snapshots stay with ``execution_id``: they are named by it, and a new run under it may restore
+        them. Writes fenced on the old id's attempt (this manager's among them) are refused from now on
+        with :class:`~stratarouter_runtime.state.errors.ExecutionGoneError`.
+        """
+        check.execution_id(execution_id)
+        check.execution_id(new_id, "new_id")
+        if new_id == execution_id:
+            raise InvalidArgumentError(f"new_id must differ from execution_id, both are {new_id!r}")
+        await self._flush_pending()
+        renamed = await self._backend.rename_execution(execution_id, new_id)
+        if (attempt := self._attempts.get(execution_id)) is not None:
+            self._remember(new_id, attempt)
+        return renamed
 
     async def cleanup(
         self,

@@ -58,6 +58,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stratarouter_runtime.operator.api.current_pods import PodNames, current_of
 from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
+from stratarouter_runtime.operator.pods import execution_id
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class Caller:
 
     @property
     def execution_id(self) -> str:
-        return f"{self.namespace}/{self.execution}"
+        return execution_id(self.namespace, self.execution)
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,13 @@ def caller_for(
             403, "NoExecution", f"pod {ident.pod_name} names Execution {name}, not found in {ident.namespace}"
         )
     current = current_of(execution)
+    if current.deleting and current.pod_uid == ident.pod_uid:
+        # its run ends with the Execution: the same answer as a replaced attempt's, so the SDK stops
+        raise AuthError(
+            409,
+            "StaleAttempt",
+            f"Execution {ident.namespace}/{name} is being deleted; pod {ident.pod_name} must stop",
+        )
     if current.is_pod(ident.pod_uid):
         return Caller(
             namespace=ident.namespace, pod_name=ident.pod_name, execution=name, attempt=current.attempt

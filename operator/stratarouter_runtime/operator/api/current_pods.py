@@ -50,10 +50,13 @@ class Current(NamedTuple):
     """``status.attempt``."""
     uid: str
     """The Execution's own uid: tells a re-created Execution of the same name from the old one."""
+    deleting: bool = False
+    """``metadata.deletionTimestamp`` is set: the run is over, and no pod of it is current any more."""
 
     def is_pod(self, pod_uid: str) -> bool:
-        """Whether the pod with uid ``pod_uid`` is this Execution's current pod (never for an empty uid)."""
-        return bool(pod_uid) and self.pod_uid == pod_uid and self.attempt > 0
+        """Whether the pod with uid ``pod_uid`` is this Execution's current pod (never for an empty uid,
+        never once the Execution is being deleted: its stored run is about to be archived or dropped)."""
+        return bool(pod_uid) and self.pod_uid == pod_uid and self.attempt > 0 and not self.deleting
 
 
 class PodNames:
@@ -99,12 +102,14 @@ def _key(obj: Mapping[str, Any]) -> Key | None:
 def current_of(obj: Mapping[str, Any]) -> Current:
     """The :class:`Current` of an Execution object (a dict as the API server sends it)."""
     status = obj.get("status") or {}
+    meta = obj.get("metadata") or {}
     attempt = status.get("attempt")
     return Current(
         pod_name=str(status.get("podName") or ""),
         pod_uid=str(status.get("podUID") or ""),
         attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 0,
-        uid=str((obj.get("metadata") or {}).get("uid") or ""),
+        uid=str(meta.get("uid") or ""),
+        deleting=bool(meta.get("deletionTimestamp")),
     )
 
 

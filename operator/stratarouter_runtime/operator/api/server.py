@@ -160,9 +160,18 @@ async def _write(request: web.Request, *, history: bool) -> web.Response:
     store = request.app[STORE_KEY]
     async with request.app[SLOTS_KEY].hold_if(expensive_body(request)):
         step, state, compress = parse_write(await _body(request, state=True))
+        # Again, now that the body is in (it may take up to the body timeout): the Execution may have
+        # been deleted or re-created meanwhile, and its stored run archived. From memory when current.
+        caller = await _caller(request)
         # the pod's SDK applied its own checkpoint_interval: a save stays a save here
         size = await store.write(
-            caller.execution_id, step, state, history=history, attempt=caller.attempt, compress=compress
+            caller.execution_id,
+            step,
+            state,
+            history=history,
+            attempt=caller.attempt,
+            compress=compress,
+            must_exist=True,  # the operator started the run; a missing one was deleted or archived
         )
     CHECKPOINTS_TOTAL.inc()
     CHECKPOINT_SECONDS.observe(time.perf_counter() - started)

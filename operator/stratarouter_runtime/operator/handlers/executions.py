@@ -86,13 +86,16 @@ async def forget_execution(
     *,
     namespace: str | None,
     name: str,
+    uid: str,
     spec: kopf.Spec,
     status: kopf.Status,
     memo: Any,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Deleted (by a user or the TTL): cancel a run still going and drop its state unless keepHistory."""
+    """Deleted (by a user or the TTL): cancel a run still going, and drop its stored run unless
+    keepHistory. A kept run stays under its id, readable as before, until a new Execution of this name
+    starts: that one archives it first (``Pass.archive_earlier_run``) and starts empty. Snapshots stay."""
     assert namespace is not None, "Executions are namespaced"
     lc: Lifecycle = memo.lifecycle
     memo.wakeups.forget(namespace, name)
@@ -101,12 +104,14 @@ async def forget_execution(
     lc.view.forget_execution(namespace, name)
     lc.track_phase(namespace, name, None)
     store_id = execution_id(namespace, name)
-    keep = bool((spec.get("retention") or {}).get("keepHistory", False))
+    stored = await lc.store.get_execution(store_id)
+    if stored is None or stored.labels.get("uid") != uid:
+        return  # never started (what is stored is an earlier Execution's), or dropped by an earlier try
     if status.get("phase") not in TERMINAL_PHASES and status.get("attempt"):
         try:
             await lc.store.cancel(store_id, attempt=int(status.get("attempt") or 1))
         except StateError as exc:
             logger.info(f"store cancel skipped: {exc}")
-    if not keep:
+    if not (spec.get("retention") or {}).get("keepHistory", False):
         await lc.store.delete_execution(store_id, keep_snapshots=True)
-        logger.info(f"stored state of {store_id} deleted (retention.keepHistory is false)")
+        logger.info(f"stored run of {store_id} deleted (retention.keepHistory is false)")

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from stratarouter_runtime.operator.events import EventType, post_event
 from stratarouter_runtime.operator.kube import Kube
+from stratarouter_runtime.operator.pods import execution_id
 from stratarouter_runtime.operator.resources.base import GROUP, VERSION
 from stratarouter_runtime.operator.resources.conditions import ConditionType, format_time, set_condition
 from stratarouter_runtime.operator.resources.snapshot import SnapshotSpec
@@ -41,11 +42,6 @@ WAIT_DELAY_SECONDS = 10.0
 
 class SnapshotWaiting(Exception):
     """The Execution has nothing to copy yet."""
-
-
-def store_id(namespace: str, execution_name: str) -> str:
-    """The store's execution id of an Execution resource."""
-    return f"{namespace}/{execution_name}"
 
 
 async def _event(memo: Any, body: kopf.Body, reason: str, message: str, type_: EventType = "Normal") -> None:
@@ -102,10 +98,10 @@ def _status(
 
 async def _copy(memo: Any, namespace: str, name: str, spec: SnapshotSpec) -> Any:
     """Make the store snapshot; raises SnapshotWaiting or a message-carrying PermanentError."""
-    execution_id = store_id(namespace, spec.execution_name)
+    stored_id = execution_id(namespace, spec.execution_name)
     store = memo.store
     try:
-        return await store.create_snapshot(execution_id, name, step=spec.step)
+        return await store.create_snapshot(stored_id, name, step=spec.step)
     except errors.ExecutionNotFound:
         if await _execution_exists(memo.k8s, namespace, spec.execution_name):
             raise SnapshotWaiting(
@@ -115,7 +111,7 @@ async def _copy(memo: Any, namespace: str, name: str, spec: SnapshotSpec) -> Any
             f"Execution {spec.execution_name} not found in namespace {namespace}"
         ) from None
     except errors.CheckpointNotFound:
-        execution = await store.get_execution(execution_id)
+        execution = await store.get_execution(stored_id)
         active = execution is not None and ExecutionStatus(execution.status).is_active
         last = execution.last_checkpoint_step if execution is not None else None
         if spec.step is None and active:
@@ -190,7 +186,7 @@ async def delete_snapshot(
     """deletionPolicy Delete: remove the stored copy before the resource goes."""
     execution_name = str(spec.get("executionName", ""))
     try:
-        deleted = await memo.store.delete_snapshot(store_id(namespace or "", execution_name), name)
+        deleted = await memo.store.delete_snapshot(execution_id(namespace or "", execution_name), name)
     except (errors.SnapshotNotFound, errors.ExecutionNotFound):
         deleted = False
     except errors.StoreUnavailableError as exc:

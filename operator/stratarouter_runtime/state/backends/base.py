@@ -71,6 +71,9 @@ class WriteOp:
     """True: also a history checkpoint (``checkpoint()``, or ``save()`` on an interval step)."""
     retention: int | None = None
     """The manager's default checkpoint retention; the execution's own setting wins over it."""
+    must_exist: bool = False
+    """Refuse (:class:`ExecutionGoneError`) rather than create the execution: the writer's run was
+    started or claimed before, so a missing one was deleted or renamed since."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,11 @@ class StateBackend(ABC):
 
     @abstractmethod
     async def delete_execution(self, execution_id: str, keep_snapshots: bool) -> bool: ...
+
+    @abstractmethod
+    async def rename_execution(self, execution_id: str, new_id: str) -> Execution:
+        """Move the execution (row, history, audit trail; not its snapshots) to the free id ``new_id``,
+        with a ``renamed`` audit event; ExecutionNotFound, or InvalidArgumentError if ``new_id`` is taken."""
 
     @abstractmethod
     async def cleanup(self, cutoff: datetime, statuses: list[ExecutionStatus]) -> int:

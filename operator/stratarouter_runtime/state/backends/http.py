@@ -306,6 +306,9 @@ class HttpBackend(StateBackend):
     async def delete_execution(self, execution_id: str, keep_snapshots: bool) -> bool:
         raise self._not_for_pods("delete_execution()")
 
+    async def rename_execution(self, execution_id: str, new_id: str) -> Execution:
+        raise self._not_for_pods("rename_execution()")
+
     async def cleanup(self, cutoff: datetime, statuses: list[ExecutionStatus]) -> int:
         raise self._not_for_pods("cleanup()")
 

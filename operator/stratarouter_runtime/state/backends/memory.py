@@ -23,7 +23,9 @@ from stratarouter_runtime.state.backends.base import (
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    ExecutionGoneError,
     ExecutionNotFound,
+    InvalidArgumentError,
     SnapshotNotFound,
     StaleAttemptError,
 )
@@ -162,6 +164,8 @@ class MemoryBackend(StateBackend):
         now = _now()
         ex = self._execs.get(op.execution_id)
         if ex is None:
+            if op.must_exist:
+                raise ExecutionGoneError(op.execution_id, op.attempt or 0)
             ex = _Exec(op.execution_id, ExecutionStatus.RUNNING, op.attempt or 1, now, now)
             self._execs[op.execution_id] = ex
         else:
@@ -186,6 +190,8 @@ class MemoryBackend(StateBackend):
         attempts = {op.execution_id: ex.attempt for op in ops if (ex := self._execs.get(op.execution_id))}
         for op in ops:  # check every fence first: all or nothing
             current = attempts.get(op.execution_id)
+            if current is None and op.must_exist:
+                raise ExecutionGoneError(op.execution_id, op.attempt or 0)
             self._fence(op.execution_id, op.attempt, current)
             attempts[op.execution_id] = max(current or 1, op.attempt or 1)
         for op in ops:
@@ -263,6 +269,18 @@ class MemoryBackend(StateBackend):
             for key in [k for k in self._snapshots if k[0] == execution_id]:
                 del self._snapshots[key]
         return existed
+
+    async def rename_execution(self, execution_id: str, new_id: str) -> Execution:
+        ex = self._get(execution_id)
+        if new_id in self._execs:
+            raise InvalidArgumentError(f"execution {new_id!r} exists already")
+        del self._execs[execution_id]
+        ex.execution_id = new_id
+        ex.events = [event.model_copy(update={"execution_id": new_id}) for event in ex.events]
+        ex.updated_at = _now()
+        self._execs[new_id] = ex
+        self._event(ex, "renamed", ex.current_step, detail={"from": execution_id})
+        return ex.model()
 
     async def cleanup(self, cutoff: datetime, statuses: list[ExecutionStatus]) -> int:
         doomed = [

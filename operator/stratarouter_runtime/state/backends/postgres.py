@@ -49,7 +49,9 @@ from stratarouter_runtime.state.backends.pg_pool import Connection, ConnectionPo
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    ExecutionGoneError,
     ExecutionNotFound,
+    InvalidArgumentError,
     SnapshotNotFound,
     StaleAttemptError,
     StateError,
@@ -97,9 +99,11 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _stale(exc: asyncpg.PostgresError, execution_id: str, attempt: int | None) -> StaleAttemptError:
+    """SR001's error: its detail is the stored attempt, empty when the fenced write found no row."""
     detail = getattr(exc, "detail", None) or ""
-    current = int(detail) if detail.isdigit() else None
-    return StaleAttemptError(execution_id, attempt or 0, current)
+    if not detail.isdigit():
+        return ExecutionGoneError(execution_id, attempt or 0)
+    return StaleAttemptError(execution_id, attempt or 0, int(detail))
 
 
 def _execution(row: asyncpg.Record) -> Execution:
@@ -156,6 +160,7 @@ def _args(op: WriteOp) -> tuple[Any, ...]:
         s.digest,
         op.history,
         op.retention,
+        op.must_exist,
     )
 
 
@@ -179,17 +184,17 @@ async def _load_row(conn: Conn, execution_id: str) -> asyncpg.Record | None:
 
 
 def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
-    """Fold writes into WRITE_BATCH's arrays, or None when one execution mixes attempts in the batch
-    (then the writes go one statement each, so fencing applies write by write)."""
+    """Fold writes into WRITE_BATCH's arrays, or None when one execution mixes attempts (or must_exist)
+    in the batch (then the writes go one statement each, so fencing applies write by write)."""
     last: dict[str, WriteOp] = {}
-    attempts: dict[str, int | None] = {}
+    fences: dict[str, tuple[int | None, bool]] = {}
     hist_step: dict[str, int] = {}
     hist: list[WriteOp] = []
     for op in ops:
         key = op.execution_id
-        if key in attempts and attempts[key] != op.attempt:
+        fence = (op.attempt, op.must_exist)
+        if fences.setdefault(key, fence) != fence:
             return None
-        attempts[key] = op.attempt
         last[key] = op
         if op.history:
             hist.append(op)
@@ -211,6 +216,7 @@ def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
         [o.state.size_bytes for o in hist],
         [o.state.digest for o in hist],
         ops[-1].retention,
+        [o.must_exist for o in groups],
     )
 
 
@@ -411,7 +417,7 @@ class PostgresBackend(StateBackend):
         that case, or a concurrent writer took the step (nothing written either way)."""
         try:
             if prune:
-                row = await conn.fetchrow(sql.FAST_KEEP, *args)
+                row = await conn.fetchrow(sql.FAST_KEEP, *args[:9])
                 written, keep = row is not None, None if row is None else row[0]
             else:
                 written, keep = await conn.execute(sql.FAST, *args[:7]) == "INSERT 0 1", None
@@ -605,6 +611,23 @@ class PostgresBackend(StateBackend):
             lambda conn: conn.fetchval(sql.DELETE_EXECUTION, execution_id, keep_snapshots)
         )
         return bool(count)
+
+    async def rename_execution(self, execution_id: str, new_id: str) -> Execution:
+        if self._deltas is not None:
+            self._deltas.forget(execution_id)
+
+        async def run(conn: Conn) -> Execution:
+            async with conn.transaction():
+                try:
+                    moved = await conn.fetchval(sql.RENAME_EXECUTION, execution_id, new_id)
+                except asyncpg.UniqueViolationError:
+                    raise InvalidArgumentError(f"execution {new_id!r} exists already") from None
+                row = await conn.fetchrow(sql.GET_EXECUTION, new_id) if moved else None
+                if row is None:
+                    raise ExecutionNotFound(execution_id)
+                return _execution(row)
+
+        return await self._run(run)
 
     async def cleanup(self, cutoff: datetime, statuses: list[ExecutionStatus]) -> int:
         names = [s.value for s in statuses]

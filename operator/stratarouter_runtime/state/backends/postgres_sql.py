@@ -24,7 +24,7 @@ than the row's ``state_seq``, is its current state, current and last checkpoint 
 and a save absorbs the folded last checkpoint step; so the fold only ever looks at one row.
 
 Parameters of WRITE: $1 id, $2 step, $3 attempt (NULL: not fenced), $4 state, $5 codec, $6 size,
-$7 sha256, $8 history?, $9 the manager's default retention (NULL: keep all).
+$7 sha256, $8 history?, $9 the manager's default retention (NULL: keep all), $10 must the run exist?
 """
 
 from __future__ import annotations
@@ -82,12 +82,19 @@ _EXECUTION_UPSERT: Final = f"""ON CONFLICT (id) DO UPDATE SET
         state_base_step = NULL,
         updated_at = now()"""
 
+# A write that must find its run (WriteOp.must_exist: the writer started or claimed it before) never
+# creates one: a missing row was deleted or renamed since, and the write is refused (SR001 with no
+# current attempt). KEY SHARE keeps the row from being deleted or renamed until this commits; it does
+# not block the upsert's own update, nor a concurrent writer's.
+_RUN_EXISTS: Final = "EXISTS (SELECT 1 FROM executions x WHERE x.id = {id} FOR KEY SHARE)"
+
 _WRITE_EX: Final = f"""
 WITH ex AS (
     INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
                                  state, state_codec, state_size, state_hash)
-    VALUES ($1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
-            CASE WHEN $8::bool THEN NULL ELSE $4::bytea END, $5::text, $6::int, $7::bytea)
+    SELECT $1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
+           CASE WHEN $8::bool THEN NULL ELSE $4::bytea END, $5::text, $6::int, $7::bytea
+    WHERE NOT $10::bool OR {_RUN_EXISTS.format(id="$1")}
     {_EXECUTION_UPSERT}
     WHERE $3::int IS NULL OR e.attempt <= $3::int
     RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
@@ -200,7 +207,7 @@ WITH ex AS (
     {_FAST_INSERT}
     FROM ex e
 {_WRITE_PRUNE}SELECT keep FROM ex"""
-"""FAST with retention, on WRITE's parameters: also prunes; a row (the retention) when written."""
+"""FAST with retention, on WRITE's first nine parameters: also prunes; a row (the retention) when written."""
 
 # A save stored as a delta (pg_delta.py): $1 id, $2 step, $3 attempt (NULL: not fenced), $4 delta,
 # $5 codec, $6 size, $7 sha256 of the whole state, $8 base step, $9 the base's sha256. Changes nothing
@@ -443,6 +450,31 @@ s AS (DELETE FROM snapshots WHERE execution_id = $1 AND NOT $2::bool)
 SELECT count(*) FROM ex
 """
 
+# Partition keys (execution_created_at) do not change, so every row stays in its partition. Renaming
+# the key waits for fenced writes in flight (they hold KEY SHARE) and makes later ones find no row.
+RENAME_EXECUTION: Final = """
+WITH ex AS (
+    UPDATE executions SET id = $2, updated_at = now() WHERE id = $1
+    RETURNING id, created_at, attempt, current_step, state_seq
+), c AS (
+    UPDATE checkpoints SET execution_id = $2
+    WHERE execution_id = $1 AND execution_created_at = (SELECT created_at FROM ex)
+), v AS (
+    UPDATE events SET execution_id = $2
+    WHERE execution_id = $1 AND execution_created_at = (SELECT created_at FROM ex)
+), ev AS (
+    INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, detail)
+    -- the step of the renamed state: the folded one (this statement still sees the old id's rows)
+    SELECT id, created_at, 'renamed',
+           coalesce((SELECT CASE WHEN hc.fast AND hc.seq > ex.state_seq THEN hc.step END FROM checkpoints hc
+                     WHERE hc.execution_id = $1 AND hc.execution_created_at = ex.created_at
+                     ORDER BY hc.step DESC LIMIT 1), current_step),
+           attempt, jsonb_build_object('from', $1::text)
+    FROM ex
+)
+SELECT count(*) FROM ex
+"""
+
 CLEANUP_ROWS: Final = """
 WITH ex AS (
     DELETE FROM executions WHERE status = ANY($1::text[]) AND finished_at < $2 RETURNING id, created_at
@@ -488,19 +520,21 @@ FROM executions
 """
 
 # Many writes in one statement (batch flushes, group commit, transactions): the same effects as
-# running WRITE for each, set-based. The caller folds the writes per execution ($1..$8, one row per
-# execution: its last write, and one attempt per execution) and lists every history write in order
-# ($9..$14). Retention keeps the newest N steps of old and new history together; the current state
-# is kept in the executions row (a history row of the batch may fall outside the retention).
+# running WRITE for each, set-based. The caller folds the writes per execution ($1..$8 and $16, one
+# row per execution: its last write, and one attempt and must_exist per execution) and lists every
+# history write in order ($9..$14); $15 is the manager's default retention. Retention keeps the newest
+# N steps of old and new history together; the current state is kept in the executions row (a
+# history row of the batch may fall outside the retention).
 _BATCH_EX: Final = f"""
 WITH i AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bytea[], $5::text[], $6::int[], $7::bytea[],
-                         $8::bigint[])
-        AS i(id, step, attempt, state, codec, size, hash, hist_step)
+                         $8::bigint[], $16::bool[])
+        AS i(id, step, attempt, state, codec, size, hash, hist_step, must_exist)
 ), ex AS (
     INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
                                  state, state_codec, state_size, state_hash)
     SELECT id, 'running', coalesce(attempt, 1), step, hist_step, state, codec, size, hash FROM i
+    WHERE NOT i.must_exist OR {_RUN_EXISTS.format(id="i.id")}
     {_EXECUTION_UPSERT}
     WHERE e.attempt <= coalesce((SELECT i.attempt FROM i WHERE i.id = e.id), e.attempt)
     RETURNING e.id, e.created_at, e.attempt, coalesce(e.checkpoint_retention, $15::int) AS keep
