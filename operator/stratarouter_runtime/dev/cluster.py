@@ -78,6 +78,7 @@ class LocalCluster:
     network: PodNetwork | None = None
     node: RealNode | None = None
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    _argv: dict[str, tuple[list[str], bool]] = field(default_factory=dict, repr=False)
 
     # -- paths and clients ------------------------------------------------------------------------------
 
@@ -383,6 +384,29 @@ class LocalCluster:
         )
         self._procs[name] = proc
         self.pids[name] = proc.pid
+        self._argv[name] = (args, die_with_parent)
+
+    def restart(self, component: str, *, grace: float = 10.0, timeout: float = 60.0) -> None:
+        """Stop ``component`` (SIGTERM, SIGKILL after ``grace``) and start it again with the arguments it was
+        started with, on the same ports and data; for kube-apiserver, wait until /readyz answers again.
+
+        For fault-injection runs (``dev.chaos``): clients see the component go away and come back. With
+        ``die_with_parent`` the new process is tied to the calling *thread* (the kernel's parent-death
+        signal follows the thread that forked it), so call this from a thread that outlives the cluster.
+        """
+        if component not in self._argv:
+            raise ValueError(f"{component} was not started by this process (known: {sorted(self._argv)})")
+        args, die_with_parent = self._argv[component]
+        self._signal(component, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self._running(component) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._running(component):
+            self._signal(component, signal.SIGKILL)
+        self._procs[component].wait(timeout=10)
+        self._spawn(component, args, die_with_parent)
+        if component == "kube-apiserver":
+            self._wait(component, time.monotonic() + timeout, self._apiserver_ready, "kube-apiserver /readyz")
 
     def _wait(self, component: str, deadline: float, ready: Callable[[], bool], what: str) -> None:
         """Poll ``ready`` until true; fail early if any component exits, else at the deadline."""

@@ -130,6 +130,16 @@ class PostgresServer:
         )
         return server
 
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m MODE`` (``smart``, ``fast`` or ``immediate``, which skips the shutdown
+        checkpoint, so the server runs crash recovery); returns once it accepts connections again.
+        Same port and options (pg_ctl reuses them); every client connection is dropped."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"mode must be smart, fast or immediate, got {mode!r}")
+        pg_ctl = str(self.bindir / "pg_ctl")
+        log = str(self.root / "server.log")
+        self._run(pg_ctl, "-D", str(self.datadir), "-l", log, "-m", mode, "-w", "-t", "60", "restart")
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory."""
         if (self.datadir / "postmaster.pid").exists():
