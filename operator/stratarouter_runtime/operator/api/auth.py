@@ -124,6 +124,8 @@ class PodClaims:
     labels: Mapping[str, str]
     owner_uid: str
     """uid of the Execution named in the pod's owner references ('' when it has none)."""
+    owner_name: str = ""
+    """Name of that Execution ('' when none, or unknown)."""
 
 
 def _segment(part: str) -> dict[str, Any] | None:
@@ -185,12 +187,36 @@ def _screen(token: str, audience: str, now: float) -> str | None:
     return None
 
 
-def owner_execution_uid(meta: Mapping[str, Any]) -> str:
-    """uid of the Execution a pod's ``metadata.ownerReferences`` names ('' when none does)."""
+def owner_execution(meta: Mapping[str, Any]) -> tuple[str, str]:
+    """``(name, uid)`` of the Execution a pod's ``metadata.ownerReferences`` names (``('', '')`` if none)."""
     for ref in meta.get("ownerReferences") or []:
         if ref.get("kind") == KIND_EXECUTION and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
-            return str(ref.get("uid") or "")
-    return ""
+            return str(ref.get("name") or ""), str(ref.get("uid") or "")
+    return "", ""
+
+
+def owner_execution_uid(meta: Mapping[str, Any]) -> str:
+    """uid of the Execution a pod's ``metadata.ownerReferences`` names ('' when none does)."""
+    return owner_execution(meta)[1]
+
+
+def foreign_owner(ident: PodIdentity, name: str, claims: PodClaims, execution_uid: str) -> AuthError:
+    """403 ``NotCurrentPod`` for a pod whose owner reference names another Execution than ``name``
+    (uid ``execution_uid``), the one its label names.
+
+    Only to say why it is refused (owner references can be edited too): the pod of an earlier Execution
+    of the same name (deleted and re-created), or the pod of another Execution, relabelled.
+    """
+    where = ident.namespace
+    owner = claims.owner_name or name
+    if owner == name:
+        why = f"belongs to an earlier Execution {where}/{name} (uid {claims.owner_uid}, now {execution_uid})"
+    else:
+        why = (
+            f"belongs to Execution {where}/{owner} (uid {claims.owner_uid}), not to {where}/{name} "
+            f"(uid {execution_uid}) that its label {LABEL_EXECUTION} names"
+        )
+    return AuthError(403, "NotCurrentPod", f"pod {ident.pod_name} {why}")
 
 
 def bearer_token(header: str | None) -> str:
@@ -421,17 +447,14 @@ class Authenticator:
                 return Caller(
                     namespace=ident.namespace, pod_name=ident.pod_name, execution=name, attempt=seen.attempt
                 )
-        execution = await self._execution(ident.namespace, name) if name else None
+        if not name:
+            return caller_for(ident, labels, None)  # refused: not an Execution's pod
+        execution = await self._execution(ident.namespace, name)
         if execution is not None and claims.owner_uid and not current_of(execution).is_pod(ident.pod_uid):
             # only to say why a pod that is not the current one is refused: owner references can be edited
             uid = (execution.get("metadata") or {}).get("uid")
             if uid and uid != claims.owner_uid:
-                raise AuthError(
-                    403,
-                    "NotCurrentPod",
-                    f"pod {ident.pod_name} belongs to an earlier Execution {ident.namespace}/{name} "
-                    f"(uid {claims.owner_uid}, now {uid})",
-                )
+                raise foreign_owner(ident, name, claims, str(uid))
         return caller_for(ident, labels, execution)
 
     async def _resolve_shared(self, key: str, token: str) -> PodClaims:
@@ -491,7 +514,8 @@ class Authenticator:
         if ident.pod_uid and meta.get("uid") != ident.pod_uid:
             raise AuthError(401, "PodGone", f"pod {ident.namespace}/{ident.pod_name} was replaced")
         labels: dict[str, str] = dict(meta.get("labels") or {})
-        return PodClaims(ident=ident, labels=labels, owner_uid=owner_execution_uid(meta))
+        owner_name, owner_uid = owner_execution(meta)
+        return PodClaims(ident=ident, labels=labels, owner_uid=owner_uid, owner_name=owner_name)
 
     async def _execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Execution as the API server has it now; None when it does not exist."""
