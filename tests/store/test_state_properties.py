@@ -10,8 +10,7 @@ after every operation:
    program touches (get_execution, load, get_history, list_snapshots, get_audit) is unchanged.
 
 Both run with the defaults and with compression (PostgreSQL's delta saves), a checkpoint interval and
-a retention. Transactions are left out of programs with a retention: PostgreSQL's batch write prunes
-their history differently (a known bug, pinned by an xfail test at the end).
+a retention, transactions included.
 
 The managers (and the PostgreSQL database) live for one test function; each example prefixes its
 execution ids with a fresh uuid, so examples never see each other's executions.
@@ -329,10 +328,6 @@ async def test_random_programs_agree_across_backends_and_reject_cleanly(
     specs, ops = program
     prefix = f"p{uuid.uuid4().hex[:12]}-"
     ids = [f"{prefix}{spec}" if how == "prefixed" else spec for how, spec in specs]
-    if memory.config.checkpoint_retention is not None or any(op[0] == "start" and op[4] for op in ops):
-        # Known bug, see test_a_transaction_prunes_history_like_successive_writes: with a retention,
-        # PostgreSQL's batch statement prunes a transaction's history differently.
-        ops = [op for op in ops if op[0] != "transaction"]
     before = await footprint(memory, ids)
     assert await footprint(postgres, ids) == before
     for op in ops:
@@ -395,18 +390,10 @@ async def test_nan_and_infinity_are_a_clear_invalid_state_error_on_both_backends
         assert execution.current_step == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: PostgreSQL's batch write (transactions, batch_writes, group commit) keeps the N highest "
-        "steps of old and new history, while a single write (and the memory backend) always keeps the "
-        "checkpoint just written; last_checkpoint_step then names a pruned checkpoint"
-    ),
-)
 async def test_a_transaction_prunes_history_like_successive_writes(pg_dsn: str) -> None:
     """Found by the random programs: start(checkpoint_retention=1), then one transaction with
     checkpoint(step 1) and save(step 0). Memory keeps step 0 (written last) like two plain writes
-    do on both backends; PostgreSQL keeps step 1, and get_latest_checkpoint() finds nothing."""
+    do on both backends; PostgreSQL kept step 1, and get_latest_checkpoint() found nothing."""
     seen = []
     for backend in ("memory", "postgresql"):
         async with StateManager(backend=backend, db_url=pg_dsn if backend == "postgresql" else None) as state:

@@ -79,6 +79,23 @@ async def test_writes_arriving_together_leave_at_once_as_one_batch_beside_a_writ
     await committer.drain()
 
 
+async def test_writes_of_an_execution_in_flight_wait_for_it_and_keep_their_order() -> None:
+    """Two round trips of one execution at once would each prune its history without seeing the
+    other's new checkpoints (and could commit out of order)."""
+    rec = Recorder()
+    committer = GroupCommitter(rec.write_one, rec.write_many, max_inflight=4)
+    same = [WriteOp("x", n, ENC, None, True) for n in range(3)]
+    tasks = [asyncio.create_task(committer.submit(o)) for o in [same[0], op(7), same[1], op(8), same[2]]]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert rec.batches == [[7, 8]]  # x's writes wait behind x's write in flight
+    rec.gate.set()
+    assert await asyncio.gather(*tasks) == [None] * 5
+    assert rec.singles == [0]
+    assert rec.batches == [[7, 8], [1, 2]]
+    await committer.drain()
+
+
 async def test_a_lone_write_goes_out_in_its_callers_task() -> None:
     rec = Recorder()
     rec.gate.set()

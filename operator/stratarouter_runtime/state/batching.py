@@ -6,7 +6,9 @@
   current event-loop pass (writers woken by one commit resubmit in the same pass) and leave
   together as one batch, at once if fewer than ``max_inflight`` batches are in flight (several
   batches are pipelined on several connections), else when one completes. Every caller is released
-  only after *its* batch committed, so nothing is reported done before it is durable.
+  only after *its* batch committed, so nothing is reported done before it is durable. Writes of one
+  execution are never in flight in two round trips at once: they commit in the order submitted, and
+  a retention prunes exactly (a statement cannot see a concurrent one's new checkpoints).
 * :class:`WriteBuffer` (``batch_writes=True``): writes return as soon as they are buffered and are
   flushed when ``batch_size`` is reached, ``flush_interval_ms`` passes, or on ``flush()``/``close()``.
 
@@ -55,6 +57,8 @@ class GroupCommitter:
         self._write_many = write_many
         self._max_inflight = max_inflight
         self._inflight = 0
+        self._busy: dict[str, int] = {}
+        """Execution id -> how many of its writes are in flight (in one round trip at a time)."""
         self._queue: list[tuple[WriteOp, asyncio.Future[None]]] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -62,10 +66,12 @@ class GroupCommitter:
     async def submit(self, op: WriteOp) -> None:
         if not self._inflight and not self._queue:
             self._inflight += 1
+            self._hold([op])
             try:
                 await self._write_one(op)
             finally:
                 self._inflight -= 1
+                self._release([op])
                 self._kick()
             return
         loop = asyncio.get_running_loop()
@@ -76,17 +82,35 @@ class GroupCommitter:
             loop.call_soon(self._flush)
         await future
 
+    def _hold(self, ops: Sequence[WriteOp]) -> None:
+        for op in ops:
+            self._busy[op.execution_id] = self._busy.get(op.execution_id, 0) + 1
+
+    def _release(self, ops: Sequence[WriteOp]) -> None:
+        for op in ops:
+            left = self._busy[op.execution_id] - 1
+            if left:
+                self._busy[op.execution_id] = left
+            else:
+                del self._busy[op.execution_id]
+
     def _flush(self) -> None:
         self._scheduled = False
         self._kick()
 
     def _kick(self) -> None:
-        if self._queue and self._inflight < self._max_inflight:
-            batch, self._queue = self._queue, []
-            self._inflight += 1
-            task = asyncio.create_task(self._send(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """Send every queued write whose execution has none in flight (the rest wait, in order)."""
+        if not self._queue or self._inflight >= self._max_inflight:
+            return
+        batch = [queued for queued in self._queue if queued[0].execution_id not in self._busy]
+        if not batch:
+            return
+        self._queue = [queued for queued in self._queue if queued[0].execution_id in self._busy]
+        self._inflight += 1
+        self._hold([op for op, _ in batch])
+        task = asyncio.create_task(self._send(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[tuple[WriteOp, asyncio.Future[None]]]) -> None:
         try:
@@ -107,6 +131,7 @@ class GroupCommitter:
                     future.set_exception(result)
         finally:
             self._inflight -= 1
+            self._release([op for op, _ in batch])
             self._kick()
 
     async def drain(self) -> None:

@@ -220,6 +220,15 @@ def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
     )
 
 
+def _one_history_write_each(ops: Sequence[WriteOp]) -> bool:
+    """At most one history write per execution: then the batch statement prunes exactly as one
+    write does (it keeps the new checkpoint and the N-1 highest others). With several, successive
+    writes prune each other (a later rewind or rewrite drops what an earlier write kept), which the
+    set-based statement cannot replay, so such a batch with a retention goes write by write."""
+    executions = [op.execution_id for op in ops if op.history]
+    return len(set(executions)) == len(executions)
+
+
 def _distinct_steps(ops: Sequence[WriteOp]) -> bool:
     """No history step written twice in the batch (WRITE_BATCH_NEW inserts each as a new row)."""
     steps = [(op.execution_id, op.step) for op in ops if op.history]
@@ -463,12 +472,12 @@ class PostgresBackend(StateBackend):
     async def _write_batch_once(
         self, conn: Conn, ops: Sequence[WriteOp], args: tuple[Any, ...] | None
     ) -> None:
+        retained = self._retained
+        prune = any(op.history and (op.retention is not None or op.execution_id in retained) for op in ops)
+        if prune and not _one_history_write_each(ops):
+            args = None  # retention applied write by write (see _one_history_write_each)
         try:
             if args is not None:
-                prune = any(
-                    op.history and (op.retention is not None or op.execution_id in self._retained)
-                    for op in ops
-                )
                 rows = None
                 if not prune and _distinct_steps(ops):
                     try:

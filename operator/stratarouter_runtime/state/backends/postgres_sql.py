@@ -522,9 +522,8 @@ FROM executions
 # Many writes in one statement (batch flushes, group commit, transactions): the same effects as
 # running WRITE for each, set-based. The caller folds the writes per execution ($1..$8 and $16, one
 # row per execution: its last write, and one attempt and must_exist per execution) and lists every
-# history write in order ($9..$14); $15 is the manager's default retention. Retention keeps the newest
-# N steps of old and new history together; the current state is kept in the executions row (a
-# history row of the batch may fall outside the retention).
+# history write in order ($9..$14); $15 is the manager's default retention. With a retention, each
+# execution has at most one history write in the batch, and it prunes as WRITE_KEEP does.
 _BATCH_EX: Final = f"""
 WITH i AS (
     SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bytea[], $5::text[], $6::int[], $7::bytea[],
@@ -587,29 +586,17 @@ _BATCH_CP: Final = """cp AS (
 is the next fragment's)."""
 
 _BATCH_PRUNE: Final = f"""), ranked AS (
-    SELECT id, step, is_new, row_number() OVER (PARTITION BY id ORDER BY step DESC) AS rn
-    FROM (
-        SELECT id, step, true AS is_new FROM newest WHERE keep IS NOT NULL
-        UNION ALL
-        SELECT c.execution_id, c.step, false
-        FROM ex JOIN checkpoints c ON c.execution_id = ex.id AND c.execution_created_at = ex.created_at
-        WHERE ex.keep IS NOT NULL
-          AND EXISTS (SELECT 1 FROM newest n WHERE n.id = ex.id)
-          AND NOT EXISTS (SELECT 1 FROM newest n WHERE n.id = c.execution_id AND n.step = c.step)
-    ) s
+    -- as one write prunes: its new checkpoint stays, then the N-1 highest other steps (the backend
+    -- sends a batch with a retention here only with at most one history write per execution)
+    SELECT c.execution_id AS id, c.step,
+           row_number() OVER (PARTITION BY c.execution_id ORDER BY c.step DESC) AS rn
+    FROM newest n JOIN checkpoints c ON c.execution_id = n.id AND c.execution_created_at = n.created_at
+    WHERE n.keep IS NOT NULL AND c.step <> n.step
 ), to_write AS (
-    SELECT * FROM newest n
-    WHERE n.keep IS NULL
-       OR EXISTS (SELECT 1 FROM ranked r WHERE r.id = n.id AND r.step = n.step AND r.rn <= n.keep)
-), {_BATCH_CP}), dropped AS (
-    -- new checkpoints already beyond the retention keep only their audit row
-    INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, size_bytes, hash)
-    SELECT n.id, n.created_at, n.seq, 'checkpoint', n.step, n.attempt, n.size, n.hash FROM newest n
-    WHERE n.keep IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM ranked r WHERE r.id = n.id AND r.step = n.step AND r.rn <= n.keep)
-), pruned AS (
+    SELECT * FROM newest
+), {_BATCH_CP}), pruned AS (
     DELETE FROM checkpoints c USING ranked r, ex
-    WHERE NOT r.is_new AND r.id = ex.id AND r.rn > ex.keep
+    WHERE r.id = ex.id AND r.rn > ex.keep - 1
       AND c.execution_id = r.id AND c.execution_created_at = ex.created_at AND c.step = r.step
     RETURNING c.*
 ), pruned_audit AS (
