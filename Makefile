@@ -9,6 +9,7 @@ STAMP  := $(VENV)/.installed
 TOOLS   = $(shell bash hack/build-tools.sh)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
 
 .PHONY: help
 help: ## List every target with what it does
@@ -73,6 +74,10 @@ cluster-down: install ## Stop the local cluster, remove its containers, mounts, 
 .PHONY: demo
 demo: install deps tools ## The main job: local cluster + PostgreSQL + operator, a real container OOM-killed and resumed
 	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.cli demo
+
+.PHONY: chaos
+chaos: install deps tools ## Chaos suite: 200 Executions on kwok under operator SIGKILLs, PostgreSQL/API-server restarts and a store cut; checks the invariants (~10 min; CHAOS_ARGS=--seed N ...)
+	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.dev.chaos $(CHAOS_ARGS)
 
 .PHONY: crds
 crds: install ## Regenerate crds/ (and the chart's copy) from the pydantic models

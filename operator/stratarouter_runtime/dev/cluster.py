@@ -386,9 +386,17 @@ class LocalCluster:
         self.pids[name] = proc.pid
         self._argv[name] = (args, die_with_parent)
 
-    def restart(self, component: str, *, grace: float = 10.0, timeout: float = 60.0) -> None:
+    def restart(
+        self,
+        component: str,
+        *,
+        grace: float = 10.0,
+        timeout: float = 60.0,
+        while_down: Callable[[], None] | None = None,
+    ) -> None:
         """Stop ``component`` (SIGTERM, SIGKILL after ``grace``) and start it again with the arguments it was
         started with, on the same ports and data; for kube-apiserver, wait until /readyz answers again.
+        ``while_down`` runs once it is gone and before it starts again (to see what clients get then).
 
         For fault-injection runs (``dev.chaos``): clients see the component go away and come back. With
         ``die_with_parent`` the new process is tied to the calling *thread* (the kernel's parent-death
@@ -404,7 +412,11 @@ class LocalCluster:
         if self._running(component):
             self._signal(component, signal.SIGKILL)
         self._procs[component].wait(timeout=10)
-        self._spawn(component, args, die_with_parent)
+        try:
+            if while_down is not None:
+                while_down()
+        finally:
+            self._spawn(component, args, die_with_parent)
         if component == "kube-apiserver":
             self._wait(component, time.monotonic() + timeout, self._apiserver_ready, "kube-apiserver /readyz")
 
