@@ -7,97 +7,17 @@ measurement) without the test's own allocations in it.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import json
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from stratarouter_runtime.dev.ports import free_port
 from stratarouter_runtime.state import StateManager
+from tests.fixtures.api_child import TOKEN, Child
 
-ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
-TOKEN = "good"  # the child's accepted token (api_child.TOKEN)
-HEADERS = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-
-
-@dataclass
-class Child:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    def memory_kib(self, field: str) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-        raise AssertionError(f"no {field} in /proc/{self.proc.pid}/status")
-
-    def peak_growth(self, action: Callable[[], Any]) -> tuple[Any, float]:
-        """``action()``'s result and how far the API's peak RSS rose above its RSS before it (MiB)."""
-        with contextlib.suppress(OSError):  # resets VmHWM to the current RSS (Linux >= 4.0)
-            Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
-        before = max(self.memory_kib("VmRSS"), self.memory_kib("VmHWM"))
-        result = action()
-        return result, (self.memory_kib("VmHWM") - before) / 1024
-
-    def request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, dict[str, str], dict[str, Any]]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            conn.request(method, path, body=body, headers={**HEADERS, **(headers or {})})
-            resp = conn.getresponse()
-            raw = resp.read()
-            return resp.status, dict(resp.getheaders()), json.loads(raw or b"{}")
-        finally:
-            conn.close()
-
-    def checkpoint(self, step: int, state: Any) -> None:
-        status, _, answer = self.request("POST", "/v1/checkpoint", json.dumps({"step": step, "state": state}))
-        assert status == 200, answer
-
-
-@pytest.fixture
-def start_child() -> Iterator[Callable[..., Child]]:
-    children: list[Child] = []
-
-    def start(**env: str) -> Child:
-        port = free_port()
-        environ = {
-            **os.environ,
-            "STRATA_DB_URL": "postgresql://unused",
-            "STRATA_API_HOST": "127.0.0.1",
-            "STRATA_API_PORT": str(port),
-            **env,
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.unit.api_child"], cwd=ROOT, env=environ, stdout=subprocess.PIPE
-        )
-        child = Child(proc, port)
-        children.append(child)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == b"ready", f"the API process did not start (exit {proc.poll()})"
-        return child
-
-    yield start
-    for child in children:
-        child.proc.terminate()
-        try:
-            child.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.proc.kill()
-            child.proc.wait()
 
 
 def many_empty_objects(size: int) -> bytes:

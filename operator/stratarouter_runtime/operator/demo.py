@@ -330,7 +330,8 @@ def run_demo(demo: Demo) -> None:
     body = demo._pod(pod2) or {"spec": {"containers": [{}]}}
     env = {e["name"]: e.get("value", "") for e in body["spec"]["containers"][0].get("env", [])}
     say(f"The operator recreated the run as {pod2} (restarts={status.get('restarts')})")
-    print(f"    its env says STRATA_RESUME_STEP={env.get('STRATA_RESUME_STEP')}: its last checkpoint's step")
+    resume = env.get("STRATA_RESUME_STEP")
+    print(f"    its env says STRATA_RESUME_STEP={resume}: the step of its last durable write")
     demo.show("executions", "pods")
     wait_until(
         "phase Succeeded",

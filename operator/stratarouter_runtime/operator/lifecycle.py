@@ -323,7 +323,7 @@ class Pass:
         return await self.replace()
 
     async def replace(self) -> float | None:
-        """After the backoff, with the old pods gone: attempt n+1 from the last durable checkpoint."""
+        """After the backoff, with the old pods gone: attempt n+1 after the last durable write."""
         assert self.spec is not None
         recovery = dict(self.status.get("recovery") or {})
         failed_at = parse_time(recovery.get("failedAt")) or now_utc()
@@ -337,7 +337,7 @@ class Pass:
         stored = await self.store.start_execution(
             self.id, attempt=next_attempt, labels=self.labels(), checkpoint_retention=self.retention()
         )
-        resume_step = stored.last_checkpoint_step
+        resume_step = stored.resume_step
         created = await self.create_pod(next_attempt, resume_step)
         if created is None:
             return None
@@ -395,7 +395,7 @@ class Pass:
             self.id, attempt=attempt, labels=self.labels(), checkpoint_retention=self.retention()
         )
         if resume_step is None and attempt > 1:
-            resume_step = stored.last_checkpoint_step
+            resume_step = stored.resume_step
         created = await self.create_pod(attempt, resume_step)
         if created is None:
             return None
@@ -555,7 +555,7 @@ class Pass:
         return None
 
     async def resume(self) -> float | None:
-        """Unsuspended: a new attempt from the last durable checkpoint."""
+        """Unsuspended: a new attempt after the last durable write."""
         self.cond(ConditionType.SUSPENDED, "False", Reason.RESUMED, "spec.suspend is false")
         attempt = self.attempt + 1
         due = await self.start_attempt(attempt, resume_step=None, reason=Reason.RESUMED, message="resumed")

@@ -48,7 +48,7 @@ class Execution(_Model):
     current_step: int | None = None
     """Step of the current state (the last ``save``/``checkpoint``), None before the first write."""
     last_checkpoint_step: int | None = None
-    """Step of the last history checkpoint: where a resumed attempt continues from."""
+    """Step of the last history checkpoint (``get_latest_checkpoint``)."""
     attempt: int = 1
     created_at: datetime
     updated_at: datetime
@@ -57,6 +57,13 @@ class Execution(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
     checkpoint_retention: int | None = None
     """Per-execution override of the manager's ``checkpoint_retention`` (None: manager default)."""
+
+    @property
+    def resume_step(self) -> int | None:
+        """The step a resumed run continues after: its newest durable write's, save or checkpoint,
+        which is the state ``load()`` returns (so the two never disagree). None: start from scratch.
+        The operator hands it to a replacement pod as ``STRATA_RESUME_STEP``."""
+        return self.current_step
 
 
 class Checkpoint(_Model):
