@@ -48,10 +48,11 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import aiohttp
 import orjson
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -333,6 +334,18 @@ def caller_for(
     )
 
 
+@contextlib.contextmanager
+def unreachable_is_unavailable(what: str) -> Iterator[None]:
+    """An API server that cannot be reached (restarting, a network fault) gets the caller a 503 it
+    retries, never a 500: the connection error becomes ``ApiUnavailable``."""
+    try:
+        yield
+    except (aiohttp.ClientError, OSError) as exc:
+        raise AuthError(
+            503, "ApiUnavailable", f"{what} failed, the API server is unreachable: {exc!r}"
+        ) from exc
+
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -520,9 +533,10 @@ class Authenticator:
     async def _execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The Execution as the API server has it now; None when it does not exist."""
         try:
-            execution: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name
-            )
+            with unreachable_is_unavailable("reading the Execution"):
+                execution: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name
+                )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -536,14 +550,15 @@ class Authenticator:
         timestamp through dateutil) was the largest single cost of a cache miss at a thousand pods.
         With ``_preload_content=False`` the client hands back the raw aiohttp response (its stubs say V1Pod).
         """
-        resp: Any = await self._core.read_namespaced_pod(
-            ident.pod_name, ident.namespace, _preload_content=False
-        )
-        try:
-            status = int(resp.status)
-            raw = await resp.read()
-        finally:
-            resp.release()
+        with unreachable_is_unavailable("reading the calling pod"):
+            resp: Any = await self._core.read_namespaced_pod(
+                ident.pod_name, ident.namespace, _preload_content=False
+            )
+            try:
+                status = int(resp.status)
+                raw = await resp.read()
+            finally:
+                resp.release()
         if status == 404:
             raise AuthError(401, "PodGone", f"pod {ident.namespace}/{ident.pod_name} no longer exists")
         if not 200 <= status < 300:
@@ -556,7 +571,8 @@ class Authenticator:
         body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=[self._audience]))
         async with self._review_slot():
             try:
-                review = await self._authn.create_token_review(body)
+                with unreachable_is_unavailable("the TokenReview"):
+                    review = await self._authn.create_token_review(body)
             except ApiException as exc:
                 TOKEN_REVIEWS_TOTAL.labels(result="error").inc()
                 why = f"TokenReview failed: {exc.status} {exc.reason}"
