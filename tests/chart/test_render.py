@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from stratarouter_runtime.dev import images
 from tests.chart.helm import CHART, Helm, Manifest, by_kind, one, rules_of, values_file
 
+REPO = CHART.parents[1]
 FULLNAME = "strata-stratarouter-operator"
 NAMESPACED = {"watchNamespaces": ["team-a", "team-b"]}
 HA = {"replicas": 3}
@@ -231,6 +233,38 @@ def test_bundled_postgresql_is_the_default(helm: Helm) -> None:
     assert wait["command"][-1] == f"{name}.strata-system.svc"
 
 
+def test_bundled_postgresql_data_and_password_outlive_uninstall(helm: Helm) -> None:
+    """The claim stays with the StatefulSet's Retain policy, so the Secret with its password stays too."""
+    manifests = helm.template()
+    name = f"{FULLNAME}-postgresql"
+    assert one(manifests, "Secret", name)["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    statefulset = one(manifests, "StatefulSet", name)
+    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+    # Offline, lookup finds no Secret: every render generates a fresh password (the cluster keeps its own).
+    again = one(helm.template(), "Secret", name)
+    assert again["data"]["password"] != one(manifests, "Secret", name)["data"]["password"]
+
+
+def test_a_given_postgresql_password_is_used_as_is(helm: Helm) -> None:
+    secret = one(helm.template({"postgresql": {"auth": {"password": "s3cret-pw"}}}), "Secret")
+    assert base64.b64decode(secret["data"]["password"]).decode() == "s3cret-pw"
+    assert ":s3cret-pw@" in base64.b64decode(secret["data"]["url"]).decode()
+
+
+def test_bundled_postgresql_at_a_fixed_cluster_ip_is_reached_by_address(helm: Helm) -> None:
+    manifests = helm.template({"postgresql": {"service": {"clusterIP": "10.96.7.8"}}})
+    name = f"{FULLNAME}-postgresql"
+    assert one(manifests, "Service", name)["spec"]["clusterIP"] == "10.96.7.8"
+    url = base64.b64decode(one(manifests, "Secret", name)["data"]["url"]).decode()
+    assert url.endswith("@10.96.7.8:5432/stratarouter"), url
+    wait = one(manifests, "Deployment")["spec"]["template"]["spec"]["initContainers"][0]
+    assert wait["command"][-1] == "10.96.7.8"
+    assert "clusterIP" not in one(helm.template(), "Service", name)["spec"]
+
+
 def test_bundled_postgresql_without_persistence_uses_emptydir(helm: Helm) -> None:
     statefulset = one(helm.template({"postgresql": {"persistence": {"enabled": False}}}), "StatefulSet")
     assert "volumeClaimTemplates" not in statefulset
@@ -295,11 +329,26 @@ def test_operator_settings_become_strata_env(helm: Helm) -> None:
     assert "STRATA_STATUS_PATCH_BUDGET" not in defaults  # the operator's own default (50/s)
 
 
+def test_image_defaults_are_the_locally_built_images(helm: Helm) -> None:
+    """No image is published: the chart, NOTES.txt and the example name what `make images` builds."""
+    manifests = helm.template()
+    assert operator_container(manifests)["image"] == images.OPERATOR
+    init = one(manifests, "Deployment")["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["image"] == images.OPERATOR
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    assert f"image: {images.WORKLOAD}\n" in notes
+    assert "ghcr.io" not in notes
+    example = yaml.safe_load((REPO / "examples" / "execution.yaml").read_text())
+    assert [c["image"] for c in example["spec"]["template"]["spec"]["containers"]] == [images.WORKLOAD]
+    build_script = (REPO / "hack" / "build-images.sh").read_text()
+    for short in (images.OPERATOR, images.WORKLOAD):
+        assert f"_ref=docker.io/library/{short}\n" in build_script, short
+
+
 def test_image_tag_defaults_to_app_version_and_digest_wins(helm: Helm) -> None:
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
-    assert operator_container(helm.template())["image"] == (
-        f"ghcr.io/stratarouter/stratarouter-operator:{app_version}"
-    )
+    untagged = helm.template({"image": {"repository": "r.example/op", "tag": ""}})
+    assert operator_container(untagged)["image"] == f"r.example/op:{app_version}"
     digest = "sha256:" + "a" * 64
     pinned = helm.template({"image": {"repository": "r.example/op", "tag": "x", "digest": digest}})
     assert operator_container(pinned)["image"] == f"r.example/op@{digest}"
@@ -355,3 +404,22 @@ def test_crds_can_be_left_out(helm: Helm) -> None:
 
 def _sorted_by_name(paths: list[Path]) -> list[Path]:
     return sorted(paths, key=lambda p: yaml.safe_load(p.read_text())["metadata"]["name"])
+
+
+# -- offline renders: no cluster, no --kube-version ---------------------------------------------------------
+
+
+def test_offline_render_needs_no_kube_version(helm: Helm) -> None:
+    """Without a cluster the pinned Helm assumes a Kubernetes inside the chart's kubeVersion range."""
+    out = helm.run("template", "strata", str(CHART), "--namespace", "strata-system")
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(out) if doc}
+    assert {"Deployment", "StatefulSet", "CustomResourceDefinition"} <= kinds
+
+
+def test_missing_watch_namespaces_do_not_fail_an_offline_render(helm: Helm) -> None:
+    """The namespace check needs a cluster (lookup); offline it renders nothing and fails nothing."""
+    manifests = helm.template({"watchNamespaces": ["surely-missing-a", "surely-missing-b"]})
+    assert {m["metadata"]["namespace"] for m in by_kind(manifests, "RoleBinding")} == {
+        "surely-missing-a",
+        "surely-missing-b",
+    }

@@ -48,6 +48,15 @@ app.kubernetes.io/component: postgresql
 {{- printf "%s-postgresql" (include "stratarouter.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* Where the operator reaches the bundled PostgreSQL: its Service's fixed ClusterIP, or its DNS name. */}}
+{{- define "stratarouter.postgresqlHost" -}}
+{{- if .Values.postgresql.service.clusterIP }}
+{{- .Values.postgresql.service.clusterIP }}
+{{- else }}
+{{- printf "%s.%s.svc" (include "stratarouter.postgresqlName" .) .Release.Namespace }}
+{{- end }}
+{{- end }}
+
 {{- define "stratarouter.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
