@@ -188,16 +188,22 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
         return verdict(config, phases, statuses, history, audit, journal, timeline, injector, operator,
                        metrics, time.monotonic() - began, log_dir)  # fmt: skip
     finally:
-        journal.close()
-        if timeline is not None and timeline.is_alive():
-            timeline.close()
+        # Each step on its own: one that fails must not leave the cluster or PostgreSQL running.
+        steps = [journal.close]
+        if timeline is not None:
+            steps.append(timeline.close)
         if operator is not None:
-            operator.stop()
+            steps.append(operator.stop)
         if proxy is not None:
-            proxy.stop()
-        demo.close()
+            steps.append(proxy.stop)
+        steps.append(demo.close)
         if injector is not None:
-            injector.release.set()
+            steps.append(injector.release.set)
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # reported; the next step still runs
+                print(f"cleanup: {step.__qualname__} failed: {exc!r}", flush=True)
 
 
 async def drive(
@@ -225,12 +231,21 @@ async def drive(
         for wave in range(config.waves):
             target = injector.started + wave * config.wave_gap
             await asyncio.sleep(max(0.0, target - time.monotonic()))
+            if injector.error is not None:
+                break
             batch = plans[wave * per_wave : (wave + 1) * per_wave]
             for plan in batch:
                 await workers.kube(create_execution, api, namespace, plan.name, deadline)
                 tasks.append(asyncio.create_task(one(plan)))
             say(f"wave {wave + 1}: {len(batch)} Executions created")
-        await asyncio.gather(*tasks)
+        pending = set(tasks)
+        while pending:  # a fault that could not be injected ends the run now, not at the deadline
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            if injector.error is not None:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
     return results
 
 
