@@ -21,6 +21,7 @@ from stratarouter_runtime.dev.chaos.records import (
     digest,
     pod_attempt,
     state_of,
+    workload_state,
 )
 from stratarouter_runtime.dev.chaos.run import ChaosConfig
 
@@ -150,6 +151,29 @@ def test_a_checkpoint_whose_audit_row_is_missing_or_differs_is_reported() -> Non
     assert len(inv.check_acked_kept([ack(0)], history, {EX: [wrong]})) == 1
 
 
+def test_the_example_workloads_states_are_computed_as_it_computes_them() -> None:
+    state: dict[str, object] = {"total": 0, "done": []}
+    for step in range(1, 25):  # examples/workload.py's do_step
+        state = {"total": state["total"] + step, "done": [*state["done"], step][-10:]}  # type: ignore[operator,misc]
+        assert workload_state(step) == state
+
+
+def test_a_real_node_workloads_history_must_hold_exactly_its_steps_with_their_states() -> None:
+    def row(step: int, state: object) -> StoredCheckpoint:
+        return StoredCheckpoint(step, 1, digest(state))
+
+    good = {k: row(k, workload_state(k)) for k in range(1, 4)}
+    audit = [AuditRecord(k, "checkpoint", k, 1, digest(workload_state(k))) for k in range(1, 4)]
+    assert inv.check_workload_history(EX, 3, good, audit, workload_state) == []
+    missing = {k: v for k, v in good.items() if k != 2}
+    assert len(inv.check_workload_history(EX, 3, missing, audit, workload_state)) == 1
+    wrong = {**good, 3: row(3, {"total": 0, "done": []})}
+    assert len(inv.check_workload_history(EX, 3, wrong, audit, workload_state)) == 1
+    assert len(inv.check_workload_history(EX, 3, good, audit[:2], workload_state)) == 1
+    extra = {**good, 9: row(9, workload_state(9))}
+    assert "never wrote: [9]" in inv.check_workload_history(EX, 3, extra, audit, workload_state)[0].detail
+
+
 # -- no write acknowledged after its attempt was fenced -----------------------------------------------------
 
 
@@ -222,6 +246,15 @@ def test_metrics_that_agree_pass_and_any_disagreement_is_reported() -> None:
     assert len(inv.check_metrics(3, {"Succeeded": 2.0, "Running": 1.0}, {"completed": 3}, 40.0, 40)) == 1
     assert len(inv.check_metrics(3, {"Succeeded": 3.0}, {"completed": 2, "running": 1}, 40.0, 40)) == 1
     assert len(inv.check_metrics(3, {"Succeeded": 3.0}, {"completed": 3}, 41.0, 40)) == 1
+
+
+def test_any_500_answer_is_reported() -> None:
+    assert inv.check_no_internal_error([]) == []
+    found = inv.check_no_internal_error(
+        ["GET /v1/state: InternalError", "POST /v1/checkpoint: InternalError"]
+    )
+    assert len(found) == 1
+    assert "2 answers 500" in found[0].detail
 
 
 def test_prometheus_samples_are_parsed_with_their_labels() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stratarouter_runtime.dev.chaos.faults import FaultPlan
 from stratarouter_runtime.dev.chaos.run import ChaosConfig, discard_logs, run_chaos
+from stratarouter_runtime.dev.cluster import real_node_wanted
 
 
 def parse(argv: list[str] | None) -> ChaosConfig:
@@ -34,6 +35,10 @@ def parse(argv: list[str] | None) -> ChaosConfig:
     add("--cuts", type=int, default=faults.cuts, help="times the operator is cut off from PostgreSQL")
     add("--cut-seconds", type=float, default=faults.cut_seconds)
     add("--cut-mode", choices=["blackhole", "reset"], default=faults.cut_mode)
+    add("--real-node", type=int, default=3 if real_node_wanted() else 0, metavar="N",
+        help="Executions of examples/workload.py in real containers on the real node (default 3; 0 with "
+        "STRATA_REAL_NODE=0, which starts no real node)")  # fmt: skip
+    add("--real-node-steps", type=int, default=defaults.real_node_steps)
     add("--seed", type=int, default=defaults.seed)
     add("--log-dir", type=Path, default=None, help="keep the journal and the operator's log here")
     args = parser.parse_args(argv)
@@ -56,6 +61,8 @@ def parse(argv: list[str] | None) -> ChaosConfig:
         faults=plan,
         seed=args.seed,
         log_dir=args.log_dir,
+        real_node_executions=args.real_node,
+        real_node_steps=args.real_node_steps,
     )
 
 

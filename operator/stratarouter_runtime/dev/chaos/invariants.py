@@ -8,7 +8,8 @@ so a check that cannot fail would be noticed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from stratarouter_runtime.dev.chaos.records import (
     Ack,
@@ -17,6 +18,7 @@ from stratarouter_runtime.dev.chaos.records import (
     Resume,
     StoredCheckpoint,
     Violation,
+    digest,
     pod_attempt,
 )
 
@@ -26,6 +28,7 @@ LOST = "acked-checkpoint-kept"
 STALE = "no-stale-write-acked"
 RESUMED = "resume-from-last-ack"
 METRICS = "metrics-agree"
+INTERNAL = "no-internal-error"
 
 
 def check_succeeded(
@@ -121,6 +124,36 @@ def check_acked_kept(
     return found
 
 
+def check_workload_history(
+    name: str,
+    steps: int,
+    history: Mapping[int, StoredCheckpoint],
+    audit: Sequence[AuditRecord],
+    expected: Callable[[int], Any],
+) -> list[Violation]:
+    """For a workload in a real container, whose acknowledgements only its process saw: it moves to step
+    k+1 only once step k was acknowledged and it finished, so steps 1..``steps`` were all acknowledged;
+    each must be in the history and the audit trail with the sha256 of ``expected(k)`` (its state is a
+    function of the step alone), and nothing else may be there."""
+    found = []
+    audited = {(r.step, r.hash) for r in audit if r.kind == "checkpoint"}
+    for step in range(1, steps + 1):
+        sha = digest(expected(step))
+        stored = history.get(step)
+        if stored is None:
+            found.append(Violation(LOST, name, f"step {step} is missing"))
+        elif stored.sha256 != sha:
+            found.append(
+                Violation(LOST, name, f"step {step}: stored sha256 {stored.sha256[:12]} is not {sha[:12]}")
+            )
+        if (step, sha) not in audited:
+            found.append(Violation(LOST, name, f"step {step}: no audit row with sha256 {sha[:12]}"))
+    extra = sorted(set(history) - set(range(1, steps + 1)))
+    if extra:
+        found.append(Violation(LOST, name, f"steps the workload never wrote: {extra[:10]}"))
+    return found
+
+
 def check_no_stale_ack(
     acks: Iterable[Ack], events: Sequence[PodEvent], audit: Mapping[str, Sequence[AuditRecord]]
 ) -> list[Violation]:
@@ -213,6 +246,14 @@ def check_resumes(resumes: Iterable[Resume], acks: Sequence[Ack]) -> list[Violat
                 )
             )
     return found
+
+
+def check_no_internal_error(answers: Sequence[str]) -> list[Violation]:
+    """The checkpoint API never answers 500: whatever is away (the operator's store, the API server) is a
+    503 the SDK retries; a 500 is a bug, and the SDK gives up on it."""
+    if not answers:
+        return []
+    return [Violation(INTERNAL, "*", f"{len(answers)} answers 500, e.g. {answers[0]}")]
 
 
 def check_metrics(

@@ -27,17 +27,21 @@ class OperatorExitedError(RuntimeError):
 
 
 class OperatorProcess:
-    """``stratarouter operator`` for one namespace, its checkpoint API on loopback."""
+    """``stratarouter operator`` for one namespace; its checkpoint API on ``api_host`` (loopback, or the
+    real node's bridge gateway when pods in real containers must reach it)."""
 
-    def __init__(self, kubeconfig: Path, db_url: str, namespace: str, log_path: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, db_url: str, namespace: str, log_path: Path, api_host: str = "127.0.0.1"
+    ) -> None:
         self.port = free_port()
+        self.host = api_host
         self.namespace = namespace
         self.log_path = log_path
         self.env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "STRATA_DB_URL": db_url,
-            "STRATA_API_HOST": "127.0.0.1",
+            "STRATA_API_HOST": api_host,
             "STRATA_API_PORT": str(self.port),
             "STRATA_API_URL_FOR_PODS": self.api_url,
             "STRATA_HANDLER_BACKOFF_SECONDS": "0.5",
@@ -52,7 +56,7 @@ class OperatorProcess:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
         """Start a new generation and wait until its /healthz answers."""

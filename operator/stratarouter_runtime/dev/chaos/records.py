@@ -25,6 +25,12 @@ def state_of(execution: str, step: int, attempt: int) -> dict[str, Any]:
     return {"execution": execution, "step": step, "attempt": attempt, "filler": filler}
 
 
+def workload_state(step: int) -> dict[str, Any]:
+    """The state ``examples/workload.py`` checkpoints at ``step`` (its ``do_step`` from step 1 on): a
+    running total and the last ten steps, whichever attempt computes it."""
+    return {"total": step * (step + 1) // 2, "done": list(range(max(1, step - 9), step + 1))}
+
+
 def digest(state: Any) -> str:
     """sha256 of the state's JSON exactly as the store encodes it (its audit trail records this)."""
     return hashlib.sha256(to_json(state)).hexdigest()
@@ -108,6 +114,8 @@ class AuditRecord:
     step: int | None
     attempt: int | None
     hash: str | None
+    at: float = 0.0
+    """When the store wrote it (``time.time()`` scale)."""
 
 
 @dataclass(frozen=True)

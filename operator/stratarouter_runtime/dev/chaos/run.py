@@ -17,7 +17,13 @@ from stratarouter_runtime.dev.chaos import invariants as inv
 from stratarouter_runtime.dev.chaos.faults import KINDS, FaultPlan, Injected, Injector, schedule
 from stratarouter_runtime.dev.chaos.operator import OperatorProcess, samples
 from stratarouter_runtime.dev.chaos.podwatch import PodTimeline
-from stratarouter_runtime.dev.chaos.records import AuditRecord, StoredCheckpoint, Violation, digest
+from stratarouter_runtime.dev.chaos.records import (
+    AuditRecord,
+    StoredCheckpoint,
+    Violation,
+    digest,
+    workload_state,
+)
 from stratarouter_runtime.dev.chaos.workers import GROUP_PATH, Journal, WorkerPlan, Workers
 from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.dev.tcpproxy import TcpProxy
@@ -40,6 +46,10 @@ class ChaosConfig:
     faults: FaultPlan = field(default_factory=FaultPlan)
     seed: int = 1
     log_dir: Path | None = None
+    real_node_executions: int = 0
+    """Executions of ``examples/workload.py`` in real containers on the real node (its own SDK and token)."""
+    real_node_steps: int = 60
+    real_node_step_seconds: float = 1.0
 
     @property
     def expected_seconds(self) -> float:
@@ -56,6 +66,9 @@ class ChaosConfig:
             for i in range(self.executions)
         ]
 
+    def real_names(self) -> list[str]:
+        return [f"chaos-real-{i}" for i in range(self.real_node_executions)]
+
 
 @dataclass
 class ChaosResult:
@@ -63,6 +76,9 @@ class ChaosResult:
 
     executions: int
     succeeded: int
+    real_node: int
+    real_node_restarts: int
+    real_node_writes: int
     faults: list[Injected]
     crashes: int
     acks: int
@@ -92,11 +108,13 @@ class ChaosResult:
         refusals = ", ".join(f"{k} {n}" for k, n in sorted(self.refusals.items())) or "none"
         lines = [
             f"Chaos summary ({self.seconds / 60:.1f} min, kwok nodes, real control plane and PostgreSQL)",
-            f"  Executions run: {self.executions} (Succeeded: {self.succeeded})",
+            f"  Executions run: {self.executions} (Succeeded: {self.succeeded}), {self.real_node} of them on "
+            f"the real node (examples/workload.py in containers; restarts: {self.real_node_restarts})",
             f"  faults injected: {len(self.faults)} ({faults}); plus {self.crashes} pod crashes (exit 137) "
             "whose process wrote on as a zombie",
-            f"  checkpoints acknowledged: {self.acks} (by zombies before their fence: {self.zombie_acks}); "
-            f"writes refused: {refusals}",
+            f"  checkpoints acknowledged: {self.acks} to the kwok workers (to zombies before their fence: "
+            f"{self.zombie_acks}), and {self.real_node_writes} written by the real-node workloads (audit "
+            f"rows); writes refused: {refusals}",
             f"  lost: {lost}, duplicated pods: {duplicated}, stale writes accepted: {stale}",
             "  retried by the workers: "
             + (", ".join(f"{k} {n}" for k, n in self.retries.most_common(8)) or "nothing"),
@@ -116,21 +134,41 @@ def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def execution_body(name: str) -> dict[str, Any]:
-    """An Execution on kwok; no retention (every checkpoint is kept, so every ack can be checked)."""
+def execution_body(name: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An Execution (on kwok by default); no retention, so every checkpoint is kept and can be checked."""
     return {
         "apiVersion": "stratarouter.io/v1alpha1",
         "kind": "Execution",
         "metadata": {"name": name},
-        "spec": {"template": TEMPLATE, "recovery": {"backoffSeconds": 0, "maxRestarts": 10}},
+        "spec": {"template": template or TEMPLATE, "recovery": {"backoffSeconds": 0, "maxRestarts": 10}},
     }
 
 
-def create_execution(api: KubeApi, namespace: str, name: str, deadline: float) -> None:
+def real_node_template(steps: int, step_seconds: float) -> dict[str, Any]:
+    """The example workload in a real container on the real node, counting ``steps`` steps."""
+    from stratarouter_runtime.dev import images
+    from stratarouter_runtime.dev.node import pod_placement
+
+    env = {"STEPS": str(steps), "STEP_SECONDS": str(step_seconds)}
+    container = {
+        "name": "workload",
+        "image": images.WORKLOAD,
+        "imagePullPolicy": "Never",
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "resources": {"limits": {"memory": "128Mi"}},
+    }
+    spec = {**pod_placement(), "restartPolicy": "Never", "terminationGracePeriodSeconds": 5}
+    return {"spec": {**spec, "containers": [container]}}
+
+
+def create_execution(
+    api: KubeApi, namespace: str, name: str, deadline: float, template: dict[str, Any] | None = None
+) -> None:
     """POST it, retried while the API server is away (a restart may be under way)."""
+    body = execution_body(name, template)
     while True:
         try:
-            api.request("POST", f"{GROUP_PATH}/namespaces/{namespace}/executions", execution_body(name))
+            api.request("POST", f"{GROUP_PATH}/namespaces/{namespace}/executions", body)
             return
         except KubeApiError as exc:
             if exc.status == 409:
@@ -157,12 +195,14 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
     injector: Injector | None = None
     journal = Journal(log_dir / "workers.jsonl")
     try:
-        demo.start_infrastructure(real_node=False)
+        demo.start_infrastructure(real_node=config.real_node_executions > 0)
         demo.apply_crds()
         proxy = TcpProxy("127.0.0.1", demo.postgres.port).start()
         proxied = demo.postgres.dsn.replace(f":{demo.postgres.port}/", f":{proxy.port}/")
         say(f"The operator's store DSN points at the cuttable proxy: {proxied}")
-        operator = OperatorProcess(demo.cluster.kubeconfig, proxied, NAMESPACE, log_dir / "operator.log")
+        operator = OperatorProcess(
+            demo.cluster.kubeconfig, proxied, NAMESPACE, log_dir / "operator.log", api_host=demo.api_host
+        )
         operator.start()
         timeline = PodTimeline(demo.api, NAMESPACE)
         timeline.start_and_wait()
@@ -183,10 +223,13 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
         time.sleep(2.0)  # the last pod events
         timeline.close()
         say("Checking the invariants: the store's history and audit trail, the pod watch, the journal")
+        restarts = sum(
+            int(demo.execution(n).get("status", {}).get("restarts") or 0) for n in config.real_names()
+        )
         history, audit, statuses = asyncio.run(read_store(demo.postgres.dsn, NAMESPACE, list(phases)))
         metrics = operator.metrics()
         return verdict(config, phases, statuses, history, audit, journal, timeline, injector, operator,
-                       metrics, time.monotonic() - began, log_dir)  # fmt: skip
+                       metrics, time.monotonic() - began, log_dir, restarts)  # fmt: skip
     finally:
         # Each step on its own: one that fails must not leave the cluster or PostgreSQL running.
         steps = [journal.close]
@@ -227,6 +270,11 @@ async def drive(
         async def one(plan: WorkerPlan) -> None:
             results[plan.name] = await workers.run(plan)
 
+        async def real(name: str) -> None:
+            template = real_node_template(config.real_node_steps, config.real_node_step_seconds)
+            await workers.kube(create_execution, api, namespace, name, deadline, template)
+            results[name] = await workers.wait_finished(name)
+
         injector.start()
         for wave in range(config.waves):
             target = injector.started + wave * config.wave_gap
@@ -237,6 +285,8 @@ async def drive(
             for plan in batch:
                 await workers.kube(create_execution, api, namespace, plan.name, deadline)
                 tasks.append(asyncio.create_task(one(plan)))
+            if wave == 0:
+                tasks += [asyncio.create_task(real(name)) for name in config.real_names()]
             say(f"wave {wave + 1}: {len(batch)} Executions created")
         pending = set(tasks)
         while pending:  # a fault that could not be injected ends the run now, not at the deadline
@@ -273,7 +323,9 @@ async def read_store(
             rows: list[AuditRecord] = []
             after: int | None = None
             while page := await store.get_audit(execution_id, after_seq=after, limit=1000):
-                rows += [AuditRecord(e.seq, e.kind, e.step, e.attempt, e.hash) for e in page]
+                rows += [
+                    AuditRecord(e.seq, e.kind, e.step, e.attempt, e.hash, e.at.timestamp()) for e in page
+                ]
                 after = page[-1].seq
             audit[name] = rows
     return history, audit, statuses
@@ -292,24 +344,39 @@ def verdict(
     metrics: str,
     seconds: float,
     log_dir: Path,
+    real_node_restarts: int = 0,
 ) -> ChaosResult:
     """Run every invariant check and put the summary together."""
-    names = [p.name for p in config.plans()]
+    real = config.real_names()
+    names = [p.name for p in config.plans()] + real
     gauge = {labels.get("phase", ""): value for labels, value in samples(metrics, "stratarouter_executions")}
     api_ok = sum(
         value
         for labels, value in samples(metrics, "stratarouter_api_requests_total")
         if labels.get("route") == "/v1/checkpoint" and labels.get("code") == "200"
     )
+    # The workers' 200s since the last start, plus the real-node workloads' (their 200s are only in their
+    # own processes; each is one checkpoint row of the audit trail written since then).
     since = sum(1 for a in journal.acks if a.sent_at >= operator.started_at)
+    since += sum(
+        1 for n in real for r in audit.get(n, []) if r.kind == "checkpoint" and r.at >= operator.started_at
+    )
+    workload = [
+        v
+        for n in real
+        for v in inv.check_workload_history(
+            n, config.real_node_steps, history.get(n, {}), audit.get(n, []), workload_state
+        )
+    ]
     store_counts = Counter(s for s in statuses.values() if s is not None)
     checks = {
         inv.SUCCEEDED: inv.check_succeeded(names, phases, statuses),
         inv.DUPLICATE_PODS: inv.check_one_live_pod(timeline.events),
-        inv.LOST: inv.check_acked_kept(journal.acks, history, audit),
+        inv.LOST: inv.check_acked_kept(journal.acks, history, audit) + workload,
         inv.STALE: inv.check_no_stale_ack(journal.acks, timeline.events, audit),
         inv.RESUMED: inv.check_resumes(journal.resumes, journal.acks),
         inv.METRICS: inv.check_metrics(len(names), gauge, store_counts, api_ok, since),
+        inv.INTERNAL: inv.check_no_internal_error(journal.internal_errors),
     }
     violations = [v for found in checks.values() for v in found]
     metrics_line = (
@@ -324,6 +391,9 @@ def verdict(
     return ChaosResult(
         executions=len(names),
         succeeded=sum(1 for n in names if phases.get(n) == "Succeeded"),
+        real_node=len(real),
+        real_node_writes=sum(1 for n in real for r in audit.get(n, []) if r.kind == "checkpoint"),
+        real_node_restarts=real_node_restarts,
         faults=injector.done,
         crashes=journal.crashes,
         acks=len(journal.acks),

@@ -65,6 +65,8 @@ class Journal:
     resumes: list[Resume] = field(default_factory=list)
     retries: Counter[str] = field(default_factory=Counter)
     crashes: int = 0
+    internal_errors: list[str] = field(default_factory=list)
+    """``500 InternalError`` answers (a bug in the API, which answers unavailability with 503)."""
     notes: list[str] = field(default_factory=list)
     _out: IO[str] | None = None
 
@@ -176,6 +178,20 @@ class Workers:
                 finished.add(pod.uid)
         return phase
 
+    async def wait_finished(self, name: str) -> str | None:
+        """For an Execution whose pods run for real: its phase once it has finished (or at the deadline)."""
+        phase: str | None = None
+        while time.time() < self.deadline:
+            try:
+                path = f"{GROUP_PATH}/namespaces/{self.namespace}/executions/{name}"
+                phase = ((await self.kube(self.api.get, path)).get("status") or {}).get("phase")
+            except (KubeApiError, OSError, ValueError) as exc:
+                self.journal.retries[f"kube: {type(exc).__name__}"] += 1
+            if phase in ("Succeeded", "Failed"):
+                return phase
+            await asyncio.sleep(2.0)
+        return phase
+
     async def current_pod(self, name: str, *, skip: set[str]) -> tuple[str | None, Pod | None]:
         """The Execution's phase and, when status names a pod that kwok runs, that pod with a fresh token."""
         try:
@@ -278,6 +294,8 @@ class Workers:
             return None
         if status >= 500:
             self.journal.retries[f"{path}: {status}"] += 1
+            if status == 500:
+                self.journal.internal_errors.append(f"{method} {path}: {raw[:200].decode(errors='replace')}")
             await asyncio.sleep(random.uniform(RETRY_MIN, RETRY_MAX))
             return None
         try:
