@@ -14,13 +14,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from stratarouter_runtime.dev.kubeapi import KubeApi
 from stratarouter_runtime.dev.pods import request_pod_token
 from stratarouter_runtime.state import StateManager
 from stratarouter_runtime.state.errors import StaleAttemptError, StateError
+from stratarouter_runtime.state.migrations import connect
 from tests.operator.conftest import Executions, OperatorProcess, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
@@ -326,7 +326,7 @@ async def test_the_checkpoint_spec_reaches_the_pods_sdk_and_the_store(
     assert [cp.step for cp in await state.get_history(execution_id)] == [7, 14]
     assert await state.load(execution_id) == {"step": 15, "notes": notes}
     await state.close()
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         codecs = await conn.fetch(
             "SELECT step, codec FROM checkpoints WHERE execution_id = $1 ORDER BY step", execution_id

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import asyncpg
 import pytest
 
 from stratarouter_runtime import StaleAttemptError, StateManager
@@ -14,6 +13,7 @@ from stratarouter_runtime.state.backends.base import WriteOp
 from stratarouter_runtime.state.backends.memory import MemoryBackend
 from stratarouter_runtime.state.backends.postgres import PostgresBackend
 from stratarouter_runtime.state.errors import StateError
+from stratarouter_runtime.state.migrations import connect
 from tests.store.conftest import MakeState
 
 BATCHED = {"batch_writes": True, "batch_size": 1000, "flush_interval_ms": 60_000}
@@ -93,7 +93,7 @@ async def test_a_flush_cancelled_while_postgres_waits_on_a_lock_loses_nothing(pg
     state = StateManager(backend="postgresql", db_url=pg_dsn, **BATCHED)
     for step in range(1, 50):
         await state.checkpoint("locked", step, {"step": step})
-    blocker = await asyncpg.connect(pg_dsn)
+    blocker = await connect(pg_dsn)
     try:
         lock = blocker.transaction()
         await lock.start()

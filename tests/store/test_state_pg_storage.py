@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from stratarouter_runtime import StateManager
+from stratarouter_runtime.state.migrations import connect
 
 pytestmark = pytest.mark.postgres
 
@@ -19,7 +20,7 @@ def transcript(n: int) -> dict[str, object]:
 
 
 async def row(dsn: str, execution_id: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(dsn)
     try:
         found = await conn.fetchrow(
             "SELECT state_codec, state_base_step, octet_length(state) AS stored, state_size "
@@ -82,7 +83,7 @@ async def test_a_write_may_ask_for_compression_the_manager_does_not_default_to(p
         await state.write("z", 2, big, history=True)
         await state.write("z", 3, big, history=True, compress=False)
         assert [c.state_data for c in await state.get_history("z")] == [big, big, big]
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         rows = await conn.fetch("SELECT step, codec FROM checkpoints WHERE execution_id = 'z' ORDER BY step")
         assert [(r["step"], r["codec"]) for r in rows] == [(1, "zstd"), (2, "json"), (3, "json")]
@@ -94,7 +95,7 @@ async def test_saves_update_the_execution_row_in_place(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn, checkpoint_interval=10) as state:
         for step in range(60):
             await state.save("hot", step, {"step": step, "notes": "x" * 500})
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:  # statistics reach pg_stat_user_tables when the writers' sessions end
         deadline = time.monotonic() + 30
         while True:

@@ -23,6 +23,7 @@ import pytest
 from stratarouter_runtime import StateManager
 from stratarouter_runtime.dev.ports import free_port
 from stratarouter_runtime.dev.postgres import PostgresServer
+from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA
 
 pytestmark = [
     pytest.mark.postgres,
@@ -34,15 +35,18 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def bouncer(postgres_server: PostgresServer) -> Iterator[str]:
-    """A transaction-mode PgBouncer in front of the session's server; yields its base DSN."""
+    """A transaction-mode PgBouncer in front of the session's server; yields its base DSN. PgBouncer
+    1.18 refuses a ``search_path`` startup parameter, so it sets the store's schema on each server
+    connection itself (``connect_query``) and ignores the SDK's (the README's recipe)."""
     root = Path(tempfile.mkdtemp(prefix="strata-pgb-"))
     port = free_port()
     server = urlparse(postgres_server.dsn)
     (root / "users.txt").write_text(f'"{postgres_server.user}" ""\n')
     (root / "pgbouncer.ini").write_text(
         f"""[databases]
-* = host={server.hostname} port={server.port}
+* = host={server.hostname} port={server.port} connect_query='SET search_path = {DEFAULT_SCHEMA}'
 [pgbouncer]
+ignore_startup_parameters = search_path
 listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir =

@@ -15,6 +15,7 @@ from stratarouter_runtime.state.migrations import (
     LATEST,
     MIGRATIONS,
     Migration,
+    connect,
     current_version,
     migrate,
     migrate_url,
@@ -27,7 +28,7 @@ async def test_migrations_are_idempotent_and_safe_to_run_concurrently(pg_dsn: st
     applied = await asyncio.gather(*(migrate_url(pg_dsn) for _ in range(5)))
     assert sum(applied) == LATEST  # each migration applied exactly once, whoever got there first
     assert await migrate_url(pg_dsn) == 0
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         assert await current_version(conn) == LATEST
         rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
@@ -37,7 +38,7 @@ async def test_migrations_are_idempotent_and_safe_to_run_concurrently(pg_dsn: st
 
 
 async def test_version_2_upgrades_a_version_1_store_without_losing_audit_rows(pg_dsn: str) -> None:
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         assert await migrate(conn, MIGRATIONS[:1]) == 1
         # what a version-1 SDK wrote: checkpoint rows plus one checkpoint event each
@@ -69,7 +70,7 @@ async def test_version_2_upgrades_a_version_1_store_without_losing_audit_rows(pg
 
 
 async def test_version_4_upgrade_keeps_a_saved_state_newer_than_its_checkpoints(pg_dsn: str) -> None:
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         assert await migrate(conn, MIGRATIONS[:3]) == 3
         # what a version-3 SDK wrote: checkpoints 1 and 2, then a save at step 3 in the row
@@ -102,7 +103,7 @@ async def test_version_4_upgrade_keeps_a_saved_state_newer_than_its_checkpoints(
 
 async def test_a_failed_migration_does_not_bump_the_version(pg_dsn: str) -> None:
     broken = [*MIGRATIONS, Migration(LATEST + 1, "broken", "CREATE TABLE executions (id int)")]
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         with pytest.raises(asyncpg.DuplicateTableError):
             await migrate(conn, broken)
@@ -127,7 +128,7 @@ async def test_state_is_stored_once_per_execution_and_history_only_on_checkpoint
     async with StateManager(db_url=pg_dsn, checkpoint_interval=10) as state:
         for step in range(95):
             await state.save("grow", step, {"step": step})
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM executions") == 1
         assert await conn.fetchval("SELECT count(*) FROM checkpoints") == 10
@@ -141,7 +142,7 @@ async def test_state_is_stored_once_per_execution_and_history_only_on_checkpoint
         assert [e.step for e in await state.get_audit("grow")] == list(range(0, 95, 10))
         await state.checkpoint("grow", 95, {"step": 95})
         assert await state.load("grow") == {"step": 95}
-        conn = await asyncpg.connect(pg_dsn)
+        conn = await connect(pg_dsn)
         try:
             # a checkpoint at a new highest step is one INSERT (FAST): the execution row is left as it was
             row = await conn.fetchrow("SELECT current_step, state IS NOT NULL AS whole FROM executions")
@@ -187,7 +188,7 @@ async def test_query_is_served_by_an_index_never_by_checkpoint_data(pg_dsn: str)
             PostgresBackend.query_sql(None, start, end, 100),
             PostgresBackend.query_sql(statuses, None, None, 100),
         ]
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         await conn.execute("SET enable_seqscan = off")  # a 1-row table would be scanned otherwise
         for text, args in cases:
@@ -219,7 +220,7 @@ async def test_compressed_rows_name_their_codec(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn, enable_compression=True, compression_threshold=1000) as state:
         await state.checkpoint("z", 1, {"text": "abc " * 5000})
         await state.checkpoint("z", 2, {"text": "small"})
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         rows = await conn.fetch(
             "SELECT step, codec, size_bytes, length(state) AS stored FROM checkpoints ORDER BY step"
@@ -242,7 +243,7 @@ async def _create_month(conn: asyncpg.Connection, start: datetime) -> None:
 async def test_partitions_are_made_ahead_and_cleanup_drops_whole_months(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn, enable_partitioning=True) as state:
         await state.checkpoint("now", 1, {"v": 1})
-        conn = await asyncpg.connect(pg_dsn)
+        conn = await connect(pg_dsn)
         try:
             parts = {
                 r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE '%_p2%'")
@@ -292,7 +293,7 @@ async def test_partitions_are_made_ahead_and_cleanup_drops_whole_months(pg_dsn: 
 async def test_a_lost_connection_is_retried(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn, pool_min_size=2, pool_max_size=2) as state:
         await state.save("r", 1, {"v": 1})
-        admin = await asyncpg.connect(pg_dsn)
+        admin = await connect(pg_dsn)
         try:
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -317,7 +318,7 @@ async def test_an_unreachable_database_raises_after_the_retry_window() -> None:
 async def test_recovery_window_uses_server_time(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn, recovery_timeout=3600) as state:
         await state.save("old-run", 1, {})
-        conn = await asyncpg.connect(pg_dsn)
+        conn = await connect(pg_dsn)
         try:
             await conn.execute(
                 "UPDATE executions SET updated_at = now() - interval '2 hours' WHERE id = 'old-run'"

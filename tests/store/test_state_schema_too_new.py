@@ -9,7 +9,7 @@ import pytest
 
 from stratarouter_runtime import SchemaTooNewError, SchemaVersionError, StateError, StateManager
 from stratarouter_runtime.cli import main as cli_main
-from stratarouter_runtime.state.migrations import LATEST, migrate_url
+from stratarouter_runtime.state.migrations import LATEST, connect, migrate_url
 
 pytestmark = pytest.mark.postgres
 
@@ -19,7 +19,7 @@ _TABLES = ("executions", "checkpoints", "events", "snapshots", "schema_migration
 
 async def _census(dsn: str) -> dict[str, int]:
     """Row counts of every store table, and how many relations and functions the schema has."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(dsn)
     try:
         counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in _TABLES}
         counts["relations"] = await conn.fetchval(
@@ -38,7 +38,7 @@ async def newer_store(pg_dsn: str) -> str:
     """A store migrated by this code, holding one run, then migrated further by a newer release."""
     async with StateManager(db_url=pg_dsn) as state:
         await state.checkpoint("before", 1, {"v": 1})
-    conn = await asyncpg.connect(pg_dsn)
+    conn = await connect(pg_dsn)
     try:
         await conn.execute(
             "INSERT INTO schema_migrations (version, name) VALUES ($1, 'from_a_newer_release')", NEWER
@@ -92,7 +92,7 @@ async def test_migrate_refuses_a_schema_newer_than_the_code(
 async def test_a_running_replica_names_the_newer_schema_that_broke_its_statements(pg_dsn: str) -> None:
     async with StateManager(db_url=pg_dsn) as state:
         await state.checkpoint("X", 1, {"v": 1})
-        conn = await asyncpg.connect(pg_dsn)
+        conn = await connect(pg_dsn)
         try:  # what a newer release's migration could do under a replica that is still running
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, 'renames_attempt')", NEWER

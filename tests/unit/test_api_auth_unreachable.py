@@ -38,9 +38,7 @@ async def test_reading_the_pod_or_execution_without_an_api_server_is_503(
 ) -> None:
     auth = Authenticator(nobody_listens)
     ident = PodIdentity(namespace="ns", pod_name="run-a1", pod_uid="p1", service_account="default")
+    call = auth._pod_metadata(ident) if read == "pod" else auth._execution("ns", "run")
     with pytest.raises(AuthError) as err:
-        if read == "pod":
-            await auth._pod_metadata(ident)
-        else:
-            await auth._execution("ns", "run")
+        await call
     assert (err.value.status, err.value.reason) == (503, "ApiUnavailable")

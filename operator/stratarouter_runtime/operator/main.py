@@ -157,11 +157,12 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
     memo.wakeups = Wakeups()
     memo.k8s = await make_api_client()
     if ours.run_migrations:
-        applied = await migrate_url(ours.db_url)
+        applied = await migrate_url(ours.db_url, ours.db_schema)
         logger.info("store schema up to date (%d migration(s) applied)", applied)
     memo.store = StateManager(
         backend="postgresql",
         db_url=ours.db_url,
+        db_schema=ours.db_schema,
         checkpoint_retention=ours.default_checkpoint_retention,
     )
     memo.status = StatusCoalescer(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stratarouter_runtime.operator.pods import MIN_TOKEN_EXPIRATION_SECONDS, TOKEN_EXPIRATION_SECONDS
+from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA, schema_name
 
 
 class SettingsError(ValueError):
@@ -24,6 +25,10 @@ class OperatorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     db_url: str = Field(min_length=1, description="PostgreSQL DSN of the store (STRATA_DB_URL)")
+    db_schema: str = Field(
+        default=DEFAULT_SCHEMA,
+        description="PostgreSQL schema of the store (STRATA_DB_SCHEMA): created by the first migration",
+    )
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_url_for_pods: str = Field(
@@ -109,12 +114,18 @@ class OperatorSettings(BaseModel):
     handler_retries: int = Field(default=10, ge=1)
     handler_backoff_seconds: float = Field(default=5.0, gt=0)
 
+    @field_validator("db_schema")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        return schema_name(value)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
         """Build settings from ``STRATA_*`` variables; raise :class:`SettingsError` naming the bad one."""
         env = os.environ if environ is None else environ
         names = {
             "db_url": "STRATA_DB_URL",
+            "db_schema": "STRATA_DB_SCHEMA",
             "api_host": "STRATA_API_HOST",
             "api_port": "STRATA_API_PORT",
             "api_url_for_pods": "STRATA_API_URL_FOR_PODS",

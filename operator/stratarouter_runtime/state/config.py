@@ -9,6 +9,7 @@ from typing import Any
 
 from stratarouter_runtime.state import codec
 from stratarouter_runtime.state.errors import InvalidArgumentError
+from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA, schema_name
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,9 @@ class StateConfig:
 
     backend: str = "memory"
     db_url: str | None = None
+    db_schema: str = DEFAULT_SCHEMA
+    """PostgreSQL schema of the store's tables (created by the first migration): its own, so they never
+    mix with an application's tables in ``public``. Stores of one database are separate by schema."""
     api_url: str | None = None
     """Base URL of the operator's checkpoint API (backend ``http``)."""
 
@@ -84,6 +88,7 @@ class StateConfig:
             raise InvalidArgumentError("pool_min_size must be between 0 and pool_max_size")
         if self.statement_cache_size < 0:
             raise InvalidArgumentError("statement_cache_size must be >= 0")
+        schema_name(self.db_schema)
 
     def with_(self, **changes: Any) -> StateConfig:
         return replace(self, **changes)
@@ -118,6 +123,7 @@ def _float(name: str, raw: str) -> float:
 
 # STRATA_<NAME> -> config field; the parser per field type.
 _ENV_FIELDS = {
+    "DB_SCHEMA": "db_schema",
     "CHECKPOINT_INTERVAL": "checkpoint_interval",
     "CHECKPOINT_RETENTION": "checkpoint_retention",
     "ENABLE_AUTO_RECOVERY": "enable_auto_recovery",
@@ -154,7 +160,9 @@ def config_from_env(env: Mapping[str, str], **overrides: Any) -> StateConfig:
         if raw is None or raw == "":
             continue
         kind = str(types[name])
-        if "bool" in kind:
+        if kind == "str":
+            values[name] = raw.strip()
+        elif "bool" in kind:
             values[name] = _bool(key, raw)
         elif "float" in kind:
             values[name] = _float(key, raw)

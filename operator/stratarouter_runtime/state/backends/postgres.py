@@ -61,6 +61,7 @@ from stratarouter_runtime.state.migrations import (
     Conn,
     check_compatible,
     check_version,
+    connect,
     current_version,
     migrate,
 )
@@ -268,11 +269,11 @@ class PostgresBackend(StateBackend):
                 conn = await pool.acquire()
                 try:
                     if cfg.auto_migrate:
-                        applied = await migrate(conn)
+                        applied = await migrate(conn, schema=cfg.db_schema)
                         if applied:
                             log.info("applied %d schema migration(s)", applied)
                     else:
-                        await check_version(conn)
+                        await check_version(conn, schema=cfg.db_schema)
                     if cfg.enable_partitioning:
                         await self._ensure_partitions(conn)
                 finally:
@@ -285,8 +286,11 @@ class PostgresBackend(StateBackend):
 
     async def _connect(self) -> Connection:
         cfg = self._config
-        conn: Connection = await asyncpg.connect(
-            self._dsn, statement_cache_size=cfg.statement_cache_size, timeout=cfg.connect_timeout
+        conn: Connection = await connect(
+            self._dsn,
+            cfg.db_schema,
+            statement_cache_size=cfg.statement_cache_size,
+            timeout=cfg.connect_timeout,
         )
         return conn
 
