@@ -9,14 +9,13 @@ kubernetes_asyncio ApiClient), ``memo.store`` (ONE StateManager on PostgreSQL), 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
 import secrets
 import socket
-import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -28,7 +27,7 @@ from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.lifecycle import Lifecycle
 from stratarouter_runtime.operator.pods import POD_SELECTOR
 from stratarouter_runtime.operator.resources.base import FINALIZER, GROUP
-from stratarouter_runtime.operator.settings import OperatorSettings, SettingsError
+from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.operator.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -190,51 +189,46 @@ async def cleanup(*, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     logger.info("operator resources closed")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stratarouter operator", description=__doc__)
-    parser.add_argument("--standalone", action="store_true", help="no peering, even if STRATA_PEERING is set")
-    parser.add_argument("--peering", default=None, help="peering object name (default: $STRATA_PEERING)")
-    parser.add_argument(
-        "-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)"
-    )
-    parser.add_argument("-A", "--all-namespaces", action="store_true", help="watch the whole cluster")
-    parser.add_argument(
-        "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
-    )
-    parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--debug", action="store_true")
-    return parser
+def configure_logging(level: int, log_format: str = "text") -> None:
+    """Root logging for the process: text lines, or kopf's JSON (one object per line, with the object)."""
+    if log_format == "json":
+        kopf.configure(debug=level <= logging.DEBUG, log_format=kopf.LogFormat.JSON)
+        logging.getLogger().setLevel(level)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the operator until SIGINT/SIGTERM; returns the process exit code."""
-    args_list = list(argv or [])
-    if args_list[:1] == ["--"]:
-        args_list = args_list[1:]
-    args = build_parser().parse_args(args_list)
-    try:
-        ours = OperatorSettings.from_env()
-    except SettingsError as exc:
-        print(f"stratarouter operator: {exc}", file=sys.stderr)
-        return 2
-    if args.peering:
-        ours = ours.model_copy(update={"peering": args.peering})
-    if args.standalone:
-        ours = ours.model_copy(update={"peering": ""})
-    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def run(argv: Sequence[str] | None = None) -> int:
+    """``stratarouter operator ARGV``: the command line and the environment validated, then the operator."""
+    from stratarouter_runtime.cli import main as cli_main
+
+    return cli_main(["operator", *(argv or [])])
+
+
+def run_operator(
+    ours: OperatorSettings,
+    *,
+    log_level: int = logging.WARNING,
+    log_format: str = "text",
+    liveness: str | None = None,
+) -> int:
+    """Run the operator until SIGINT/SIGTERM with settings already validated; returns the exit code.
+
+    ``stratarouter operator`` (cli.py) parses and validates the command line and the environment into
+    ``ours``, and has put its options into ``os.environ`` as the ``STRATA_*`` variables they stand for.
+    """
+    configure_logging(log_level, log_format)
 
     import stratarouter_runtime.operator.handlers  # noqa: F401 - registers every handler
 
-    namespaces = [] if args.all_namespaces else (args.namespace or list(ours.watch_namespaces))
-    ours = ours.model_copy(update={"watch_namespaces": tuple(namespaces)})
+    namespaces = list(ours.watch_namespaces)
     kopf.run(
         standalone=not ours.peering,
         peering_name=ours.peering or None,
         priority=ours.peering_priority,
         clusterwide=not namespaces,
         namespaces=namespaces,
-        liveness_endpoint=args.liveness,
+        liveness_endpoint=liveness,
         memo=kopf.Memo(settings=ours),
     )
     return 0
