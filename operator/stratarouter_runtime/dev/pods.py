@@ -10,7 +10,8 @@ marks it Running), a Running pod owned by a Job (it marks it Succeeded), and a
 pod being deleted (it removes it). A failed pod keeps its podIP, so kwok leaves
 it alone; that is why :func:`fail_pod` first waits for kwok to have started it.
 
-From a shell, against ``make cluster-up``::
+From a shell, against ``make cluster-up`` (``--exit-code 0`` ends the pod Succeeded, as a kubelet
+would, with reason ``Completed``)::
 
     python -m stratarouter_runtime.dev.pods fail POD -n NAMESPACE --exit-code 137
 """
@@ -99,16 +100,18 @@ def fail_pod(
     name: str,
     exit_code: int = 1,
     *,
-    reason: str = "Error",
+    reason: str | None = None,
     message: str = "",
     timeout: float = 30.0,
 ) -> Pod:
     """End the pod as if every container exited with ``exit_code``; return the updated pod.
 
     The phase follows the exit code as a kubelet's would for ``restartPolicy: Never``: Failed, or
-    Succeeded for 0 (see :func:`succeed_pod`). Waits (up to ``timeout``) for the pod to be Running first,
-    so kwok cannot overwrite the outcome.
+    Succeeded for 0 (see :func:`succeed_pod`), and so does the default ``reason``: ``Error``, or
+    ``Completed`` for 0. Waits (up to ``timeout``) for the pod to be Running first, so kwok cannot
+    overwrite the outcome.
     """
+    reason = reason or terminated_reason(exit_code)
     pod = wait_for_pod(api, namespace, name, is_running, timeout=timeout, what="Running")
     assert pod is not None  # is_running(None) is False
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -152,6 +155,11 @@ def fail_pod(
     return api.request("PATCH", _pod_path(namespace, name) + "/status", patch, content_type=MERGE_PATCH)
 
 
+def terminated_reason(exit_code: int) -> str:
+    """The kubelet's ``state.terminated.reason`` for a container that exited by itself with ``exit_code``."""
+    return "Completed" if exit_code == 0 else "Error"
+
+
 def succeed_pod(api: KubeApi, namespace: str, name: str, *, timeout: float = 30.0) -> Pod:
     """End the pod Succeeded, every container terminated with exit code 0 (reason Completed)."""
     return fail_pod(api, namespace, name, 0, reason="Completed", timeout=timeout)
@@ -159,19 +167,29 @@ def succeed_pod(api: KubeApi, namespace: str, name: str, *, timeout: float = 30.
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m stratarouter_runtime.dev.pods fail POD [-n NS] [--exit-code N]`` (uses $KUBECONFIG)."""
-    parser = argparse.ArgumentParser(prog="stratarouter-dev-pods")
+    parser = argparse.ArgumentParser(
+        prog="stratarouter-dev-pods",
+        description="End a kwok pod as a kubelet reports a container that exited: phase Failed, or "
+        "Succeeded for exit code 0.",
+    )
     parser.add_argument("action", choices=["fail"])
     parser.add_argument("pod")
     parser.add_argument("-n", "--namespace", default="default")
-    parser.add_argument("--exit-code", type=int, default=1)
-    parser.add_argument("--reason", default="Error")
+    parser.add_argument("--exit-code", type=int, default=1, help="default: 1 (0 ends the pod Succeeded)")
+    parser.add_argument(
+        "--reason",
+        default=None,
+        help="state.terminated.reason (default: Error, or Completed for exit code 0)",
+    )
     args = parser.parse_args(argv)
     kubeconfig = os.environ.get("KUBECONFIG")
     if not kubeconfig:
         parser.error("set KUBECONFIG (run the export lines printed by `make cluster-up`)")
     api = KubeApi.from_kubeconfig(Path(kubeconfig))
-    fail_pod(api, args.namespace, args.pod, args.exit_code, reason=args.reason)
-    print(f"pod {args.namespace}/{args.pod} marked Failed with exit code {args.exit_code}")
+    reason = args.reason or terminated_reason(args.exit_code)
+    pod = fail_pod(api, args.namespace, args.pod, args.exit_code, reason=reason)
+    phase = pod.get("status", {}).get("phase", "Succeeded" if args.exit_code == 0 else "Failed")
+    print(f"pod {args.namespace}/{args.pod} marked {phase}: exit code {args.exit_code}, reason {reason}")
     return 0
 
 
