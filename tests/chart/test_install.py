@@ -17,7 +17,7 @@ import yaml
 
 from stratarouter_runtime.dev.cluster import KWOK_ANNOTATION, LocalCluster
 from stratarouter_runtime.dev.kubeapi import MERGE_PATCH
-from tests.chart.helm import CHART, Helm
+from tests.chart.helm import CHART, Helm, HelmError
 from tests.chart.identity import (
     CRD_NAMES,
     Grant,
@@ -191,6 +191,68 @@ def test_namespaced_mode_grants_workload_rights_only_in_watched_namespaces(
     finally:
         cluster_helm_client.run("uninstall", "strata-ns", "--namespace", namespace, "--wait")
         delete_namespaces(cluster, namespace, watched, other)
+
+
+def _releases(helm: Helm, namespace: str) -> list[dict[str, Any]]:
+    """Every release in ``namespace``, failed and pending ones included."""
+    listed: list[dict[str, Any]] = yaml.safe_load(
+        helm.run("list", "--all", "--namespace", namespace, "--output", "yaml")
+    )
+    return listed or []
+
+
+def test_a_missing_watch_namespace_fails_the_install_before_anything_is_created(
+    cluster: LocalCluster, cluster_helm_client: Helm
+) -> None:
+    helm = cluster_helm_client
+    suffix = _suffix()
+    namespace, watched, missing = f"strata-miss-{suffix}", f"team-a-{suffix}", f"team-gone-{suffix}"
+    release = "strata-miss"
+    cluster.kubectl("create", "namespace", watched)
+    values = {**LOCAL_VALUES, "watchNamespaces": [watched, missing], "crds": {"install": False}}
+    try:
+        with pytest.raises(HelmError) as failed:
+            install(cluster, helm, release, namespace, values)
+        message = failed.value.stderr
+        print(message)
+        assert (
+            f"watchNamespaces: namespace {missing} not found in the cluster; create it first "
+            f"(kubectl create namespace {missing}) or remove it from watchNamespaces. "
+            "Nothing was installed or changed."
+        ) in message
+        assert watched not in message
+        # No release at all (not a failed one), and none of its objects.
+        if cluster.api.exists(f"/api/v1/namespaces/{namespace}"):
+            assert _releases(helm, namespace) == []
+        fullname = f"{release}-stratarouter-operator"
+        assert not cluster.api.exists(f"/apis/apps/v1/namespaces/{namespace}/deployments/{fullname}")
+        assert not cluster.api.exists(f"/api/v1/namespaces/{namespace}/serviceaccounts/{fullname}")
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        assert not cluster.api.exists(f"{rbac}/namespaces/{watched}/rolebindings/{fullname}")
+        assert not cluster.api.exists(f"{rbac}/clusterroles/{fullname}-cluster")
+
+        # Create it and the very same install goes through; an upgrade naming another missing one fails
+        # the same way and leaves the release as it was.
+        cluster.kubectl("create", "namespace", missing)
+        install(cluster, helm, release, namespace, values)
+        assert cluster.api.exists(f"{rbac}/namespaces/{missing}/rolebindings/{fullname}")
+        gone = f"team-never-{suffix}"
+        with pytest.raises(HelmError) as refused:
+            install(
+                cluster,
+                helm,
+                release,
+                namespace,
+                {**values, "watchNamespaces": [watched, gone]},
+                upgrade=True,
+            )
+        assert f"watchNamespaces: namespace {gone} not found in the cluster" in refused.value.stderr
+        [deployed] = _releases(helm, namespace)
+        assert (deployed["revision"], deployed["status"]) == ("1", "deployed")
+        assert cluster.api.exists(f"{rbac}/namespaces/{missing}/rolebindings/{fullname}")
+    finally:
+        helm.run("uninstall", release, "--namespace", namespace, "--ignore-not-found", "--wait")
+        delete_namespaces(cluster, namespace, watched, missing)
 
 
 # -- helm upgrade and uninstall ----------------------------------------------------------------------------
