@@ -329,6 +329,12 @@ def test_operator_settings_become_strata_env(helm: Helm) -> None:
     assert "STRATA_STATUS_PATCH_BUDGET" not in defaults  # the operator's own default (50/s)
 
 
+def test_extra_args_are_options_of_the_operator_command(helm: Helm) -> None:
+    assert operator_container(helm.template())["args"] == ["operator"]
+    verbose = helm.template({"operator": {"extraArgs": ["--verbose", "--log-format", "json"]}})
+    assert operator_container(verbose)["args"] == ["operator", "--verbose", "--log-format", "json"]
+
+
 def test_image_defaults_are_the_locally_built_images(helm: Helm) -> None:
     """No image is published: the chart, NOTES.txt and the example name what `make images` builds."""
     manifests = helm.template()
