@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from stratarouter_runtime.operator.settings import OperatorSettings, SettingsError
+from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA
 
 OPERATOR_DESCRIPTION = """\
 Run the StrataRouter operator: the kopf handlers of Executions and Snapshots, and the checkpoint API
@@ -97,6 +98,14 @@ SETTING_OPTIONS: tuple[SettingOption, ...] = (
         "variable)",
         "store",
         "URL",
+    ),
+    SettingOption(
+        "db_schema",
+        "STRATA_DB_SCHEMA",
+        ("--db-schema",),
+        "PostgreSQL schema of the store's tables (the first migration creates it)",
+        "store",
+        "SCHEMA",
     ),
     SettingOption(
         "run_migrations",
@@ -499,14 +508,17 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from stratarouter_runtime.state.errors import SchemaTooNewError
-    from stratarouter_runtime.state.migrations import migrate_url
+    from stratarouter_runtime.state.errors import InvalidArgumentError, SchemaTooNewError
+    from stratarouter_runtime.state.migrations import migrate_url, schema_name
 
     if not args.db_url:
         print("stratarouter migrate: no database; pass --db-url or set STRATA_DB_URL", file=sys.stderr)
         return 2
     try:
-        applied = asyncio.run(migrate_url(args.db_url))
+        applied = asyncio.run(migrate_url(args.db_url, schema_name(args.db_schema)))
+    except InvalidArgumentError as exc:
+        print(f"stratarouter migrate: --db-schema: {exc}", file=sys.stderr)
+        return 2
     except SchemaTooNewError as exc:
         print(f"stratarouter migrate: {exc}", file=sys.stderr)
         return 1
@@ -534,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema")
     migrate.add_argument("--db-url", default=os.environ.get("STRATA_DB_URL"), help="default: $STRATA_DB_URL")
+    migrate.add_argument(
+        "--db-schema",
+        default=os.environ.get("STRATA_DB_SCHEMA", "").strip() or DEFAULT_SCHEMA,
+        help=f"the store's PostgreSQL schema (default: $STRATA_DB_SCHEMA, else {DEFAULT_SCHEMA})",
+    )
     migrate.set_defaults(func=_migrate, parser=migrate)
 
     op = sub.add_parser(

@@ -16,6 +16,7 @@ DB = {"STRATA_DB_URL": "postgresql://localhost/strata"}
 # A valid value for every option that takes one, and the setting it must produce.
 SAMPLES: dict[str, tuple[str, object]] = {
     "db_url": ("postgresql://other/db", "postgresql://other/db"),
+    "db_schema": ("team_store", "team_store"),
     "default_checkpoint_retention": ("7", 7),
     "api_host": ("127.0.0.1", "127.0.0.1"),
     "api_port": ("9000", 9000),
@@ -151,6 +152,10 @@ def test_the_old_separator_is_ignored() -> None:
             "argument --pod-token-seconds: input should be greater than or equal",
         ),
         (["--default-checkpoint-retention", "0"], "argument --default-checkpoint-retention: input should"),
+        (
+            ["--db-schema", "Team-Store"],
+            "argument --db-schema: value error, db_schema must be a lowercase SQL",
+        ),
         (["--status-patch-budget", "0"], "argument --status-patch-budget: input should be greater than 0"),
         (["--run-migrations=maybe"], "ignored explicit argument 'maybe'"),
         (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
@@ -307,3 +312,18 @@ def test_migrate_without_a_database(
     monkeypatch.delenv("STRATA_DB_URL", raising=False)
     assert cli.main(["migrate"]) == 2
     assert "no database; pass --db-url or set STRATA_DB_URL" in capsys.readouterr().err
+
+
+def test_migrate_targets_the_operators_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRATA_DB_SCHEMA", raising=False)
+    assert cli.parse_args(["migrate"]).db_schema == "stratarouter"
+    monkeypatch.setenv("STRATA_DB_SCHEMA", "team_store")
+    assert cli.parse_args(["migrate"]).db_schema == "team_store"
+    assert cli.parse_args(["migrate", "--db-schema", "other"]).db_schema == "other"
+
+
+def test_migrate_refuses_a_bad_schema_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["migrate", "--db-url", "postgresql://unused/db", "--db-schema", "Bad-Name"]) == 2
+    assert "stratarouter migrate: --db-schema: db_schema must be a lowercase SQL identifier" in (
+        capsys.readouterr().err
+    )
