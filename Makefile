@@ -12,8 +12,9 @@ BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
 .PHONY: help
-help: ## List every target with what it does
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## List every target with what it does (coloured only on a terminal)
+	@if test -t 1; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@command -v uv >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -70,6 +71,39 @@ cluster-up: install deps tools ## Start the control plane, two kwok nodes and th
 .PHONY: cluster-down
 cluster-down: install ## Stop the local cluster, remove its containers, mounts, network and data
 	@$(PY) -m stratarouter_runtime.dev.cluster down
+
+# `make operator`: the environment of the cluster and the PostgreSQL that `make cluster-up` and `make db-up`
+# left running, read from their state files: KUBECONFIG, kubectl on PATH, STRATA_DB_URL, and the checkpoint
+# API where the real node's pods reach it (the pod bridge's gateway; loopback without a real node).
+define OPERATOR_ENV_PY
+import json, os, sys
+from stratarouter_runtime.dev.cluster import LocalCluster, state_file
+from stratarouter_runtime.dev.postgres import STATE_FILE
+from stratarouter_runtime.dev.processes import alive
+if not state_file().exists():
+    sys.exit(f"make operator: no local cluster ({state_file()}): run `make cluster-up` first")
+if not STATE_FILE.exists():
+    sys.exit(f"make operator: no throwaway PostgreSQL ({STATE_FILE}): run `make db-up` first")
+cluster = LocalCluster.from_state(json.loads(state_file().read_text()))
+if not alive(cluster.pids["kube-apiserver"]):
+    sys.exit(f"make operator: the cluster in {state_file()} is not running: `make cluster-down`, then `make cluster-up`")
+host = os.environ.get("STRATA_API_HOST") or (cluster.node.gateway if cluster.node is not None else "127.0.0.1")
+port = os.environ.get("STRATA_API_PORT") or "8080"
+print(STATE_FILE.read_text().splitlines()[0])
+print(f"export KUBECONFIG={cluster.kubeconfig} PATH={cluster.bin_dir}:$$PATH")
+print(f"export STRATA_API_HOST={host} STRATA_API_PORT={port}")
+print(f"export STRATA_API_URL_FOR_PODS={os.environ.get('STRATA_API_URL_FOR_PODS') or f'http://{host}:{port}'}")
+endef
+export OPERATOR_ENV_PY
+OPERATOR_ARGS ?= --verbose
+
+.PHONY: operator
+operator: install ## Run the operator in the foreground on `make cluster-up` + `make db-up` (OPERATOR_ARGS=--debug -n NS ...; Ctrl-C stops it)
+	@env=$$($(PY) -c "$$OPERATOR_ENV_PY") || exit 1; eval "$$env"; \
+	kubectl apply --server-side --force-conflicts -f crds/ >/dev/null || exit 1; \
+	echo "make operator: KUBECONFIG=$$KUBECONFIG STRATA_DB_URL=$$STRATA_DB_URL, checkpoint API on $$STRATA_API_URL_FOR_PODS" >&2; \
+	echo "make operator: stratarouter operator $(OPERATOR_ARGS)  (Ctrl-C stops it)" >&2; \
+	exec $(PY) -m stratarouter_runtime.cli operator $(OPERATOR_ARGS)
 
 .PHONY: demo
 demo: install deps tools ## The main job: local cluster + PostgreSQL + operator, a real container OOM-killed and resumed
