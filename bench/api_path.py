@@ -36,11 +36,12 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.operator import GROUP_PATH, TEMPLATE, _children, _cpu_seconds, pct
+from bench.operator import GROUP_PATH, TEMPLATE, _children, _cpu_seconds, apiserver_counts, pct
 from bench.sdk_workload import make_state
 from stratarouter_runtime.dev.kubeapi import KubeApiError
 from stratarouter_runtime.dev.pods import request_pod_token
@@ -75,7 +76,22 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("aiohttp other", ("aiohttp/",)),
     ("asyncio event loop", ("asyncio/",)),
 )
-GENERIC = frozenset({"aiohttp other", "asyncio event loop"})
+CLIENT_BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("token file read (HttpBackend._token)", ("HttpBackend._token",)),
+    ("codec encode (orjson.dumps, sha256)", ("stratarouter_runtime/state/codec.py",)),
+    ("http backend, rest", ("stratarouter_runtime/state/backends/http.py",)),
+    ("StateManager (checks, op)", ("stratarouter_runtime/state/",)),
+    ("aiohttp client: connector, request, response", ("aiohttp/client", "aiohttp/connector")),
+    (
+        "aiohttp client: HTTP parser, writer, streams",
+        ("aiohttp/http_", "aiohttp/streams", "aiohttp/base_pro"),
+    ),
+    ("yarl/multidict (URL, headers)", ("yarl/", "multidict/")),
+    ("aiohttp other", ("aiohttp/",)),
+    ("bench loop", ("bench/api_path.py",)),
+    ("asyncio event loop", ("asyncio/",)),
+)
+GENERIC = frozenset({"aiohttp other", "asyncio event loop", "bench loop"})
 """Buckets a sample goes to only when no other bucket names a frame of its stack."""
 INCLUSIVE: tuple[tuple[str, str], ...] = (
     # (label, a frame's function and file, as py-spy names it): samples with that frame anywhere
@@ -94,6 +110,14 @@ INCLUSIVE: tuple[tuple[str, str], ...] = (
     ("prometheus_client", "prometheus_client/"),
     ("kopf", "kopf/"),
     ("data_received (aiohttp parses the request)", "RequestHandler.data_received ("),
+    ("socket writes (transport.write)", "_SelectorSocketTransport.write ("),
+    ("the event loop between callbacks", "BaseEventLoop._run_once ("),
+)
+CLIENT_INCLUSIVE: tuple[tuple[str, str], ...] = (
+    ("StateManager.checkpoint (all of the pod's side)", "StateManager.checkpoint ("),
+    ("HttpBackend.write", "HttpBackend.write ("),
+    ("ClientSession._request (aiohttp client)", "ClientSession._request ("),
+    ("HttpBackend._token", "HttpBackend._token ("),
     ("socket writes (transport.write)", "_SelectorSocketTransport.write ("),
     ("the event loop between callbacks", "BaseEventLoop._run_once ("),
 )
@@ -127,6 +151,10 @@ class Run:
     finished: datetime | None = None
     profile: list[str] = field(default_factory=list)
     last_api_step: int = 0
+    settle_lookups: float = 0.0
+    """API-server lookups of the untimed checkpoints made until a batch needed none."""
+    apiserver_requests: float = float("nan")
+    """API-server lookups during the timed API slices (0 in the steady state)."""
 
 
 def cpu_now(demo: Demo) -> dict[str, float]:
@@ -212,15 +240,42 @@ async def measure(demo: Demo, token_file: Path, api_id: str, writes: int, per_sl
 
         for name in CONTENDERS:  # connections, prepared statements, the token's review
             await write(name, warmup, timed=False)
+        await settle(demo, lambda: write("api", 50, timed=False), run)
+        before = await asyncio.to_thread(apiserver_counts, demo.api)
         rotations = max(1, writes // per_slice)
         for i in range(rotations):
             order = CONTENDERS if i % 2 == 0 else CONTENDERS[::-1]
             took = {name: await write(name, per_slice, timed=True) for name in order}
             run.ratios.append(took["direct"] / took["api"])
+        after = await asyncio.to_thread(apiserver_counts, demo.api)
+        run.apiserver_requests = lookups(before, after)
     run.load_after = os.getloadavg()
     run.finished = datetime.now(UTC)
     run.last_api_step = steps["api"]
     return run
+
+
+SETTLE_SECONDS = 60.0
+
+
+def lookups(before: dict[str, float], after: dict[str, float]) -> float:
+    """API-server requests of the checkpoint path's lookups (TokenReview, pod and Execution GETs)."""
+    return sum(v - before.get(k, 0.0) for k, v in after.items() if k != "PATCH/executions/status")
+
+
+async def settle(demo: Demo, batch: Callable[[], Awaitable[float]], run: Run) -> None:
+    """Checkpoint in batches until one costs the API server no lookup: the operator's view of the
+    Executions is filled (right after the CRDs are installed its first list may be refused, 429, and
+    until it is retried every checkpoint reads the Execution from the API server), and the token's
+    review is cached. The steady state is what the figures are about."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        before = await asyncio.to_thread(apiserver_counts, demo.api)
+        await batch()
+        extra = lookups(before, await asyncio.to_thread(apiserver_counts, demo.api))
+        run.settle_lookups += extra
+        if not extra or time.monotonic() > deadline:
+            return
 
 
 def find_py_spy(given: str | None) -> str | None:
@@ -230,19 +285,29 @@ def find_py_spy(given: str | None) -> str | None:
 def profile_api(
     demo: Demo, token_file: Path, api_id: str, step: int, py_spy: str, out: Path, seconds: float
 ) -> list[str]:
-    """Sample the operator with py-spy while the pod checkpoints for ``seconds``; where its CPU went."""
+    """Sample the operator, and this process as the pod, with py-spy while the pod checkpoints for
+    ``seconds``; where each one's CPU went."""
     assert demo.operator is not None
-    cmd = [py_spy, "record", "--pid", str(demo.operator.pid), "--rate", str(PROFILE_RATE)]
-    cmd += ["--format", "raw", "--output", str(out), "--duration", str(int(seconds) + 2), "--nonblocking"]
-    spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    targets = {"operator": demo.operator.pid, "pod (client)": os.getpid()}
+    paths = {"operator": out, "pod (client)": out.with_name(out.name + ".client")}
+    spies = {}
+    for who, pid in targets.items():
+        cmd = [py_spy, "record", "--pid", str(pid), "--rate", str(PROFILE_RATE), "--format", "raw"]
+        cmd += ["--output", str(paths[who]), "--duration", str(int(seconds) + 2), "--nonblocking"]
+        spies[who] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # py-spy attached
-    cpu_before = _cpu_seconds(demo.operator.pid)
+    cpu_before = {who: _cpu_seconds(pid) for who, pid in targets.items()}
     count = asyncio.run(checkpoint_for(demo, token_file, api_id, step, seconds))
-    cpu = _cpu_seconds(demo.operator.pid) - cpu_before
-    _, err = spy.communicate()
-    if spy.returncode != 0 or not out.exists():
-        return [f"py-spy failed ({spy.returncode}): {err.decode(errors='replace')[-500:]}"]
-    return summarise(out, count, cpu)
+    cpu = {who: _cpu_seconds(pid) - cpu_before[who] for who, pid in targets.items()}
+    lines: list[str] = []
+    for who, spy in spies.items():
+        _, err = spy.communicate()
+        if spy.returncode != 0 or not paths[who].exists():
+            lines += [f"py-spy on the {who} failed ({spy.returncode}): {err.decode(errors='replace')[-500:]}"]
+            continue
+        buckets, inclusive = (BUCKETS, INCLUSIVE) if who == "operator" else (CLIENT_BUCKETS, CLIENT_INCLUSIVE)
+        lines += [f"### The {who}", "", *summarise(paths[who], count, cpu[who], buckets, inclusive), ""]
+    return lines
 
 
 async def checkpoint_for(demo: Demo, token_file: Path, api_id: str, step: int, seconds: float) -> int:
@@ -276,11 +341,14 @@ def work_of(frames: list[str]) -> list[str]:
     return frames
 
 
-def bucket_of(frames: list[str]) -> str:
+Buckets = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def bucket_of(frames: list[str], buckets: Buckets = BUCKETS) -> str:
     """The bucket naming the innermost frame it can, generic buckets only for what no other names."""
     generic = None
     for frame in reversed(frames):
-        found = next((lbl for lbl, keys in BUCKETS if any(k in frame for k in keys)), None)
+        found = next((lbl for lbl, keys in buckets if any(k in frame for k in keys)), None)
         if found is not None and found not in GENERIC:
             return found
         generic = generic or found
@@ -291,7 +359,13 @@ IDLE_FRAMES = ("EpollSelector.select (selectors.py",)
 """Innermost frames of a loop waiting for I/O: py-spy cannot always tell them idle (``--nonblocking``)."""
 
 
-def summarise(path: Path, checkpoints: int, cpu_seconds: float) -> list[str]:
+def summarise(
+    path: Path,
+    checkpoints: int,
+    cpu_seconds: float,
+    bucket_list: Buckets = BUCKETS,
+    inclusive_list: tuple[tuple[str, str], ...] = INCLUSIVE,
+) -> list[str]:
     """Buckets of the operator's samples (innermost matching frame decides), as shares of its CPU and,
     scaled by the CPU /proc counted over the window, as ms per checkpoint (py-spy also samples a thread
     that waits for a CPU on a busy machine, so its counts are shares, not times)."""
@@ -311,16 +385,16 @@ def summarise(path: Path, checkpoints: int, cpu_seconds: float) -> list[str]:
         total += samples
         selfs[frames[-1]] += samples
         frames = work_of(frames)
-        for label, key in INCLUSIVE:
+        for label, key in inclusive_list:
             if any(key in frame for frame in frames):
                 inclusive[label] += samples
-        buckets[bucket_of(frames)] += samples
+        buckets[bucket_of(frames, bucket_list)] += samples
     if not total:
         return ["py-spy recorded no samples"]
     per_checkpoint = cpu_seconds * 1000 / max(1, checkpoints)
     lines = [
         f"py-spy, {PROFILE_RATE} samples/s, {checkpoints} checkpoints in the window: {total} samples "
-        f"running ({idle} more waiting in epoll, left out); the operator's CPU by /proc: "
+        f"running ({idle} more waiting in epoll, left out); its CPU by /proc: "
         f"{per_checkpoint:.3f} ms per checkpoint, shared out below by the samples. Each sample goes to "
         "the innermost frame of its stack that a bucket names:",
         "",
@@ -336,11 +410,11 @@ def summarise(path: Path, checkpoints: int, cpu_seconds: float) -> list[str]:
         "| what | ms per checkpoint | share |",
         "|---|---:|---:|",
     ]
-    for label, _ in INCLUSIVE:
+    for label, _ in inclusive_list:
         share = inclusive[label] / total
         lines.append(f"| {label} | {share * per_checkpoint:.3f} | {share:.0%} |")
     lines += ["", "Top frames by own time:", "", "| frame | ms per checkpoint | share |", "|---|---:|---:|"]
-    for frame, samples in selfs.most_common(25):
+    for frame, samples in selfs.most_common(15):
         share = samples / total
         lines.append(f"| `{frame.replace('|', '/')}` | {share * per_checkpoint:.3f} | {share:.1%} |")
     return lines
@@ -382,7 +456,9 @@ def render(run: Run, command: str, per_slice: int) -> str:
         "",
         f"Inside the operator, request in -> durable (`stratarouter_checkpoint_seconds`, mean): "
         f"{ms(handled)}; the direct path's mean: {ms(statistics.fmean(direct.latencies or [0.0]))}; the "
-        f"API's mean: {ms(statistics.fmean(api.latencies or [0.0]))}.",
+        f"API's mean: {ms(statistics.fmean(api.latencies or [0.0]))}. API-server lookups (TokenReview, "
+        f"pod or Execution GET) during the timed API slices: {run.apiserver_requests:.0f} (before them, "
+        f"{run.settle_lookups:.0f} while the operator's view of the Executions filled).",
         "",
         f"**API rate / direct rate: {ratio:.2f}x** (median of {len(run.ratios)} rotations; range {spread}; "
         f"target >= 0.7x). CPU columns: CPU seconds each process spent during that contender's slices, "
@@ -407,7 +483,7 @@ def render(run: Run, command: str, per_slice: int) -> str:
         "the real node the pod's calls cross the pod bridge.",
     ]
     if run.profile:
-        lines += ["", "## Where the operator's CPU goes on the checkpoint path", "", *run.profile]
+        lines += ["", "## Where the CPU goes on the checkpoint path (py-spy)", "", *run.profile]
     return "\n".join(lines) + "\n"
 
 

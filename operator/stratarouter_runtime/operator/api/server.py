@@ -156,30 +156,38 @@ async def _body(request: web.Request, *, state: bool = False) -> dict[str, Any]:
 async def _write(request: web.Request, *, history: bool) -> web.Response:
     started = time.perf_counter()
     check_declared(request, _body_limit(request, state=True), state=True)  # before any other work
-    caller = await _caller(request)
-    store = request.app[STORE_KEY]
-    async with request.app[SLOTS_KEY].hold_if(expensive_body(request)):
-        step, state, compress = parse_write(await _body(request, state=True))
-        # Again, now that the body is in (it may take up to the body timeout): the Execution may have
-        # been deleted or re-created meanwhile, and its stored run archived. From memory when current.
-        caller = await _caller(request)
-        # the pod's SDK applied its own checkpoint_interval: a save stays a save here
-        size = await store.write(
-            caller.execution_id,
-            step,
-            state,
-            history=history,
-            attempt=caller.attempt,
-            compress=compress,
-            must_exist=True,  # the operator started the run; a missing one was deleted or archived
-        )
+    await _caller(request)
+    if expensive_body(request):
+        async with request.app[SLOTS_KEY].hold():
+            caller, step, size = await _read_and_store(request, history)
+    else:  # the bulk of the traffic: no slot, and no context manager to set up for none
+        caller, step, size = await _read_and_store(request, history)
     CHECKPOINTS_TOTAL.inc()
     CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
     if history:
         now = datetime.now(UTC)
         request.app[STATUS_KEY].note_checkpoint(caller.namespace, caller.execution, step, now, size)
-    answer = {"executionId": caller.execution_id, "step": step, "attempt": caller.attempt, "sizeBytes": size}
-    return _json(answer)
+    execution_id = caller.execution_id
+    return _json({"executionId": execution_id, "step": step, "attempt": caller.attempt, "sizeBytes": size})
+
+
+async def _read_and_store(request: web.Request, history: bool) -> tuple[Caller, int, int]:
+    """Read and parse a write's body, check the caller again, store it: (caller, step, size in bytes)."""
+    step, state, compress = parse_write(await _body(request, state=True))
+    # Again, now that the body is in (it may take up to the body timeout): the Execution may have
+    # been deleted or re-created meanwhile, and its stored run archived. From memory when current.
+    caller = await _caller(request)
+    # the pod's SDK applied its own checkpoint_interval: a save stays a save here
+    size: int = await request.app[STORE_KEY].write(
+        caller.execution_id,
+        step,
+        state,
+        history=history,
+        attempt=caller.attempt,
+        compress=compress,
+        must_exist=True,  # the operator started the run; a missing one was deleted or archived
+    )
+    return caller, step, size
 
 
 async def checkpoint(request: web.Request) -> web.Response:
@@ -304,8 +312,19 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:  # a bug, not the caller's fault: log it, answer 500 in the same JSON shape
         log.exception("checkpoint API: %s %s failed", request.method, request.path)
         response = error_response(500, "InternalError", "internal error in the checkpoint API (see its log)")
-    API_REQUESTS_TOTAL.labels(route=route, code=str(response.status)).inc()
+    _requests_counter(route, response.status).inc()
     return response
+
+
+_REQUEST_COUNTERS: dict[tuple[str, int], Any] = {}
+"""``stratarouter_api_requests_total`` children by (route, code): ``labels()`` checks and locks each time."""
+
+
+def _requests_counter(route: str, code: int) -> Any:
+    found = _REQUEST_COUNTERS.get((route, code))
+    if found is None:
+        found = _REQUEST_COUNTERS[(route, code)] = API_REQUESTS_TOTAL.labels(route=route, code=str(code))
+    return found
 
 
 def build_app(

@@ -115,20 +115,24 @@ class CoalescePlan:
         self._waiting: list[tuple[float, float, Key]] = []  # heap of (eligible at, since, key)
         self._ready: list[tuple[float, float, Key]] = []  # heap of (since, eligible at, key)
 
-    def note(self, key: Key, value: LastCheckpoint, now: float, since: float | None = None) -> None:
+    def note(self, key: Key, value: LastCheckpoint, now: float, since: float | None = None) -> bool:
         """Record a checkpoint; a lower step than the pending one never replaces it.
 
         ``since``: when the status went stale, if earlier than ``now`` (a failed patch put back).
+        True when ``key`` is newly pending (a patch is now due at some time); False when it only
+        replaced the pending value (or did not), which changes no due time.
         """
         old = self.pending.get(key)
         if old is not None and old.step > value.step:
-            return
+            return False
         self.pending[key] = value
-        if old is None:
-            stale = now if since is None else min(since, now)
-            self._since[key] = stale
-            eligible = max(now, self._last_sent.get(key, -math.inf) + self.interval)
-            heapq.heappush(self._waiting, (eligible, stale, key))
+        if old is not None:
+            return False
+        stale = now if since is None else min(since, now)
+        self._since[key] = stale
+        eligible = max(now, self._last_sent.get(key, -math.inf) + self.interval)
+        heapq.heappush(self._waiting, (eligible, stale, key))
+        return True
 
     def _live(self, since: float, key: Key) -> bool:
         return self._since.get(key) == since and key in self.pending
@@ -309,10 +313,14 @@ class StatusCoalescer:
         """Remember the newest checkpoint of ``namespace/name``; returns at once."""
         if self._closed:
             return
-        self._plan.note((namespace, name), LastCheckpoint(step, at, size_bytes), self._clock())
+        newly = self._plan.note((namespace, name), LastCheckpoint(step, at, size_bytes), self._clock())
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="status-coalescer")
-        self._wake.set()
+        elif newly:
+            # A new due time. Only a newer value for a patch already due needs no wake-up: the sender
+            # takes the newest value when the patch goes out (waking it on every checkpoint cost the
+            # request path a task and a timer each time).
+            self._wake.set()
 
     def forget(self, namespace: str, name: str) -> None:
         """The Execution was deleted: a new one of that name gets a full first patch."""
