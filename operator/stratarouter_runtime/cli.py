@@ -315,7 +315,7 @@ def _help(option: SettingOption) -> str:
         shown = f"; default: {option.unset}" if option.unset else ""
     else:
         shown = f"; default: {_format_value(field.default)}"
-    # argparse formats help with %: a literal percent sign would need doubling.
+    # (argparse %-formats help texts: a literal percent sign in one would need doubling)
     return f"{option.help} [{option.env}{shown}]"
 
 
@@ -331,7 +331,6 @@ def _value_checker(option: SettingOption) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(f"{msg[:1].lower()}{msg[1:]}: {raw!r}") from None
         return raw.strip()
 
-    check.__name__ = option.metavar.lower() or "value"
     return check
 
 
@@ -541,7 +540,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stratarouter", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="stratarouter",
+        description="StrataRouter Runtime: run the operator, migrate the store's schema, write the CRDs, "
+        "or run the demo.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     migrate = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema")
