@@ -66,6 +66,14 @@ def test_every_setting_has_exactly_one_option() -> None:
     assert set(SAMPLES) | SPECIAL == set(fields)
 
 
+def test_each_option_is_named_after_its_variable() -> None:
+    """STRATA_API_PORT is --api-port, and so on; only the namespaces are spelt as kubectl spells them."""
+    for option in cli.SETTING_OPTIONS:
+        expected = "--namespace" if option.field == "watch_namespaces" else None
+        expected = expected or "--" + option.env.removeprefix("STRATA_").lower().replace("_", "-")
+        assert option.flags[-1] == expected
+
+
 @pytest.mark.parametrize("field", sorted(SAMPLES))
 def test_each_option_sets_its_variable(field: str) -> None:
     option = BY_FIELD[field]
