@@ -257,7 +257,7 @@ SETTING_OPTIONS: tuple[SettingOption, ...] = (
         "them serve the checkpoint API)",
         "peering",
         "NAME",
-        unset="none: standalone",
+        unset="empty (standalone)",
     ),
     SettingOption(
         "peering_priority",
