@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 TOOLS   = $(shell bash hack/build-tools.sh)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+BENCH_OPERATOR_ARGS ?=
+BENCH_API_ARGS ?=
 CHAOS_ARGS ?=
 
 .PHONY: help
@@ -142,7 +144,7 @@ kind-e2e: kind-up ## (Docker) The end-to-end tests against the kind cluster, wor
 	@IMAGE_OPERATOR=$(IMAGE_OPERATOR) IMAGE_EXAMPLE=$(IMAGE_EXAMPLE) bash hack/kind-e2e.sh $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: bench-sdk bench-operator ## All benchmarks
+bench: bench-sdk bench-operator bench-api ## All benchmarks
 
 .PHONY: bench-sdk
 bench-sdk: install deps ## SDK vs raw asyncpg, LangGraph's Postgres saver and DBOS on a throwaway PostgreSQL (BENCH_ARGS=--quick)
@@ -150,8 +152,12 @@ bench-sdk: install deps ## SDK vs raw asyncpg, LangGraph's Postgres saver and DB
 	$(PY) -m bench.sdk $(BENCH_ARGS)
 
 .PHONY: bench-operator
-bench-operator: install deps tools ## Recovery on the real node and on kwok vs the Job controller, and 1,000-Execution scale on kwok
-	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m bench.operator
+bench-operator: install deps tools ## Recovery on the real node and on kwok vs the Job controller, and 1,000-Execution scale on kwok (BENCH_OPERATOR_ARGS=--skip-recovery --executions 300,1000)
+	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m bench.operator $(BENCH_OPERATOR_ARGS)
+
+.PHONY: bench-api
+bench-api: install deps tools ## One pod's checkpoints through the checkpoint API vs the SDK straight to PostgreSQL: p50/p99 and the rate ratio (BENCH_API_ARGS=--profile FILE: py-spy)
+	STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m bench.api_path $(BENCH_API_ARGS)
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches inside the repo (the tools cache outside it stays)
