@@ -23,7 +23,9 @@ import asyncio
 import os
 from typing import Any
 
-from stratarouter_runtime import InvalidArgumentError, StateManager
+from stratarouter_runtime import ExecutionStatus, InvalidArgumentError, StateManager
+
+FINISHED = {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
 
 
 def do_step(step: int, state: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +39,7 @@ async def run(run_id: str, steps: int, pause: float, fresh: bool) -> int:
         if fresh:
             await state.delete_execution(run_id)
         stored = await state.get_execution(run_id)
-        if stored is not None and stored.status.is_final:
+        if stored is not None and stored.status in FINISHED:
             total = (await state.load(run_id))["total"]
             print(f"{run_id} is already {stored.status.value} (total={total}); --fresh starts it over")
             return 0
