@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ from bench.operator import GROUP_PATH, TEMPLATE, _children, _cpu_seconds, apiser
 from bench.sdk_workload import make_state
 from stratarouter_runtime.dev.kubeapi import KubeApiError
 from stratarouter_runtime.dev.pods import request_pod_token
+from stratarouter_runtime.dev.ports import free_port
 from stratarouter_runtime.operator.demo import NAMESPACE, Demo, wait_until
 from stratarouter_runtime.state import StateManager
 
@@ -53,7 +56,25 @@ NAME = "apipath"
 DIRECT_ID = "bench/direct"
 STATES = 256
 """Distinct states written in turn (made before timing starts)."""
-CONTENDERS = ("api", "direct")
+CONTENDERS = ("api", "direct", "floor")
+FLOOR_SERVER = """
+import sys
+from aiohttp import web
+
+ANSWER = b'{"executionId":"floor","step":0,"attempt":1,"sizeBytes":0}'
+
+
+async def answer(request):
+    await request.read()
+    return web.Response(body=ANSWER, content_type="application/json")
+
+
+app = web.Application()
+app.router.add_post("/v1/checkpoint", answer)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+"""The HTTP floor: an aiohttp server in a process of its own that answers every checkpoint at once
+(no token check, no store). The pod's SDK against it costs what HTTP alone adds to a checkpoint."""
 PROFILE_RATE = 1000
 """py-spy samples a second."""
 
@@ -151,6 +172,7 @@ class Run:
     finished: datetime | None = None
     profile: list[str] = field(default_factory=list)
     last_api_step: int = 0
+    per_slice: int = 0
     settle_lookups: float = 0.0
     """API-server lookups of the untimed checkpoints made until a batch needed none."""
     apiserver_requests: float = float("nan")
@@ -182,6 +204,30 @@ def handler_seconds(demo: Demo) -> tuple[float, float]:
     return found.get("sum", 0.0), found.get("count", 0.0)
 
 
+@contextlib.contextmanager
+def floor_server() -> Iterator[str]:
+    """Run :data:`FLOOR_SERVER` on a free loopback port until the block ends; its base URL."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", FLOOR_SERVER, str(port)])
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if server.poll() is not None:
+            raise RuntimeError(f"the HTTP floor server exited with {server.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until("the HTTP floor server", up, timeout=30, every=0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def start_pod(demo: Demo, token_file: Path) -> str:
     """One Execution on kwok, running, with its pod's bound token in ``token_file``; its execution id."""
     api = demo.api
@@ -204,19 +250,25 @@ def start_pod(demo: Demo, token_file: Path) -> str:
     return f"{NAMESPACE}/{NAME}"
 
 
-async def measure(demo: Demo, token_file: Path, api_id: str, writes: int, per_slice: int, warmup: int) -> Run:
+async def measure(
+    demo: Demo, token_file: Path, api_id: str, floor_url: str, writes: int, per_slice: int, warmup: int
+) -> Run:
     states = [make_state(i) for i in range(STATES)]
     run = Run(contenders={name: Contender(name) for name in CONTENDERS}, load_before=os.getloadavg())
     pod = StateManager(
         backend="http", api_url=demo.api_url, extra={"token_file": str(token_file), "execution_id": api_id}
     )
     direct = StateManager(backend="postgresql", db_url=demo.postgres.dsn)
+    floor = StateManager(
+        backend="http", api_url=floor_url, extra={"token_file": str(token_file), "execution_id": api_id}
+    )
     steps = dict.fromkeys(CONTENDERS, 0)
-    async with pod, direct:
+    managers = {"api": (pod, api_id), "direct": (direct, DIRECT_ID), "floor": (floor, api_id)}
+    async with pod, direct, floor:
         await direct.start_execution(DIRECT_ID)  # fenced by its attempt, and must exist, as the API's writes
 
         async def write(name: str, count: int, timed: bool) -> float:
-            manager, execution = (pod, api_id) if name == "api" else (direct, DIRECT_ID)
+            manager, execution = managers[name]
             mine = run.contenders[name]
             before = cpu_now(demo) if timed else {}
             handled = handler_seconds(demo) if timed and name == "api" else (0.0, 0.0)
@@ -244,7 +296,7 @@ async def measure(demo: Demo, token_file: Path, api_id: str, writes: int, per_sl
         before = await asyncio.to_thread(apiserver_counts, demo.api)
         rotations = max(1, writes // per_slice)
         for i in range(rotations):
-            order = CONTENDERS if i % 2 == 0 else CONTENDERS[::-1]
+            order = CONTENDERS[i % 3 :] + CONTENDERS[: i % 3]  # each goes first in turn
             took = {name: await write(name, per_slice, timed=True) for name in order}
             run.ratios.append(took["direct"] / took["api"])
         after = await asyncio.to_thread(apiserver_counts, demo.api)
@@ -424,27 +476,44 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.2f} ms"
 
 
-def render(run: Run, command: str, per_slice: int) -> str:
-    api, direct = run.contenders["api"], run.contenders["direct"]
+def render(run: Run, command: str) -> str:
     finished = run.finished or datetime.now(UTC)
-    ratio = statistics.median(run.ratios) if run.ratios else float("nan")
     lines = [
         f"# bench-api: one pod's checkpoints through the checkpoint API vs the SDK straight to PostgreSQL "
         f"({run.started:%Y-%m-%d %H:%M}-{finished:%H:%M} UTC)",
         "",
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}; load average (1 / 5 / 15 "
-        f"min) {' / '.join(f'{v:.2f}' for v in run.load_before)} before, "
-        f"{' / '.join(f'{v:.2f}' for v in run.load_after)} after.",
-        "",
         f"Command: `{command}`",
         "",
+        *render_body(run),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def loads(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def render_body(run: Run) -> list[str]:
+    """The measurement's tables and what they mean, without a title (bench-operator includes it too)."""
+    api, direct, floor = run.contenders["api"], run.contenders["direct"], run.contenders["floor"]
+    ratio = statistics.median(run.ratios) if run.ratios else float("nan")
+    lines = [
+        f"{run.started:%Y-%m-%d %H:%M} UTC; {platform.machine()}, {os.cpu_count()} CPUs, Linux "
+        f"{platform.release()}; load average (1 / 5 / 15 min) {loads(run.load_before)} before, "
+        f"{loads(run.load_after)} after.",
+        "",
         f"Sequential durable checkpoints of a ~1 KiB state, {len(api.latencies)} per contender in slices "
-        f"of {per_slice}, alternating.",
+        f"of {run.per_slice}, taking turns.",
         "",
         "| path | writes | p50 | p99 | rate | operator CPU | PostgreSQL CPU | client CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for label, c in (("checkpoint API (pod SDK, http)", api), ("SDK straight to PostgreSQL", direct)):
+    rows = (
+        ("checkpoint API (pod SDK, http)", api),
+        ("SDK straight to PostgreSQL", direct),
+        ("HTTP floor (pod SDK, http, to a server that answers at once)", floor),
+    )
+    for label, c in rows:
         lines.append(
             f"| {label} | {len(c.latencies)} | {ms(pct(c.latencies, 50))} | {ms(pct(c.latencies, 99))} | "
             f"{c.rate():,.0f}/s | {c.cpu_ms('operator'):.3f} ms | {c.cpu_ms('postgresql'):.3f} ms | "
@@ -452,6 +521,8 @@ def render(run: Run, command: str, per_slice: int) -> str:
         )
     spread = f"{min(run.ratios):.2f}-{max(run.ratios):.2f}" if run.ratios else "—"
     handled = api.handler[0] / max(1.0, api.handler[1])
+    mean = {c.name: statistics.fmean(c.latencies or [0.0]) for c in (api, direct, floor)}
+    ceiling = mean["direct"] / max(mean["direct"] + mean["floor"], 1e-9)
     lines += [
         "",
         f"Inside the operator, request in -> durable (`stratarouter_checkpoint_seconds`, mean): "
@@ -463,6 +534,11 @@ def render(run: Run, command: str, per_slice: int) -> str:
         f"**API rate / direct rate: {ratio:.2f}x** (median of {len(run.ratios)} rotations; range {spread}; "
         f"target >= 0.7x). CPU columns: CPU seconds each process spent during that contender's slices, "
         "per checkpoint (the operator's includes its other work meanwhile: watches, the status patch).",
+        "",
+        f"**HTTP alone** (the floor row: the same pod SDK and aiohttp, a server that reads the body and "
+        f"answers, no token check, no store) costs {ms(mean['floor'])} a checkpoint (mean). An API that "
+        f"added nothing to HTTP but the direct path's own work would take about direct + floor: a rate "
+        f"ratio of at most about {ceiling:.2f}x with this HTTP stack on this machine.",
         "",
         "What makes the comparison unfair, or the numbers not absolute:",
         "",
@@ -479,12 +555,35 @@ def render(run: Run, command: str, per_slice: int) -> str:
         "for them, and the operator's other work (kopf's watches, one status patch a second for the "
         "Execution and the watch event it causes) runs in the same process as the API. In a cluster "
         "the pod's request crosses a real network, which adds a round trip the ratio does not show.",
+        "- **The HTTP floor** runs on asyncio's default loop in a process of its own, like the operator, "
+        "but with nothing else to do; the operator's loop also serves kopf and its watches.",
         "- **Loopback, kwok pod**: the pod is played by this process, as in the operator's tests; on "
         "the real node the pod's calls cross the pod bridge.",
     ]
     if run.profile:
-        lines += ["", "## Where the CPU goes on the checkpoint path (py-spy)", "", *run.profile]
-    return "\n".join(lines) + "\n"
+        lines += ["", "### Where the CPU goes on the checkpoint path (py-spy)", "", *run.profile]
+    return lines
+
+
+def bench_api_path(
+    demo: Demo, writes: int, per_slice: int, warmup: int, spy: tuple[str, Path, float] | None = None
+) -> Run:
+    """The whole measurement on ``demo`` (its operator running): one Execution's pod, the direct SDK
+    and the HTTP floor; ``spy``: (py-spy binary, output file, seconds) to profile afterwards."""
+    with tempfile.TemporaryDirectory(prefix="strata-bench-api-") as tmp:
+        token_file = Path(tmp) / "token"
+        api_id = start_pod(demo, token_file)
+        print(
+            f"\n==> Checkpoint API vs direct: {writes} checkpoints each, in slices of {per_slice}", flush=True
+        )
+        with floor_server() as floor_url:
+            run = asyncio.run(measure(demo, token_file, api_id, floor_url, writes, per_slice, warmup))
+        run.per_slice = per_slice
+        if spy is not None:
+            py_spy, out, seconds = spy
+            print(f"\n==> py-spy on the operator and the pod for {seconds:.0f}s", flush=True)
+            run.profile = profile_api(demo, token_file, api_id, run.last_api_step, py_spy, out, seconds)
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -507,18 +606,11 @@ def main(argv: list[str] | None = None) -> int:
         demo.start_infrastructure(real_node=args.real_node)
         demo.apply_crds()
         demo.start_operator(verbose=False)
-        with tempfile.TemporaryDirectory(prefix="strata-bench-api-") as tmp:
-            token_file = Path(tmp) / "token"
-            api_id = start_pod(demo, token_file)
-            print(f"\n==> {args.writes} checkpoints each, in slices of {args.slice}", flush=True)
-            run = asyncio.run(measure(demo, token_file, api_id, args.writes, args.slice, args.warmup))
-            if args.profile is not None and py_spy is not None:
-                print(f"\n==> py-spy on the operator for {args.profile_seconds:.0f}s", flush=True)
-                step, seconds = run.last_api_step, args.profile_seconds
-                run.profile = profile_api(demo, token_file, api_id, step, py_spy, args.profile, seconds)
+        spy = None if py_spy is None else (py_spy, args.profile, args.profile_seconds)
+        run = bench_api_path(demo, args.writes, args.slice, args.warmup, spy)
         given = sys.argv[1:] if argv is None else argv
         command = shlex.join([os.path.relpath(sys.executable), "-m", "bench.api_path", *given])
-        report = render(run, command, args.slice)
+        report = render(run, command)
     except (KubeApiError, RuntimeError, OSError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1

@@ -28,6 +28,10 @@ are printed (and written to ``bench/results/operator.md``), never asserted.
    ``--apiserver-profile FILE`` also writes a CPU profile of kube-apiserver taken during the (first)
    window (``go tool pprof -top FILE``).
 
+3. The checkpoint API against the SDK writing straight to PostgreSQL (``bench.api_path``, also
+   ``make bench-api``): one pod's sequential checkpoints, p50/p99 and the ratio of rates, with an HTTP
+   floor (``--api-writes`` per contender; ``--skip-api`` leaves it out).
+
 The real node is started only when a real-node run is asked for (not with ``--skip-recovery`` or
 ``--skip-real``, nor with ``STRATA_REAL_NODE=0``).
 
@@ -1054,6 +1058,7 @@ def render(
     scales: list[ScaleResult],
     real: RealRecovery | None = None,
     command: str = "",
+    api_path: Any = None,
 ) -> str:
     nodes = "kwok nodes and one real node" if real is not None else "kwok nodes"
     lines = [
@@ -1081,6 +1086,11 @@ def render(
             )
     if real is not None:
         lines += render_real(real, ours, command)
+    if api_path is not None:
+        from bench.api_path import render_body
+
+        lines += ["", "## Checkpoint API vs the SDK straight to PostgreSQL (one pod, sequential)", ""]
+        lines += render_body(api_path)
     if scales:
         lines += render_scale(scales)
     return "\n".join(lines) + "\n"
@@ -1111,6 +1121,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument(
+        "--skip-api", action="store_true", help="no checkpoint API vs direct comparison (bench.api_path)"
+    )
+    parser.add_argument("--api-writes", type=int, default=2000, help="timed checkpoints per contender")
     parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument(
         "--real-runs", type=int, default=20, help="SIGKILLs on the real node, for the operator and for Jobs"
@@ -1139,12 +1153,17 @@ def main(argv: list[str] | None = None) -> int:
             jobs = bench_recovery_jobs(demo.api, args.jobs)
             if not args.skip_real and args.real_runs > 0:
                 real = bench_recovery_real(demo, args.real_runs)
+        api_path = None
+        if not args.skip_api:
+            from bench.api_path import bench_api_path
+
+            api_path = bench_api_path(demo, args.api_writes, per_slice=100, warmup=200)
         scales: list[ScaleResult] = []
         if not args.skip_scale:
             scales = bench_scale(demo, args.executions, args.seconds, args.apiserver_profile)
         given = sys.argv[1:] if argv is None else argv
         command = shlex.join([os.path.relpath(sys.executable), "-m", "bench.operator", *given])
-        report = render(ours, jobs, scales, real, command)
+        report = render(ours, jobs, scales, real, command, api_path)
     except (KubeApiError, RuntimeError, OSError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
