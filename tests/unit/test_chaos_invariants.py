@@ -172,6 +172,9 @@ def test_a_real_node_workloads_history_must_hold_exactly_its_steps_with_their_st
     assert len(inv.check_workload_history(EX, 3, good, audit[:2], workload_state)) == 1
     extra = {**good, 9: row(9, workload_state(9))}
     assert "never wrote: [9]" in inv.check_workload_history(EX, 3, extra, audit, workload_state)[0].detail
+    # not finished (None): any prefix 1..m is fine, a gap below its newest step is not
+    assert inv.check_workload_history(EX, None, good, audit, workload_state) == []
+    assert len(inv.check_workload_history(EX, None, missing, audit, workload_state)) == 1
 
 
 # -- no write acknowledged after its attempt was fenced -----------------------------------------------------

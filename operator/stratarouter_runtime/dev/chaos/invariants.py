@@ -126,18 +126,19 @@ def check_acked_kept(
 
 def check_workload_history(
     name: str,
-    steps: int,
+    steps: int | None,
     history: Mapping[int, StoredCheckpoint],
     audit: Sequence[AuditRecord],
     expected: Callable[[int], Any],
 ) -> list[Violation]:
     """For a workload in a real container, whose acknowledgements only its process saw: it moves to step
-    k+1 only once step k was acknowledged and it finished, so steps 1..``steps`` were all acknowledged;
-    each must be in the history and the audit trail with the sha256 of ``expected(k)`` (its state is a
-    function of the step alone), and nothing else may be there."""
+    k+1 only once step k was acknowledged, so its history must be steps 1..m without a gap (m = ``steps``
+    once it finished; None: it has not, any m), each in the history and the audit trail with the sha256
+    of ``expected(k)`` (its state is a function of the step alone)."""
     found = []
+    last = steps if steps is not None else max(history, default=0)
     audited = {(r.step, r.hash) for r in audit if r.kind == "checkpoint"}
-    for step in range(1, steps + 1):
+    for step in range(1, last + 1):
         sha = digest(expected(step))
         stored = history.get(step)
         if stored is None:
@@ -148,7 +149,7 @@ def check_workload_history(
             )
         if (step, sha) not in audited:
             found.append(Violation(LOST, name, f"step {step}: no audit row with sha256 {sha[:12]}"))
-    extra = sorted(set(history) - set(range(1, steps + 1)))
+    extra = sorted(set(history) - set(range(1, last + 1)))
     if extra:
         found.append(Violation(LOST, name, f"steps the workload never wrote: {extra[:10]}"))
     return found

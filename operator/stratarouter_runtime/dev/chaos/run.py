@@ -123,10 +123,13 @@ class ChaosResult:
             f"  pod watch: {self.watch_line}",
             f"  verdict: {'PASS' if self.ok else 'FAIL'}; logs (workers' journal, operator): {self.log_dir}",
         ]
-        for violation in self.violations[:30]:
-            lines.append(f"  ! {violation}")
-        if len(self.violations) > 30:
-            lines.append(f"  ! ... and {len(self.violations) - 30} more")
+        by_invariant: dict[str, list[Violation]] = {}
+        for violation in self.violations:
+            by_invariant.setdefault(violation.invariant, []).append(violation)
+        for found in by_invariant.values():  # the first few of each kind
+            lines += [f"  ! {violation}" for violation in found[:5]]
+            if len(found) > 5:
+                lines.append(f"  ! ... and {len(found) - 5} more [{found[0].invariant}]")
         return "\n".join(lines)
 
 
@@ -217,7 +220,7 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
         phases = asyncio.run(
             drive(config, demo.api, operator.api_url, NAMESPACE, journal, injector, deadline)
         )
-        injector.finished.wait(timeout=max(0.0, deadline - time.time()) + 60)
+        injector.finished.wait(timeout=max(0.0, deadline - time.time()) + 600)
         if injector.error is not None:
             raise RuntimeError(f"a fault could not be injected: {injector.error!r}") from injector.error
         time.sleep(2.0)  # the last pod events
@@ -262,8 +265,12 @@ async def drive(
     plans = config.plans()
     per_wave = -(-len(plans) // config.waves)
     results: dict[str, str | None] = {}
+
+    def extension() -> float:
+        return sum(f.seconds for f in injector.done)
+
     async with Workers(
-        api, api_url, namespace, journal, interval=config.interval, deadline=deadline
+        api, api_url, namespace, journal, interval=config.interval, deadline=deadline, extension=extension
     ) as workers:
         tasks: list[asyncio.Task[None]] = []
 
@@ -365,7 +372,11 @@ def verdict(
         v
         for n in real
         for v in inv.check_workload_history(
-            n, config.real_node_steps, history.get(n, {}), audit.get(n, []), workload_state
+            n,
+            config.real_node_steps if phases.get(n) == "Succeeded" else None,
+            history.get(n, {}),
+            audit.get(n, []),
+            workload_state,
         )
     ]
     store_counts = Counter(s for s in statuses.values() if s is not None)

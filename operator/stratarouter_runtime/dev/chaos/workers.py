@@ -23,6 +23,7 @@ import json
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,16 +118,24 @@ class Workers:
         *,
         interval: float,
         deadline: float,
+        extension: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.api = api
         self.api_url = api_url
         self.namespace = namespace
         self.journal = journal
         self.interval = interval
-        self.deadline = deadline
+        self._deadline = deadline
+        self._extension = extension
         self.session: aiohttp.ClientSession | None = None
         self._kube = ThreadPoolExecutor(max_workers=16, thread_name_prefix="chaos-kube")
         self.zombies: set[asyncio.Task[None]] = set()
+
+    @property
+    def deadline(self) -> float:
+        """When the workers give up: the planned end, moved on by the time faults kept things down (on a
+        loaded machine a restarted operator may take far longer to be back than planned)."""
+        return self._deadline + self._extension()
 
     async def __aenter__(self) -> Workers:
         connector = aiohttp.TCPConnector(limit=0)
