@@ -72,6 +72,8 @@ def table() -> list[Row]:
     rows: list[Row] = []
     section = ""
     for line in TABLE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):  # the development tools' variables: not settings of the product
+            break
         if not line.startswith("| ") or line.startswith("| Setting ") or line.startswith("|---"):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -262,3 +264,19 @@ def test_every_pod_contract_variable_has_a_row(variable: str) -> None:
 def test_settings_table_is_linked() -> None:
     for doc in ("README.md", "docs/sdk.md"):
         assert "settings.md" in Path(ROOT / doc).read_text(encoding="utf-8"), doc
+
+
+def test_every_strata_variable_is_in_the_page() -> None:
+    """Any ``STRATA_*`` name the package, the chart or the Makefile mentions is on the page (in the
+    table, or among the development tools' variables)."""
+    page = TABLE.read_text(encoding="utf-8")
+    sources = [
+        *(ROOT / "operator" / "stratarouter_runtime").rglob("*.py"),
+        *(ROOT / "charts").rglob("*.yaml"),
+    ]
+    sources.append(ROOT / "Makefile")
+    named = {
+        name for path in sources for name in re.findall(r"\bSTRATA_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())
+    }
+    missing = sorted(name for name in named if f"`{name}`" not in page)
+    assert not missing, f"docs/settings.md does not name {missing}"
