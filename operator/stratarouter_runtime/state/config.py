@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_args, get_type_hints
 
 from stratarouter_runtime.state import codec
 from stratarouter_runtime.state.errors import InvalidArgumentError
@@ -90,8 +90,6 @@ class StateConfig:
             raise InvalidArgumentError("statement_cache_size must be >= 0")
         schema_name(self.db_schema)
 
-    def with_(self, **changes: Any) -> StateConfig:
-        return replace(self, **changes)
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -143,6 +141,19 @@ _ENV_FIELDS = {
 }
 
 
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+#: a field's type, as declared (``int | None`` is an int here: empty variables are skipped) -> its parser
+_PARSERS: dict[type, Callable[[str, str], Any]] = {bool: _bool, int: _int, float: _float, str: _text}
+_FIELD_TYPES: dict[str, type] = {
+    name: next(t for t in (get_args(hint) or (hint,)) if t is not type(None))
+    for name, hint in get_type_hints(StateConfig).items()
+    if name in _ENV_FIELDS.values()
+}
+
+
 def config_from_env(env: Mapping[str, str], **overrides: Any) -> StateConfig:
     """Build a config from STRATA_* variables: STRATA_API_URL -> http, else STRATA_DB_URL -> postgresql,
     else memory; plus optional tuning variables (STRATA_CHECKPOINT_INTERVAL, ...)."""
@@ -153,21 +164,12 @@ def config_from_env(env: Mapping[str, str], **overrides: Any) -> StateConfig:
     elif env.get("STRATA_DB_URL"):
         values["backend"] = "postgresql"
         values["db_url"] = env["STRATA_DB_URL"]
-    types = {f.name: f.type for f in fields(StateConfig)}
     for suffix, name in _ENV_FIELDS.items():
         key = f"STRATA_{suffix}"
         raw = env.get(key)
         if raw is None or raw == "":
             continue
-        kind = str(types[name])
-        if kind == "str":
-            values[name] = raw.strip()
-        elif "bool" in kind:
-            values[name] = _bool(key, raw)
-        elif "float" in kind:
-            values[name] = _float(key, raw)
-        else:
-            values[name] = _int(key, raw)
+        values[name] = _PARSERS[_FIELD_TYPES[name]](key, raw)
     values.update(overrides)
     return StateConfig(**values)
 

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from stratarouter_runtime.state import validation as check
-from stratarouter_runtime.state.backends import create_backend
+from stratarouter_runtime.state.backends import ALIASES, create_backend
 from stratarouter_runtime.state.backends.base import StateBackend, WriteOp
 from stratarouter_runtime.state.batching import GroupCommitter, WriteBuffer
 from stratarouter_runtime.state.codec import StateCodec, decode
@@ -90,7 +90,7 @@ class StateManager:
             name = backend if isinstance(backend, str) else None
             if name is None:
                 name = "postgresql" if db_url else "memory"
-            if name in ("postgresql", "postgres") and not db_url:
+            if ALIASES.get(name, name) == "postgresql" and not db_url:
                 db_url = environ().get("STRATA_DB_URL") or None
                 if not db_url:
                     raise InvalidArgumentError("backend 'postgresql' needs db_url= (or STRATA_DB_URL)")
@@ -565,10 +565,7 @@ class StateManager:
         snap = await self.get_snapshot(execution_id, snapshot_name)
         if snap is None:
             raise SnapshotNotFound(execution_id, snapshot_name)
-        loader = getattr(self._backend, "load_snapshot_state", None)
-        if loader is None:
-            raise StateError(f"backend {self.backend_name!r} cannot read snapshot contents")
-        return await loader(execution_id, snapshot_name)
+        return await self._backend.load_snapshot_state(execution_id, snapshot_name)
 
     # -- recovery -----------------------------------------------------------------------------
     async def recover_all(

@@ -24,10 +24,6 @@ class ExecutionStatus(StrEnum):
     CANCELLED = "cancelled"
 
     @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-    @property
     def is_active(self) -> bool:
         return self in ACTIVE_STATUSES
 

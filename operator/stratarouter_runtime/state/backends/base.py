@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from stratarouter_runtime.state.codec import EncodedState
 from stratarouter_runtime.state.errors import StateError
@@ -199,6 +199,10 @@ class StateBackend(ABC):
 
     @abstractmethod
     async def list_snapshots(self, execution_id: str) -> list[Snapshot]: ...
+
+    @abstractmethod
+    async def load_snapshot_state(self, execution_id: str, name: str) -> Any:
+        """The decoded state of snapshot ``name``; SnapshotNotFound if there is none."""
 
     @abstractmethod
     async def delete_snapshot(self, execution_id: str, name: str) -> bool: ...

@@ -324,6 +324,9 @@ class HttpBackend(StateBackend):
     async def get_snapshot(self, execution_id: str, name: str) -> Snapshot | None:
         raise self._not_for_pods("get_snapshot()")
 
+    async def load_snapshot_state(self, execution_id: str, name: str) -> Any:
+        raise self._not_for_pods("load_snapshot()")
+
     async def list_snapshots(self, execution_id: str) -> list[Snapshot]:
         raise self._not_for_pods("list_snapshots()")
 

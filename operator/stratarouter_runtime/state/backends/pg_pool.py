@@ -34,10 +34,6 @@ class ConnectionPool:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
-    @property
-    def size(self) -> int:
-        return self._size
-
     async def acquire(self) -> Connection:
         while True:
             if self._closed:

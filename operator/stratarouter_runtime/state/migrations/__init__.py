@@ -101,6 +101,8 @@ async def _in_schema(conn: Conn, schema: str, *, create: bool) -> None:
     statement to ``public``: refuse that with what to configure instead."""
     if create:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    elif not await conn.fetchval("SELECT to_regnamespace($1) IS NOT NULL", schema):
+        return  # nothing migrated yet: the version check says so
     current = await conn.fetchval("SELECT current_schema()")
     if current != schema:
         raise StateError(
