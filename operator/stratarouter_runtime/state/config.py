@@ -91,7 +91,6 @@ class StateConfig:
         schema_name(self.db_schema)
 
 
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
