@@ -111,7 +111,7 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         log.write(f"\n===== start #{self.starts} =====\n".encode())
         log.flush()
-        cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator", "--"]
+        cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator"]
         if not self.env.get("STRATA_PEERING"):
             cmd.append("--standalone")
         cmd += ["-n", self.namespace, "--verbose"]

@@ -159,7 +159,7 @@ class Demo:
             "STRATA_API_URL_FOR_PODS": self.api_url,
             "PYTHONUNBUFFERED": "1",
         }
-        cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator", "--", "--standalone"]
+        cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator", "--standalone"]
         cmd += ["-n", NAMESPACE] + (["--verbose"] if verbose else [])
         with self.operator_log.open("ab") as log:
             self.operator = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
