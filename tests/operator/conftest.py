@@ -1,7 +1,7 @@
 """Operator tests: the real local API server, a real PostgreSQL, and the operator as a real process.
 
 Each test gets a namespace of its own and an operator subprocess watching only that namespace, started
-exactly as a user would (``python -m stratarouter_runtime.cli operator -- --standalone -n NS``), with a
+exactly as a user would (``python -m stratarouter_runtime.cli operator --standalone -n NS``), with a
 fresh database (``pg_dsn``). Helpers here read and poke the cluster synchronously through the foundation's
 stdlib client; kwok pods run no containers, so a test plays the kubelet (``fail_pod``/``succeed_pod``).
 """
