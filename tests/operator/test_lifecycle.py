@@ -53,7 +53,10 @@ async def test_full_loop_resumes_from_last_checkpoint(
     env = executions.env("train-a2")
     assert env["STRATA_ATTEMPT"] == "2"
     assert env["STRATA_RESUME_STEP"] == "4"
-    assert executions.pod("train-a1") is None, "the failed attempt's pod must be gone"
+    failed = executions.pod("train-a1")
+    assert failed is not None, "the failed attempt's pod is kept (recovery.keepFailedPods) for its logs"
+    assert failed["status"]["phase"] == "Failed"
+    assert executions.live_pods("train") == ["train-a2"]
     recovery = status["recovery"]
     assert recovery["reason"] == "ExitCode"
     assert recovery["exitCode"] == 1

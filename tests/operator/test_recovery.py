@@ -195,6 +195,8 @@ def test_backoff_doubles(operator: OperatorProcess, executions: Executions) -> N
         ({"recovery": {"backoffSeconds": 100, "maxBackoffSeconds": 10}}, "maxBackoffSeconds must be >="),
         ({"recovery": {"maxRestarts": -1}}, "spec.recovery.maxRestarts"),
         ({"recovery": {"nonRetryableExitCodes": [0]}}, "nonRetryableExitCodes"),
+        ({"recovery": {"keepFailedPods": -1}}, "spec.recovery.keepFailedPods"),
+        ({"recovery": {"keepFailedPods": 101}}, "spec.recovery.keepFailedPods"),
         ({"checkpoint": {"retention": 0}}, "spec.checkpoint.retention"),
         ({"restoreFrom": {"snapshot": "Not_A_Name"}}, "spec.restoreFrom.snapshot"),
     ],

@@ -6,8 +6,11 @@ never overlap. Every step is safe to repeat after a crash at any point:
 * pods have deterministic names (``<name>-a<n>``), so re-creating one returns 409; the existing pod is
   used only if its uid is the one ``status.podUID`` recorded, else it is deleted and made anew (see
   :meth:`Pass.create_pod`: a name, labels and an owner reference are no proof of who made a pod);
-* a new attempt is created only after every other pod of the Execution is gone (never two live attempts),
-  and only after ``store.start_execution(attempt=n)`` fenced the older attempts' writes;
+* a new attempt is created only after every other pod of the Execution is gone or has terminated (never
+  two live attempts), and only after ``store.start_execution(attempt=n)`` fenced the older attempts'
+  writes. Terminated means phase Failed or Succeeded as the kubelet reported it, never for a pod whose
+  node is gone; the newest ``recovery.keepFailedPods`` terminated pods are kept for their logs (see
+  :meth:`Pass.clear_pods`), every other old pod is deleted;
 * a recovery's intent (failure seen, when, backoff) is in ``status.recovery`` before the replacement is
   made, so a restarted operator continues the wait instead of starting it over or counting twice;
 * status is patched after the pod exists, never before, so a pod is never "lost" by the status.
@@ -19,7 +22,7 @@ import asyncio
 import dataclasses
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -51,6 +54,7 @@ from stratarouter_runtime.state.errors import StateError
 
 if TYPE_CHECKING:
     from stratarouter_runtime.state import StateManager
+    from stratarouter_runtime.state.models import Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,13 @@ POD_GONE_WAIT_SECONDS = 5.0
 """How long one pass waits for old pods to disappear before it yields and comes back."""
 RETRY_SOON_SECONDS = 1.0
 SNAPSHOT_WAIT_SECONDS = 10.0
+
+
+class CheckpointMirror(Protocol):
+    """The checkpoint API's mirror of ``status.lastCheckpoint`` (``api.status.StatusCoalescer``)."""
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Its idea of what status holds is stale: send the whole ``lastCheckpoint`` next time."""
 
 
 class ForeignPodError(RuntimeError):
@@ -94,6 +105,24 @@ class Lifecycle:
         task.add_done_callback(self.background.discard)
 
 
+def attempt_of(execution: str, pod: str) -> int | None:
+    """The attempt of an operator-made pod's name (``<execution>-a<n>``); None for any other name."""
+    prefix = f"{execution}-a"
+    digits = pod[len(prefix) :] if pod.startswith(prefix) else ""
+    if not (digits.isascii() and digits.isdigit()) or digits.startswith("0"):
+        return None
+    return int(digits)
+
+
+def checkpoint_status(checkpoint: Checkpoint) -> dict[str, Any]:
+    """``status.lastCheckpoint`` of a stored checkpoint (the coalescer's shape: time to the second)."""
+    return {
+        "step": checkpoint.step,
+        "time": format_time(checkpoint.timestamp.replace(microsecond=0)),
+        "sizeBytes": checkpoint.size_bytes,
+    }
+
+
 def parse_time(value: Any) -> datetime | None:
     if not value:
         return None
@@ -125,8 +154,9 @@ def api_message(exc: ApiException) -> str:
 class Pass:
     """One reconcile pass of one Execution."""
 
-    def __init__(self, lc: Lifecycle, obj: dict[str, Any]) -> None:
+    def __init__(self, lc: Lifecycle, obj: dict[str, Any], mirror: CheckpointMirror | None = None) -> None:
         self.lc = lc
+        self.mirror = mirror
         self.kube = lc.kube
         self.store = lc.store
         self.obj = obj
@@ -153,6 +183,22 @@ class Pass:
         self.status = dict(self.obj.get("status") or {})
         self.conditions = list(self.status.get("conditions") or [])
         self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
+        if "lastCheckpoint" in fields and self.mirror is not None:
+            self.mirror.forget(self.namespace, self.name)  # its next patch carries every field again
+
+    async def stored_checkpoint(self, step: int | None) -> dict[str, Any]:
+        """``lastCheckpoint`` for a status patch, when status shows another step than ``step``, the last
+        checkpoint the store has: a replacement resumes from the store, and status must not say
+        otherwise while the checkpoint API's coalesced patch is still on its way. Empty when status
+        already agrees (or the store has no checkpoint)."""
+        if step is None or (self.status.get("lastCheckpoint") or {}).get("step") == step:
+            return {}
+        try:
+            latest = await self.store.get_latest_checkpoint(self.id)
+        except StateError as exc:
+            log.debug("store get_latest_checkpoint(%s): %s", self.id, exc)
+            return {}
+        return {} if latest is None else {"lastCheckpoint": checkpoint_status(latest)}
 
     def event(self, reason: str, message: str, type_: EventType = "Normal") -> None:
         self.lc.spawn(post_event(self.kube, self.obj, reason, message, type_))
@@ -301,10 +347,16 @@ class Pass:
             return None
         now = now_utc()
         backoff = decision.backoff_seconds
-        message = f"{state.message}; attempt {self.attempt + 1} in {backoff:g}s"
+        # What the replacement will resume from, as far as the store knows now (final once replace()
+        # fenced this attempt off): the message and lastCheckpoint say so while the backoff runs.
+        stored = await self.store.get_execution(self.id)
+        step = None if stored is None else stored.last_checkpoint_step
+        since = "from the start" if step is None else f"from step {step}"
+        message = f"{state.message}; attempt {self.attempt + 1} in {backoff:g}s, {since}"
         self.cond(ConditionType.RUNNING, "False", str(state.reason), state.message)
         self.cond(ConditionType.RECOVERING, "True", str(state.reason), message)
         await self.patch(
+            **await self.stored_checkpoint(step),
             phase="Recovering",
             reason=str(state.reason),
             message=message,
@@ -351,6 +403,7 @@ class Pass:
         recovery.update(replacedAt=replaced_at.isoformat().replace("+00:00", "Z"), resumeStep=resume_step)
         self.cond(ConditionType.RECOVERING, "True", reason, message)
         await self.patch(
+            **await self.stored_checkpoint(resume_step),
             phase="Recovering",
             attempt=next_attempt,
             restarts=self.restarts + 1,
@@ -412,7 +465,7 @@ class Pass:
         }
         if not self.status.get("startTime"):
             fields["startTime"] = format_time(now_utc())
-        await self.patch(**fields)
+        await self.patch(**await self.stored_checkpoint(resume_step), **fields)
         return None
 
     def ours(self, pod: dict[str, Any]) -> bool:
@@ -498,27 +551,103 @@ class Pass:
             raise ForeignPodError(f"pod {name} (uid {uid}) is not the operator's and is still being deleted")
 
     async def clear_pods(self, *, keep: str | None) -> bool:
-        """Delete every pod of this Execution except ``keep`` and wait until they are gone."""
+        """Before a new attempt (or while suspended): no other pod of this Execution may be live.
+
+        A pod whose containers have all exited (phase Failed or Succeeded, see :meth:`terminated`) is
+        not live. The newest ``recovery.keepFailedPods`` such pods of this Execution's earlier attempts
+        are kept, so their logs stay readable; older ones are deleted (grace 0, nothing left to stop)
+        and not waited for. Every other pod (running, pending, on a lost node, not one of this
+        Execution's attempts) is deleted and waited for until it is gone or has terminated. ``keep``: the
+        pod of the attempt about to be created, left alone (:meth:`create_pod` decides about it). True
+        when no pod but ``keep`` is live.
+        """
+        assert self.spec is not None
         pods = await self.kube.list_pods(self.namespace, pod_selector(self.name))
-        doomed = []
-        for pod in pods:
-            name = pod["metadata"]["name"]
-            if name == keep:
+        others = [pod for pod in pods if pod["metadata"]["name"] != keep]
+        lost = await self.lost_nodes(others)
+        finished = [pod for pod in others if self.terminated(pod, lost)]
+        newest = self.keepable(finished)[: self.spec.recovery.keep_failed_pods]
+        kept = {pod["metadata"]["name"] for pod in newest}
+        done_names = {pod["metadata"]["name"] for pod in finished}
+        waiting = []
+        for pod in others:
+            meta = pod.get("metadata") or {}
+            name = meta["name"]
+            if name in kept:
                 continue
-            doomed.append(name)
-            finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            done = name in done_names
+            if not done:
+                waiting.append(name)
+            if done and meta.get("deletionTimestamp"):
+                continue  # not live, and already going
+            phase = (pod.get("status") or {}).get("phase")
             node = (pod.get("spec") or {}).get("nodeName")
-            lost = bool(node) and node in self.lc.view.gone_nodes
             # Finished containers and lost nodes have nothing left to stop: remove the object at once.
-            grace = 0 if finished or lost else None
-            if grace is not None or not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            grace = 0 if phase in ("Succeeded", "Failed") or node in lost else None
+            if grace is not None or not meta.get("deletionTimestamp"):
                 await self.kube.delete_pod(self.namespace, name, grace_seconds=grace)
-        if not doomed:
+        if not waiting:
             return True
-        left = await self.kube.wait_pods_gone(self.namespace, doomed, seconds=POD_GONE_WAIT_SECONDS)
+        left = await self.wait_terminated(waiting, lost)
         if left:
             log.info("%s: waiting for old pod(s) %s to terminate", self.id, ", ".join(left))
         return not left
+
+    async def lost_nodes(self, pods: list[dict[str, Any]]) -> set[str]:
+        """The nodes of ``pods`` that are gone (seen deleted, or no longer in the API server)."""
+        nodes = {str(node) for pod in pods if (node := (pod.get("spec") or {}).get("nodeName"))}
+        gone = nodes & self.lc.view.gone_nodes
+        for node in sorted(nodes - gone):
+            if not await self.kube.node_exists(node):
+                gone.add(node)
+        return gone
+
+    @staticmethod
+    def terminated(pod: dict[str, Any], lost: set[str]) -> bool:
+        """Whether ``pod``'s containers have all exited, as its kubelet reported: not live any more.
+
+        Phase Failed or Succeeded is final and set by the kubelet once every container stopped, but not
+        when the pod's node is gone or the pod was failed for its node (NodeLost, DeletionByPodGC,
+        DeletionByTaintManager): then nobody saw the containers stop, and they may still run on a node
+        cut off from the API server.
+        """
+        status = pod.get("status") or {}
+        if status.get("phase") not in ("Succeeded", "Failed"):
+            return False
+        node = (pod.get("spec") or {}).get("nodeName")
+        return not (node and node in lost) and classify_pod(pod).reason != Reason.NODE_LOST
+
+    def keepable(self, finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The terminated pods worth keeping, newest attempt first: this Execution's own attempts'
+        pods (by name and owner reference), not being deleted."""
+        attempts = []
+        for pod in finished:
+            meta = pod.get("metadata") or {}
+            owners = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
+            attempt = attempt_of(self.name, str(meta.get("name")))
+            if attempt is not None and self.uid in owners and not meta.get("deletionTimestamp"):
+                attempts.append((attempt, pod))
+        attempts.sort(key=lambda item: item[0], reverse=True)
+        return [pod for _, pod in attempts]
+
+    async def wait_terminated(self, names: list[str], lost: set[str]) -> list[str]:
+        """Poll until each named pod is gone or has terminated; the names still live after a while."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + POD_GONE_WAIT_SECONDS
+        delay = 0.05
+        remaining = list(names)
+        while remaining:
+            still = []
+            for name in remaining:
+                pod = await self.kube.get_pod(self.namespace, name)
+                if pod is not None and not self.terminated(pod, lost):
+                    still.append(name)
+            remaining = still
+            if not remaining or loop.time() >= deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return remaining
 
     async def suspend(self) -> float | None:
         """Keep the state, stop the pod. A pod that already finished is honoured first.
@@ -587,6 +716,9 @@ class Pass:
             if any(c.get("type") == type_ for c in self.conditions):
                 self.cond(type_, "False", Reason.SNAPSHOT_RESTORED, message)
         restored = {"snapshot": snapshot, "step": checkpoint.step, "time": now}
+        # The store's last checkpoint is now the snapshot's step (history after it was dropped): status
+        # says so at once, instead of the rewound step until the next checkpoint's patch.
+        last = checkpoint_status(checkpoint)
         self.event("Restored", message)
         if self.spec.suspend:
             self.cond(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, "spec.suspend is true")
@@ -597,6 +729,7 @@ class Pass:
                 attempt=attempt,
                 podName=None,
                 podUID=None,
+                lastCheckpoint=last,
                 restoredFrom=restored,
                 restoreFromObserved=snapshot,
                 completionTime=None,
@@ -615,6 +748,7 @@ class Pass:
             podName=name,
             podUID=uid,
             resumeStep=checkpoint.step,
+            lastCheckpoint=last,
             restoredFrom=restored,
             restoreFromObserved=snapshot,
             completionTime=None,
@@ -623,9 +757,15 @@ class Pass:
         return None
 
 
-async def reconcile(lc: Lifecycle, namespace: str, name: str) -> float | None:
-    """One pass for ``namespace/name``; seconds until the next pass is due, or None (wait for events)."""
+async def reconcile(
+    lc: Lifecycle, namespace: str, name: str, *, mirror: CheckpointMirror | None = None
+) -> float | None:
+    """One pass for ``namespace/name``; seconds until the next pass is due, or None (wait for events).
+
+    ``mirror``: this process's ``status.lastCheckpoint`` coalescer, told whenever the pass wrote that
+    field itself (a restore, a recovery), so it never sends a partial patch based on stale knowledge.
+    """
     obj = await lc.kube.get_execution(namespace, name)
     if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
         return None
-    return await Pass(lc, obj).run()
+    return await Pass(lc, obj, mirror).run()

@@ -56,7 +56,7 @@ async def lifecycle(
             if stopped:
                 break
             try:
-                due = await reconcile(lc, namespace, name)
+                due = await reconcile(lc, namespace, name, mirror=memo.get("status"))
                 errors = 0
             except Exception as exc:  # any error: retried with a capped backoff, never a hot loop
                 errors += 1

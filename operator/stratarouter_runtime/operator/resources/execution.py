@@ -105,6 +105,17 @@ class RecoverySpec(CamelModel):
         description="Exit codes that mean the workload cannot succeed: Failed/NonRetryableExitCode at once.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+    keep_failed_pods: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Keep the pods of this many most recent replaced attempts once their containers have "
+        "exited (phase Failed or Succeeded), so their logs, exit codes and events stay readable "
+        "(kubectl logs <name>-a<n>); older ones are deleted when the next attempt starts. 0 deletes each "
+        "one when it is replaced. A pod that still runs, is being deleted or whose node is gone is never "
+        "kept: it is deleted and the next attempt waits until it is gone or has terminated. Kept pods are "
+        "garbage-collected with the Execution (they name it as their owner).",
+    )
 
 
 class RetentionSpec(CamelModel):
@@ -166,15 +177,21 @@ class ExecutionSpec(CamelModel):
 
 
 class LastCheckpoint(CamelModel):
-    """The last durable checkpoint (patched by the checkpoint API's coalescer)."""
+    """A summary of the store's last checkpoint (the store is the record; this may lag it, never lead
+    it). The checkpoint API mirrors each checkpoint it accepted here, coalesced: at most one patch per
+    STRATA_STATUS_PATCH_INTERVAL_SECONDS (1 s) per Execution, and STRATA_STATUS_PATCH_BUDGET (50) a
+    second for all Executions, so it lags by about max(interval, Executions / budget) seconds (1,000
+    Executions: about 20 s). Checkpoints written straight to the store are not mirrored. When a failure
+    is seen, a replacement is made or a snapshot is restored, the operator sets it from the store in the
+    same patch, so it agrees with the step the next attempt resumes from."""
 
-    step: int = Field(ge=0)
-    time: datetime | None = None
-    size_bytes: int | None = Field(default=None, ge=0)
+    step: int = Field(ge=0, description="The checkpoint's step (the STEP column).")
+    time: datetime | None = Field(default=None, description="When the store wrote the checkpoint.")
+    size_bytes: int | None = Field(default=None, ge=0, description="Size of its state as JSON.")
 
 
 class RecoveryStatus(CamelModel):
-    """The last failure seen and the replacement made for it."""
+    """The last failure seen and the replacement made for it (a record, kept after the recovery)."""
 
     reason: str = Field(description="ExitCode, OOMKilled, Evicted, PodDeleted or NodeLost.")
     exit_code: int | None = None
@@ -185,19 +202,26 @@ class RecoveryStatus(CamelModel):
         default=None, ge=0, description="Wait chosen before the replacement."
     )
     replaced_at: datetime | None = Field(default=None, description="When the replacement pod was created.")
-    resume_step: int | None = Field(default=None, description="STRATA_RESUME_STEP of the replacement.")
+    resume_step: int | None = Field(
+        default=None,
+        description="STRATA_RESUME_STEP of the replacement: the store's last checkpoint once the failed "
+        "attempt was fenced off (empty until the replacement is made).",
+    )
 
 
 class RestoredFrom(CamelModel):
-    """The last restore done for spec.restoreFrom."""
+    """The last restore done for spec.restoreFrom (a record, kept until the next restore)."""
 
-    snapshot: str
-    step: int | None = None
-    time: datetime | None = None
+    snapshot: str = Field(description="The Snapshot restored.")
+    step: int | None = Field(default=None, description="Its step: where the run continued from.")
+    time: datetime | None = Field(default=None, description="When the operator restored it.")
 
 
 class ExecutionStatus(CamelModel):
-    """What the operator observed; written only by the operator."""
+    """What the operator observed; written only by the operator. The store holds the run's state and
+    history; status summarises it. phase, attempt, podName, podUID and resumeStep are written by the
+    Execution's reconcile pass as it acts (status names a pod only after the pod exists); lastCheckpoint
+    is a coalesced mirror of the store that may lag it (see its description)."""
 
     phase: Phase | None = None
     reason: str | None = Field(default=None, description="Why the execution is in its phase.")
@@ -213,7 +237,11 @@ class ExecutionStatus(CamelModel):
             "pod the checkpoint API accepts for this Execution (a pod's name and labels are not proof)."
         ),
     )
-    resume_step: int | None = Field(default=None, description="STRATA_RESUME_STEP given to the current pod.")
+    resume_step: int | None = Field(
+        default=None,
+        description="STRATA_RESUME_STEP given to the current pod: the store's last checkpoint (or the "
+        "restored snapshot's step) when the pod was created; empty on a first run.",
+    )
     last_checkpoint: LastCheckpoint | None = None
     start_time: datetime | None = None
     completion_time: datetime | None = None
@@ -239,7 +267,12 @@ class Execution(Resource):
         short_names=("exec",),
         printer_columns=(
             PrinterColumn("Phase", "string", ".status.phase", "Pending, Running, Recovering, ..."),
-            PrinterColumn("Step", "integer", ".status.lastCheckpoint.step", "Last durable checkpoint step"),
+            PrinterColumn(
+                "Step",
+                "integer",
+                ".status.lastCheckpoint.step",
+                "Last durable checkpoint step (coalesced: may lag the store by the status patch budget)",
+            ),
             PrinterColumn("Restarts", "integer", ".status.restarts", "Recoveries so far"),
             PrinterColumn("Pod", "string", ".status.podName", "Current attempt's pod"),
             PrinterColumn("Age", "date", ".metadata.creationTimestamp"),
