@@ -48,9 +48,11 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import ssl
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -535,6 +537,8 @@ class ScaleResult:
     """The operator's status patch budget (STRATA_STATUS_PATCH_BUDGET), patches a second."""
     interval: float = 1.0
     """The operator's status patch interval per Execution (STRATA_STATUS_PATCH_INTERVAL_SECONDS)."""
+    profile: list[str] = field(default_factory=list)
+    """Where the operator's CPU went during the window (``--operator-profile``)."""
 
     def lag_pct(self, q: float) -> float:
         """The status lag's q-th percentile, a never-seen checkpoint counting as infinitely late."""
@@ -660,6 +664,38 @@ def cpu_by_component(demo: Demo) -> dict[str, float]:
     return usage
 
 
+class OperatorProfile(threading.Thread):
+    """py-spy on the operator for ``seconds``, ``delay`` s into the window (``bench.api_path``'s summary)."""
+
+    def __init__(self, py_spy: str, pid: int, path: Path, delay: float, seconds: float) -> None:
+        super().__init__(daemon=True)
+        self.py_spy, self.pid, self.path, self.delay, self.seconds = py_spy, pid, path, delay, seconds
+        self.span = (0.0, 0.0)
+        self.cpu = 0.0
+        self.error = ""
+
+    def run(self) -> None:
+        from bench.api_path import PROFILE_RATE
+
+        time.sleep(self.delay)
+        cmd = [self.py_spy, "record", "--pid", str(self.pid), "--rate", str(PROFILE_RATE), "--format", "raw"]
+        cmd += ["--output", str(self.path), "--duration", str(max(1, int(self.seconds))), "--nonblocking"]
+        cpu, began = _cpu_seconds(self.pid), time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, check=False)
+        self.span, self.cpu = (began, time.perf_counter()), _cpu_seconds(self.pid) - cpu
+        if done.returncode != 0:
+            self.error = done.stderr.decode(errors="replace")[-300:]
+
+    def summary(self, acks: dict[str, list[tuple[float, int]]]) -> list[str]:
+        from bench.api_path import summarise
+
+        if self.error or not self.path.exists():
+            return [f"py-spy on the operator failed: {self.error}"]
+        began, ended = self.span
+        count = sum(1 for mine in acks.values() for at, _ in mine if began <= at <= ended)
+        return [f"py-spy: `{self.path}`", "", *summarise(self.path, count, self.cpu)]
+
+
 class ApiserverProfile(threading.Thread):
     """A CPU profile of kube-apiserver (``/debug/pprof/profile``) taken ``delay`` s into the window."""
 
@@ -753,7 +789,11 @@ def status_budget() -> tuple[float, float]:
 
 
 def bench_scale(
-    demo: Demo, counts: list[int], seconds: float, profile: Path | None = None
+    demo: Demo,
+    counts: list[int],
+    seconds: float,
+    profile: Path | None = None,
+    py_spy: tuple[str, Path] | None = None,
 ) -> list[ScaleResult]:
     """One window per count, smallest first, on the same cluster: the Executions of a window stay for
     the next one, which adds the missing ones (so 300 then 1,000 creates 1,000 in all)."""
@@ -761,7 +801,7 @@ def bench_scale(
     fleet = Fleet()
     for count in sorted(set(counts)):
         print(f"\n==> Scale: {count} Executions for {seconds:.0f}s", flush=True)
-        results.append(scale_window(demo, fleet, count, seconds, profile))
+        results.append(scale_window(demo, fleet, count, seconds, profile, py_spy))
         profile = None  # the API server's profile is of the first window only
     return results
 
@@ -775,7 +815,14 @@ class Fleet:
     steps: dict[str, int] = field(default_factory=dict)
 
 
-def scale_window(demo: Demo, fleet: Fleet, count: int, seconds: float, profile: Path | None) -> ScaleResult:
+def scale_window(
+    demo: Demo,
+    fleet: Fleet,
+    count: int,
+    seconds: float,
+    profile: Path | None,
+    py_spy: tuple[str, Path] | None = None,
+) -> ScaleResult:
     """Grow ``fleet`` to ``count`` Executions, then each checkpoints once a second for ``seconds``."""
     tokens = fleet.tokens
     api = demo.api
@@ -810,6 +857,12 @@ def scale_window(demo: Demo, fleet: Fleet, count: int, seconds: float, profile: 
     if profile is not None:  # the middle half of the window: past the first reviews of every token
         profiler = ApiserverProfile(api, profile, delay=seconds / 4, seconds=max(1, int(seconds / 2)))
         profiler.start()
+    spy = None
+    if py_spy is not None:  # the operator, the same middle half of the window
+        assert demo.operator is not None
+        out = py_spy[1].with_name(f"{py_spy[1].name}-{count}.raw")
+        spy = OperatorProfile(py_spy[0], demo.operator.pid, out, delay=seconds / 4, seconds=seconds / 2)
+        spy.start()
 
     async def run() -> list[int]:
         url = f"{demo.api_url}/v1/checkpoint"
@@ -843,6 +896,9 @@ def scale_window(demo: Demo, fleet: Fleet, count: int, seconds: float, profile: 
     if profiler is not None:
         profiler.join()
         print(f"    kube-apiserver CPU profile: {profile} {profiler.error}".rstrip(), flush=True)
+    if spy is not None:
+        spy.join()
+        result.profile = spy.summary(acks)
     assert demo.operator is not None
     result.peak_rss_mb = peak_rss_mb(demo.operator.pid)
     requests = sum(after.get(k, 0.0) - before.get(k, 0.0) for k in after)
@@ -1049,6 +1105,9 @@ def render_scale(scales: list[ScaleResult]) -> list[str]:
             "CPU (cores) used during the window: "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.cpu.items(), key=lambda kv: -kv[1])),
         ]
+    for r in scales:
+        if r.profile:
+            lines += ["", f"### Where the operator's CPU went at {r.executions:,} Executions", "", *r.profile]
     return lines
 
 
@@ -1134,6 +1193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--apiserver-profile", type=Path, default=None, help="write a kube-apiserver CPU profile"
     )
+    parser.add_argument(
+        "--operator-profile",
+        type=Path,
+        default=None,
+        help="py-spy the operator in each scale window (FILE-<count>.raw), summarised in the report",
+    )
+    parser.add_argument("--py-spy", default=None, help="the py-spy binary (default: py-spy on PATH)")
     args = parser.parse_args(argv)
     if args.apiserver_profile is not None:
         os.environ["STRATA_DEV_PROFILING"] = "1"  # the local cluster serves /debug/pprof only then
@@ -1160,7 +1226,13 @@ def main(argv: list[str] | None = None) -> int:
             api_path = bench_api_path(demo, args.api_writes, per_slice=100, warmup=200)
         scales: list[ScaleResult] = []
         if not args.skip_scale:
-            scales = bench_scale(demo, args.executions, args.seconds, args.apiserver_profile)
+            spy = None
+            if args.operator_profile is not None:
+                binary = args.py_spy or shutil.which("py-spy")
+                if binary is None:
+                    raise RuntimeError("--operator-profile needs py-spy (pip install py-spy; or --py-spy)")
+                spy = (binary, args.operator_profile)
+            scales = bench_scale(demo, args.executions, args.seconds, args.apiserver_profile, spy)
         given = sys.argv[1:] if argv is None else argv
         command = shlex.join([os.path.relpath(sys.executable), "-m", "bench.operator", *given])
         report = render(ours, jobs, scales, real, command, api_path)
