@@ -24,6 +24,9 @@ PG_IMMEDIATE = "PostgreSQL restart -m immediate"
 APISERVER = "kube-apiserver restart"
 PG_CUT = "operator cut off from PostgreSQL"
 KINDS = (OPERATOR_KILL, PG_FAST, PG_IMMEDIATE, APISERVER, PG_CUT)
+APISERVER_READY_SECONDS = 180.0
+"""How long a restarted kube-apiserver may take to be ready: on 2 cores shared with other test runs it
+took more than a minute once (its post-start hooks wait on etcd)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ class Injector(threading.Thread):
             return f"accepting connections again after {time.monotonic() - began:.1f}s"
         if kind == APISERVER:
             began = time.monotonic()
-            self.cluster.restart("kube-apiserver")
+            self.cluster.restart("kube-apiserver", timeout=APISERVER_READY_SECONDS)
             return f"ready again after {time.monotonic() - began:.1f}s"
         if kind == PG_CUT:
             self.proxy.cut(self.plan.cut_mode)
