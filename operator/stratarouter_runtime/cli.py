@@ -507,21 +507,32 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from stratarouter_runtime.state.errors import InvalidArgumentError, SchemaTooNewError
-    from stratarouter_runtime.state.migrations import migrate_url, schema_name
+    from stratarouter_runtime.state.errors import InvalidArgumentError, StateError
+    from stratarouter_runtime.state.migrations import migrate_url, move_store_url, schema_name
 
     if not args.db_url:
         print("stratarouter migrate: no database; pass --db-url or set STRATA_DB_URL", file=sys.stderr)
         return 2
+    for option, value in (("--db-schema", args.db_schema), ("--move-from", args.move_from)):
+        try:
+            if value is not None:
+                schema_name(value)
+        except InvalidArgumentError as exc:
+            print(f"stratarouter migrate: {option}: {exc}", file=sys.stderr)
+            return 2
+    schema = args.db_schema
     try:
-        applied = asyncio.run(migrate_url(args.db_url, schema_name(args.db_schema)))
-    except InvalidArgumentError as exc:
-        print(f"stratarouter migrate: --db-schema: {exc}", file=sys.stderr)
+        if args.move_from is not None:
+            moved = asyncio.run(move_store_url(args.db_url, args.move_from, schema))
+            print(f"moved the store from schema {args.move_from} to {schema}: {len(moved)} objects")
+        applied = asyncio.run(migrate_url(args.db_url, schema))
+    except InvalidArgumentError as exc:  # nothing to move, or the target holds a store already
+        print(f"stratarouter migrate: {exc}", file=sys.stderr)
         return 2
-    except SchemaTooNewError as exc:
+    except StateError as exc:  # a schema too new, a store left in public, a pooler without search_path
         print(f"stratarouter migrate: {exc}", file=sys.stderr)
         return 1
-    print(f"schema up to date ({applied} migration(s) applied)")
+    print(f"schema {schema} up to date ({applied} migration(s) applied)")
     return 0
 
 
@@ -553,6 +564,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--db-schema",
         default=os.environ.get("STRATA_DB_SCHEMA", "").strip() or DEFAULT_SCHEMA,
         help=f"the store's PostgreSQL schema (default: $STRATA_DB_SCHEMA, else {DEFAULT_SCHEMA})",
+    )
+    migrate.add_argument(
+        "--move-from",
+        metavar="SCHEMA",
+        help="first move the store an earlier release made in this schema (public) into --db-schema, "
+        "with its data, in one transaction",
     )
     migrate.set_defaults(func=_migrate, parser=migrate)
 

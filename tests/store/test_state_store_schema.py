@@ -5,10 +5,12 @@ never silently started over."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
-from stratarouter_runtime import InvalidArgumentError, SchemaVersionError, StateError, StateManager
+from stratarouter_runtime import InvalidArgumentError, SchemaVersionError, StateError, StateManager, cli
 from stratarouter_runtime.state.config import config_from_env
 from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA, connect, migrate, move_store
 
@@ -131,3 +133,18 @@ def test_the_schema_comes_from_the_environment() -> None:
         config_from_env({"STRATA_DB_URL": "postgresql://x", "STRATA_DB_SCHEMA": "team_a"}).db_schema
         == "team_a"
     )
+
+
+async def test_stratarouter_migrate_moves_a_store_out_of_public(
+    pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with StateManager(backend="postgresql", db_url=pg_dsn, db_schema="public") as old:
+        await old.checkpoint("run", 1, {"kept": True})
+    assert await asyncio.to_thread(cli.main, ["migrate", "--db-url", pg_dsn]) == 1  # refused, says how
+    assert "--move-from public" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli.main, ["migrate", "--db-url", pg_dsn, "--move-from", "public"]) == 0
+    assert "moved the store from schema public to stratarouter" in capsys.readouterr().out
+    async with StateManager(backend="postgresql", db_url=pg_dsn) as new:
+        assert await new.load("run") == {"kept": True}
+    assert await asyncio.to_thread(cli.main, ["migrate", "--db-url", pg_dsn, "--move-from", "public"]) == 2
+    assert "holds no store" in capsys.readouterr().err

@@ -249,3 +249,12 @@ async def move_store(conn: Conn, source: str, target: str) -> list[str]:
         for function in functions:
             await conn.execute(f"ALTER FUNCTION {function} SET SCHEMA {target}")
         return [*moved, f"{source}.events_seq", *functions]
+
+
+async def move_store_url(db_url: str, source: str, target: str) -> list[str]:
+    """Connect, :func:`move_store`, disconnect: ``stratarouter migrate --move-from``."""
+    conn = await connect(db_url, target, statement_cache_size=0)
+    try:
+        return await move_store(conn, source, target)
+    finally:
+        await conn.close()
