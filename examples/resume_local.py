@@ -47,7 +47,7 @@ async def run(run_id: str, steps: int, pause: float, fresh: bool) -> int:
         # Raising the attempt fences every writer of the older one; the manager remembers it, so
         # the checkpoints below carry it without attempt=.
         await state.start_execution(run_id, attempt=attempt)
-        resume_after = None if stored is None else stored.last_checkpoint_step
+        resume_after = None if stored is None else stored.resume_step
         if resume_after is None:
             current: dict[str, Any] = {"total": 0, "last_step": 0}
             print(f"attempt {attempt}: starting {run_id} at step 1 (pid {os.getpid()})", flush=True)
