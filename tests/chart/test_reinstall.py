@@ -20,6 +20,7 @@ import base64
 import os
 import secrets
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,12 +30,12 @@ from typing import Any
 import pytest
 
 from stratarouter_runtime.dev import images
-from stratarouter_runtime.dev.cluster import LocalCluster
+from stratarouter_runtime.dev.cluster import KubectlError, LocalCluster
 from stratarouter_runtime.dev.kubeapi import KubeApiError
 from stratarouter_runtime.dev.node import RealNode, pod_placement
 from stratarouter_runtime.state import StateManager
 from tests.chart import postgres_image
-from tests.chart.helm import Helm
+from tests.chart.helm import CHART, Helm, values_file
 from tests.chart.identity import cluster_helm, delete_namespaces, install
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
@@ -81,16 +82,21 @@ def _persistent_volume(name: str, storage_class: str, namespace: str, path: Path
 
 
 @pytest.fixture(scope="module")
-def setup(
-    cluster: LocalCluster,
-    real_node_services: RealNode,
-    helm_binary: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Setup]:
+def node_with_postgres(real_node_services: RealNode) -> RealNode:
+    """The real node (with kube-proxy) whose containerd holds the PostgreSQL stand-in."""
     _import_image(real_node_services, postgres_image.image_tarball())
+    return real_node_services
+
+
+@pytest.fixture
+def setup(
+    cluster: LocalCluster, node_with_postgres: RealNode, helm_binary: Path, tmp_path: Path
+) -> Iterator[Setup]:
+    """A namespace for the release and an empty volume for its PostgreSQL claim; all removed afterwards."""
     suffix = uuid.uuid4().hex[:6]
     namespace, volume = f"strata-re-{suffix}", f"strata-re-{suffix}"
-    data_dir = tmp_path_factory.mktemp("pgdata")
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
     os.chown(data_dir, postgres_image.UID, postgres_image.UID)
     data_dir.chmod(0o700)
     repository, tag = images.OPERATOR.split(":")
@@ -139,6 +145,35 @@ def _pods(setup: Setup, component: str) -> list[dict[str, Any]]:
     return items
 
 
+def _install_without_waiting(setup: Setup) -> None:
+    with values_file(setup.values) as path:
+        setup.helm.run(
+            "install", RELEASE, str(CHART), "--namespace", setup.namespace, "--values", str(path),
+        )  # fmt: skip
+
+
+def _uninstall(setup: Setup) -> None:
+    [pod] = _pods(setup, "postgresql")
+    setup.helm.run("uninstall", RELEASE, "--namespace", setup.namespace, "--wait")
+    setup.cluster.kubectl(
+        "wait", "--for=delete", "-n", setup.namespace, f"pod/{pod['metadata']['name']}", "--timeout=120s"
+    )
+
+
+def _wait_for_log(setup: Setup, pod: str, text: str, timeout: float = 180.0) -> str:
+    deadline = time.monotonic() + timeout
+    log = ""
+    while time.monotonic() < deadline:
+        try:
+            log = setup.cluster.kubectl("logs", "-n", setup.namespace, pod)
+        except KubectlError:  # not started yet
+            log = ""
+        if text in log:
+            return log
+        time.sleep(2)
+    raise AssertionError(f"{pod} never logged {text!r}; last lines:\n{log[-3000:]}")
+
+
 def _direct_url(setup: Setup, password: str) -> str:
     """The database at the PostgreSQL pod's own address (the host is the pod network's gateway)."""
     [pod] = _pods(setup, "postgresql")
@@ -173,14 +208,12 @@ async def test_data_and_password_survive_uninstall_and_reinstall(setup: Setup) -
         for step in (1, 2, 3):
             await store.checkpoint(EXECUTION, step, {"count": step})
 
-    setup.helm.run("uninstall", RELEASE, "--namespace", setup.namespace, "--wait")
+    _uninstall(setup)
     base = f"/api/v1/namespaces/{setup.namespace}"
     assert not cluster.api.exists(f"/apis/apps/v1/namespaces/{setup.namespace}/statefulsets/{POSTGRES}")
     assert not cluster.api.exists(f"/apis/apps/v1/namespaces/{setup.namespace}/deployments/{FULLNAME}")
     assert cluster.api.get(f"{base}/persistentvolumeclaims/{CLAIM}")["status"]["phase"] == "Bound"
     assert _secret(setup) == first, "the Secret with the password must outlive helm uninstall"
-    cluster.kubectl("wait", "--for=delete", "-n", setup.namespace, f"pod/{first_pod['metadata']['name']}",
-                    "--timeout=120s")  # fmt: skip
 
     install(cluster, setup.helm, RELEASE, setup.namespace, setup.values)
     assert _secret(setup)["password"] == first["password"]
@@ -193,3 +226,38 @@ async def test_data_and_password_survive_uninstall_and_reinstall(setup: Setup) -
         latest = await store.get_latest_checkpoint(EXECUTION)
         assert latest is not None
         assert latest.step == 3
+
+
+async def test_a_deleted_password_secret_locks_the_operator_out_until_the_role_gets_the_new_one(
+    setup: Setup,
+) -> None:
+    """What the kept Secret prevents, and the chart README's way out: the claim kept, the Secret not."""
+    cluster = setup.cluster
+    install(cluster, setup.helm, RELEASE, setup.namespace, setup.values)
+    old = _secret(setup)["password"]
+    async with StateManager(backend="postgresql", db_url=_direct_url(setup, old)) as store:
+        await store.start_execution(EXECUTION)
+        await store.checkpoint(EXECUTION, 1, {"count": 1})
+    _uninstall(setup)
+    cluster.api.request("DELETE", f"/api/v1/namespaces/{setup.namespace}/secrets/{POSTGRES}")
+
+    _install_without_waiting(setup)
+    new = _secret(setup)["password"]
+    assert new != old
+    # The old data directory keeps the old password: every connection of the operator is refused.
+    _wait_for_log(setup, f"pod/{POSTGRES}-0", 'password authentication failed for user "stratarouter"')
+    [locked_out] = _pods(setup, "operator")
+    assert not all(s["ready"] for s in locked_out["status"].get("containerStatuses", [])), locked_out[
+        "status"
+    ]
+
+    # The way out: give the role the Secret's password over the pod's Unix socket (trusted), restart.
+    sql = f"ALTER ROLE stratarouter PASSWORD '{new}'"
+    cluster.kubectl(
+        "exec", "-n", setup.namespace, f"{POSTGRES}-0", "--", "psql", "-U", "stratarouter", "-c", sql
+    )
+    cluster.kubectl("delete", "pod", "-n", setup.namespace, locked_out["metadata"]["name"])
+    cluster.kubectl("rollout", "status", "-n", setup.namespace, f"deployment/{FULLNAME}", "--timeout=180s")
+    assert "(0 migration(s) applied)" in _operator_started(setup)
+    async with StateManager(backend="postgresql", db_url=_direct_url(setup, new)) as store:
+        assert [cp.step for cp in await store.get_history(EXECUTION)] == [1]
