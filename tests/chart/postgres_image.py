@@ -103,6 +103,10 @@ def image_tarball() -> Path:
             _build(work)
             shutil.rmtree(out, ignore_errors=True)
             (work / "out").rename(out)
+            # Builds of older versions of this module are of no further use.
+            for stale in cache.glob("chart-postgres-*"):
+                if stale != out:
+                    shutil.rmtree(stale, ignore_errors=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return tarball
