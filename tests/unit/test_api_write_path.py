@@ -1,6 +1,7 @@
 """The checkpoint request path's shortcuts keep their limits: a body that arrived whole is read without
-a timer but still refused past the limit, and the status coalescer is woken only when a checkpoint
-makes a patch newly due (not on every checkpoint), while patches still carry the newest step."""
+a timer but still refused past the limit; the status coalescer is woken only when a checkpoint makes a
+patch newly due (not on every checkpoint), while patches still carry the newest step; a connection's
+header deadline keeps one timer, not one per request, and still cuts off a head that stalls."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import streams
 from aiohttp.test_utils import make_mocked_request
 
+from stratarouter_runtime.operator.api.connections import HeaderDeadline
 from stratarouter_runtime.operator.api.limits import Refused, read_body
 from stratarouter_runtime.operator.api.status import CoalescePlan, Key, LastCheckpoint, StatusCoalescer
 
@@ -85,3 +87,40 @@ async def test_a_body_still_arriving_is_timed() -> None:
     with pytest.raises(Refused) as refused:
         await read_body(request_with_body(b'{"step":', eof=False), 100, 0.05, state=True)
     assert (refused.value.status, refused.value.reason) == (408, "RequestTimeout")
+
+
+def deadline(timeout: float) -> tuple[HeaderDeadline, mock.Mock]:
+    inner = mock.Mock()
+    protocol = HeaderDeadline(inner, timeout, lambda: None)
+    protocol.connection_made(mock.Mock())
+    return protocol, inner
+
+
+async def test_a_connection_that_sends_no_head_is_closed() -> None:
+    _, inner = deadline(0.05)
+    await asyncio.sleep(0.1)
+    inner.force_close.assert_called_once()
+
+
+async def test_a_busy_connection_keeps_one_timer_and_a_late_head_is_still_cut_off() -> None:
+    protocol, inner = deadline(0.2)
+    timer = protocol._timer
+    for _ in range(50):  # prompt requests on one kept-alive connection
+        protocol.data_received(b"POST ...")
+        protocol.request_started()
+        protocol.request_done()
+    assert protocol._timer is timer  # no timer set up (or cancelled) per request
+    await asyncio.sleep(0.1)
+    protocol.data_received(b"GET /v1/state HTTP/1.1\r\n")  # a head that then stalls
+    await asyncio.sleep(0.15)  # the first timer fires early for it and waits for the rest
+    inner.force_close.assert_not_called()
+    await asyncio.sleep(0.15)
+    inner.force_close.assert_called_once()
+
+
+async def test_a_request_being_handled_is_never_cut_off() -> None:
+    protocol, inner = deadline(0.05)
+    protocol.data_received(b"POST ...")
+    protocol.request_started()  # a long handler (its body has a timeout of its own)
+    await asyncio.sleep(0.15)
+    inner.force_close.assert_not_called()

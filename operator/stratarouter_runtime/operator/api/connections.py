@@ -5,8 +5,9 @@ all after connecting) keeps its connection, and a file descriptor, for as long a
 connection's protocol is wrapped in a :class:`HeaderDeadline`: from the moment the connection is
 opened, or from the first byte that arrives while no request is being handled, the request's head has
 ``timeout`` seconds to be complete (that is: for aiohttp to hand the request to the application),
-or the connection is closed. Idle keep-alive connections are aiohttp's ``keepalive_timeout``'s
-business; bodies are timed by the handlers that read them (:func:`.limits.read_body`).
+or the connection is closed (a timer per connection, not per request). Idle keep-alive connections
+are aiohttp's ``keepalive_timeout``'s business; bodies are timed by the handlers that read them
+(:func:`.limits.read_body`).
 """
 
 from __future__ import annotations
@@ -23,22 +24,33 @@ log = logging.getLogger(__name__)
 
 
 class HeaderDeadline(asyncio.Protocol):
-    """aiohttp's protocol for one connection, closed when a request's head takes too long."""
+    """aiohttp's protocol for one connection, closed when a request's head takes too long.
+
+    A request's head is awaited from the moment its first byte arrives (or the connection opens)
+    while no request is being handled. That moment is only noted per request; the timer is armed
+    when none is, and when it fires early (the head it was armed for came in time, and a later one
+    is now pending) it is armed again for what is left. So a busy keep-alive connection costs a
+    timer every ``timeout`` seconds, not one per request.
+    """
 
     def __init__(self, inner: web.RequestHandler, timeout: float, forget: Callable[[], None]) -> None:
         self.inner = inner
         self._timeout = timeout
         self._forget = forget
         self._handling = 0
+        self._waiting_since: float | None = None
+        """When the head now awaited began to arrive; None while none is (idle, or handling one)."""
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._loop = asyncio.get_running_loop()
         self.inner.connection_made(transport)
-        self._arm()
+        self._head_started()
 
     def data_received(self, data: bytes) -> None:
-        if not self._handling and self._timer is None:
-            self._arm()
+        if not self._handling and self._waiting_since is None:
+            self._head_started()
         self.inner.data_received(data)
 
     def eof_received(self) -> None:
@@ -46,6 +58,7 @@ class HeaderDeadline(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._waiting_since = None
         self._forget()
         self.inner.connection_lost(exc)
 
@@ -57,13 +70,16 @@ class HeaderDeadline(asyncio.Protocol):
 
     def request_started(self) -> None:
         self._handling += 1
-        self._disarm()
+        self._waiting_since = None  # the timer, if armed, finds nothing to cut off
 
     def request_done(self) -> None:
         self._handling -= 1
 
-    def _arm(self) -> None:
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expired)
+    def _head_started(self) -> None:
+        assert self._loop is not None
+        self._waiting_since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._waiting_since + self._timeout, self._expired)
 
     def _disarm(self) -> None:
         if self._timer is not None:
@@ -72,9 +88,16 @@ class HeaderDeadline(asyncio.Protocol):
 
     def _expired(self) -> None:
         self._timer = None
-        if not self._handling:
-            log.debug("checkpoint API: closed a connection with no complete request in %gs", self._timeout)
-            self.inner.force_close()
+        since = self._waiting_since
+        if self._handling or since is None:
+            return  # the head came in time; the next one arms a timer of its own
+        assert self._loop is not None
+        due = since + self._timeout
+        if self._loop.time() < due:  # armed for an earlier head: this one still has time
+            self._timer = self._loop.call_at(due, self._expired)
+            return
+        log.debug("checkpoint API: closed a connection with no complete request in %gs", self._timeout)
+        self.inner.force_close()
 
 
 class Connections:
