@@ -276,6 +276,8 @@ def test_upgrade_from_the_previous_chart_keeps_executions_and_uninstall_keeps_cr
     assert current_version not in previous.name, "bump Chart.yaml's version past the packaged previous one"
     try:
         install(cluster, helm, release, namespace, LOCAL_VALUES, chart=previous)
+        db_secret = f"/api/v1/namespaces/{namespace}/secrets/{release}-stratarouter-operator-postgresql"
+        password = cluster.api.get(db_secret)["data"]["password"]
         cluster.kubectl("create", "namespace", work)
         path = f"{GROUP_PATH}/namespaces/{work}/executions"
         created = cluster.api.request("POST", path, _execution("keep-me"))
@@ -283,6 +285,10 @@ def test_upgrade_from_the_previous_chart_keeps_executions_and_uninstall_keeps_cr
         cluster.api.request("PATCH", f"{path}/keep-me/status", {"status": status}, content_type=MERGE_PATCH)
 
         install(cluster, helm, release, namespace, LOCAL_VALUES, upgrade=True)
+        # The bundled PostgreSQL's password is read back, not regenerated, and now outlives uninstall.
+        upgraded = cluster.api.get(db_secret)
+        assert upgraded["data"]["password"] == password
+        assert upgraded["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
         history = yaml.safe_load(helm.run("history", release, "--namespace", namespace, "-o", "yaml"))
         assert [h["chart"] for h in history] == [
             previous.name.removesuffix(".tgz"),
@@ -301,6 +307,7 @@ def test_upgrade_from_the_previous_chart_keeps_executions_and_uninstall_keeps_cr
             )
 
         helm.run("uninstall", release, "--namespace", namespace, "--wait")
+        assert cluster.api.get(db_secret)["data"]["password"] == password
         for name in CRD_NAMES:
             assert cluster.api.exists(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"), name
         kept = cluster.api.get(f"{path}/keep-me")
