@@ -62,6 +62,7 @@ def test_execution_crd_names_columns_and_rules() -> None:
         "backoffSeconds": 10,
         "maxBackoffSeconds": 300,
         "nonRetryableExitCodes": [],
+        "keepFailedPods": 3,
     }
     assert recovery["properties"]["maxRestarts"] == {
         "default": 3,

@@ -61,6 +61,7 @@ from stratarouter_runtime.operator.metrics import (
 )
 from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.state import codec, errors
+from stratarouter_runtime.state.wire import to_wire
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,15 @@ class BadRequest(Exception):
 def error_response(
     status: int, reason: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
-    """The JSON error answer; every 503 says when to come back (the SDK retries it as unavailability)."""
+    """The JSON error answer ``{"error", "message"}``."""
+    return error_answer(status, {"error": reason, "message": message}, headers)
+
+
+def error_answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    """An error answer of ``body``; a 503 says when to come back (the SDK retries it as unavailability)."""
     if status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
-    return web.json_response({"error": reason, "message": message}, status=status, headers=headers)
+    return web.json_response(body, status=status, headers=headers)
 
 
 def parse_json_object(raw: bytes | bytearray) -> dict[str, Any]:
@@ -296,17 +302,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(exc.status, exc.reason, exc.message, exc.headers)
     except BadRequest as exc:
         response = error_response(400, "BadRequest", str(exc))
-    except errors.StaleAttemptError as exc:
-        request.app[AUTH_KEY].forget(request.headers.get("Authorization"))
-        response = error_response(409, "StaleAttempt", str(exc))
-    except errors.InvalidArgumentError as exc:  # InvalidStateError, StateTooLargeError, bad step, ...
-        response = error_response(400, type(exc).__name__, str(exc))
-    except (errors.ExecutionNotFound, errors.CheckpointNotFound) as exc:
-        response = error_response(404, type(exc).__name__, str(exc))
-    except errors.StoreUnavailableError as exc:
-        response = error_response(503, "StoreUnavailable", str(exc))
-    except errors.StateError as exc:
-        response = error_response(409, type(exc).__name__, str(exc))
+    except errors.StateError as exc:  # code, status and details from the one table (state/wire.py)
+        if isinstance(exc, errors.StaleAttemptError):  # its pod is done: no reason to keep its token
+            request.app[AUTH_KEY].forget(request.headers.get("Authorization"))
+        response = error_answer(*to_wire(exc))
     except web.HTTPException as exc:
         response = error_response(exc.status, exc.reason, exc.text or exc.reason)
     except Exception:  # a bug, not the caller's fault: log it, answer 500 in the same JSON shape

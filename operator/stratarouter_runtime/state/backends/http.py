@@ -31,10 +31,8 @@ from stratarouter_runtime.state import codec
 from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
-    CheckpointNotFound,
     ExecutionNotFound,
     InvalidArgumentError,
-    InvalidStateError,
     StaleAttemptError,
     StateError,
     StoreUnavailableError,
@@ -46,6 +44,7 @@ from stratarouter_runtime.state.models import (
     ExecutionStatus,
     Snapshot,
 )
+from stratarouter_runtime.state.wire import from_wire
 
 DEFAULT_TOKEN_FILE = "/var/run/secrets/stratarouter/token"
 NOT_CURRENT_GRACE_SECONDS = 10.0
@@ -165,16 +164,15 @@ class HttpBackend(StateBackend):
         """Turn an error answer into the SDK's exception."""
         reason = str(answer.get("error", ""))
         message = str(answer.get("message", "")) or f"HTTP {status}"
-        if status == 409 and reason == "StaleAttempt":
-            raise StaleAttemptError(execution_id, self._attempt or 0, None) from None
-        if status == 404 and reason == "CheckpointNotFound":
-            raise CheckpointNotFound(execution_id, step)
+        known = from_wire(status, answer, execution_id)
+        if isinstance(known, StaleAttemptError) and not known.attempt:
+            known.attempt = self._attempt or 0  # an older API does not say which attempt was refused
+        if known is not None:
+            raise known
         if status == 404:
             raise ExecutionNotFound(execution_id)
         if status in (401, 403):
             raise StateError(f"the checkpoint API refused this pod ({status} {reason}): {message}")
-        if status == 400 and reason in ("InvalidStateError", "StateTooLargeError"):
-            raise InvalidStateError(message)
         if status == 400:
             raise InvalidArgumentError(message)
         raise StateError(f"checkpoint API error {status} {reason}: {message}")

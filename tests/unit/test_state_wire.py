@@ -1,0 +1,62 @@
+"""Every StateError crosses the checkpoint API and comes back as the same exception, attributes and all
+(before, the class name was the code and the http backend parsed it back by string: a
+StateTooLargeError came back as an InvalidStateError, and every StaleAttemptError lost its attempts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stratarouter_runtime.state import errors
+from stratarouter_runtime.state.wire import TABLE, from_wire, to_wire
+
+EXAMPLES: list[errors.StateError] = [
+    errors.ExecutionGoneError("ns/run", 3),
+    errors.StaleAttemptError("ns/run", 1, 2),
+    errors.ExecutionNotFound("ns/run"),
+    errors.CheckpointNotFound("ns/run", 7),
+    errors.CheckpointNotFound("ns/run", None),
+    errors.SnapshotNotFound("ns/run", "before"),
+    errors.StateTooLargeError(20_000_000, 16_777_216),
+    errors.InvalidStateError("$.a: not JSON-serialisable", path="$.a"),
+    errors.InvalidArgumentError("step must be >= 0, got -1"),
+    errors.StoreUnavailableError("PostgreSQL unreachable for 30s"),
+    errors.SchemaTooNewError(9, 4),
+    errors.SchemaVersionError("database schema is at version 3, this SDK needs 4"),
+    errors.StateError("something else"),
+]
+
+
+def every_state_error() -> set[type[errors.StateError]]:
+    found, todo = set(), [errors.StateError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+def test_every_state_error_has_its_own_row_and_an_example() -> None:
+    assert {cls for cls, _ in TABLE} == every_state_error()
+    assert {type(e) for e in EXAMPLES} == every_state_error()
+
+
+def test_more_specific_rows_come_first() -> None:
+    classes = [cls for cls, _ in TABLE]
+    for i, cls in enumerate(classes):
+        assert not any(issubclass(later, cls) and later is not cls for later in classes[i + 1 :]), cls
+
+
+@pytest.mark.parametrize("error", EXAMPLES, ids=lambda e: f"{type(e).__name__}")
+def test_an_error_comes_back_as_it_went(error: errors.StateError) -> None:
+    status, body = to_wire(error)
+    assert 400 <= status < 600
+    assert body["message"] == str(error)
+    back = from_wire(status, body, "ns/run")
+    assert type(back) is type(error)
+    assert str(back) == str(error)
+    assert vars(back) == vars(error)
+
+
+def test_an_answer_of_no_row_is_left_to_the_caller() -> None:
+    assert from_wire(403, {"error": "NotCurrentPod", "message": "..."}, "ns/run") is None
+    assert from_wire(502, {"error": "StaleAttempt", "message": "a proxy's page"}, "ns/run") is None
