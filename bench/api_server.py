@@ -136,9 +136,9 @@ class Client:
         self.sock.close()
 
 
-def start(pythonpath: str | None) -> tuple[subprocess.Popen[bytes], int]:
+def start(pythonpath: str | None, loop: str = "asyncio") -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
-    env = {**os.environ, "STRATA_DB_URL": "postgresql://unused"}
+    env = {**os.environ, "STRATA_DB_URL": "postgresql://unused", "STRATA_BENCH_LOOP": loop}
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     cmd = [sys.executable, "-m", "bench.api_server", "--serve", str(port)]
@@ -149,9 +149,11 @@ def start(pythonpath: str | None) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def one_run(pythonpath: str | None, requests: int, spy: tuple[str, Path] | None = None) -> dict[str, Any]:
+def one_run(
+    pythonpath: str | None, requests: int, spy: tuple[str, Path] | None = None, loop: str = "asyncio"
+) -> dict[str, Any]:
     """CPU and wall time per checkpoint of one API process; with ``spy``, sampled by py-spy."""
-    proc, port = start(pythonpath)
+    proc, port = start(pythonpath, loop)
     client = Client(port, fake_token())
     try:
         for step in range(1, WARMUP + 1):
@@ -183,17 +185,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=None, help="PYTHONPATH of another source tree to compare")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy one extra run; collapsed stacks")
     parser.add_argument("--py-spy", default=None, help="the py-spy binary (default: py-spy on PATH)")
+    parser.add_argument(
+        "--uvloop", action="store_true", help="also run this tree's API on uvloop (needs uvloop importable)"
+    )
     parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve is not None:
-        asyncio.run(serve(args.serve))
+        if os.environ.get("STRATA_BENCH_LOOP") == "uvloop":
+            import uvloop  # type: ignore[import-not-found, unused-ignore]
+
+            uvloop.run(serve(args.serve))
+        else:
+            asyncio.run(serve(args.serve))
         return 0
-    trees = {"this tree": None} if args.before is None else {"before": args.before, "this tree": None}
+    trees: dict[str, tuple[str | None, str]] = {"this tree": (None, "asyncio")}
+    if args.before is not None:
+        trees = {"before": (args.before, "asyncio"), **trees}
+    if args.uvloop:
+        trees["this tree on uvloop"] = (os.environ.get("PYTHONPATH"), "uvloop")
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
     load = os.getloadavg()
     for _ in range(args.runs):
-        for name, path in trees.items():
-            results[name].append(one_run(path, args.requests))
+        for name, (path, loop) in trees.items():
+            results[name].append(one_run(path, args.requests, loop=loop))
     print(
         f"checkpoint API alone (memory store, token check without a review, status patches to nowhere): "
         f"{args.requests} sequential ~1 KiB checkpoints per run, {args.runs} run(s) each; load average "
