@@ -64,7 +64,7 @@ async def serve(port: int) -> None:
     from stratarouter_runtime.state import StateManager
 
     ident = auth.PodIdentity(namespace=NAMESPACE, pod_name=POD, pod_uid=POD_UID, service_account="default")
-    claims = auth.PodClaims(ident=ident, labels={auth.LABEL_EXECUTION: EXECUTION}, owner_uid="uid-run")
+    claims = auth.PodClaims(ident=ident, labels={auth.EXECUTION_LABEL: EXECUTION}, owner_uid="uid-run")
 
     async def resolve(self: auth.Authenticator, token: str) -> auth.PodClaims:
         return claims  # the TokenReview and the pod read, answered once; cached as usual after

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from stratarouter_runtime.dev.cluster import KWOK_ANNOTATION, LocalCluster
-from stratarouter_runtime.dev.kubeapi import MERGE_PATCH
+from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 from tests.chart.helm import CHART, Helm, HelmError
 from tests.chart.identity import (
     CRD_NAMES,

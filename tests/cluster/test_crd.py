@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stratarouter_runtime.dev.cluster import KubectlError, LocalCluster
-from stratarouter_runtime.dev.kubeapi import MERGE_PATCH
+from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 
 pytestmark = pytest.mark.cluster
 

@@ -9,11 +9,12 @@ import pytest
 from stratarouter_runtime.dev.cluster import LocalCluster
 from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.dev.pods import is_running, wait_for_pod
+from stratarouter_runtime.operator.pods import TOKEN_AUDIENCE
 from tests.cluster.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
-AUDIENCE = "stratarouter"
+AUDIENCE = TOKEN_AUDIENCE
 
 
 def review(cluster: LocalCluster, token: str, audiences: list[str]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from stratarouter_runtime.dev.cluster import POD_CIDR, LocalCluster
-from stratarouter_runtime.dev.kubeapi import MERGE_PATCH
 from stratarouter_runtime.dev.pods import fail_pod, is_running, succeed_pod, wait_for_pod
+from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 from tests.cluster.waiting import wait_until
 
 pytestmark = pytest.mark.cluster

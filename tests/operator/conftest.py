@@ -29,11 +29,12 @@ from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.dev.node import RealNode
 from stratarouter_runtime.dev.pods import fail_pod, is_running, wait_for_pod
 from stratarouter_runtime.dev.ports import free_port
+from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
-MERGE_PATCH = "application/merge-patch+json"
+
 WAIT_SECONDS = 60.0
 
 Obj = dict[str, Any]

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 JSON = "application/json"
-MERGE_PATCH = "application/merge-patch+json"
-STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 class KubeApiError(RuntimeError):

@@ -27,13 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stratarouter_runtime.dev.kubeapi import MERGE_PATCH, KubeApi, KubeApiError
+from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_runtime.operator.pods import TOKEN_AUDIENCE
+from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 
 Pod = dict[str, Any]
 
 
 #: The audience of the tokens the operator's pods carry (see operator/pods.py).
-TOKEN_AUDIENCE = "stratarouter"
 
 
 def request_pod_token(api: KubeApi, pod: Pod, *, audience: str = TOKEN_AUDIENCE, seconds: int = 3600) -> str:

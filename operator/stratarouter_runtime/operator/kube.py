@@ -12,10 +12,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stratarouter_runtime.operator.resources.base import GROUP, VERSION
-
-MERGE_PATCH = "application/merge-patch+json"
-PLURAL = "executions"
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, MERGE_PATCH, VERSION
 
 
 class Kube:
@@ -50,7 +47,7 @@ class Kube:
 
     async def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._json(
-            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, EXECUTIONS, name)
         )
 
     async def patch_execution_status(
@@ -62,7 +59,7 @@ class Kube:
                 GROUP,
                 VERSION,
                 namespace,
-                PLURAL,
+                EXECUTIONS,
                 name,
                 {"status": status},
                 _content_type=MERGE_PATCH,  # type: ignore[call-arg]
@@ -76,7 +73,7 @@ class Kube:
         return (
             await self._json(
                 self.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, propagation_policy="Background"
+                    GROUP, VERSION, namespace, EXECUTIONS, name, propagation_policy="Background"
                 )
             )
             is not None

@@ -59,19 +59,14 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stratarouter_runtime.operator.api.current_pods import PodNames, current_of
 from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
-from stratarouter_runtime.operator.pods import execution_id
+from stratarouter_runtime.operator.pods import EXECUTION_LABEL, TOKEN_AUDIENCE, execution_id
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, KIND_EXECUTION, VERSION
 
 log = logging.getLogger(__name__)
 
-AUDIENCE = "stratarouter"
-GROUP = "stratarouter.io"
-VERSION = "v1alpha1"
-PLURAL = "executions"
-LABEL_EXECUTION = "stratarouter.io/execution"
 CLAIM_POD_NAME = "authentication.kubernetes.io/pod-name"
 CLAIM_POD_UID = "authentication.kubernetes.io/pod-uid"
 SA_PREFIX = "system:serviceaccount:"
-KIND_EXECUTION = "Execution"
 REFRESH_AHEAD = (0.6, 0.9)
 """A cached token is re-checked in the background after this fraction (random in the range) of its TTL."""
 EXPIRY_MARGIN_SECONDS = 5.0
@@ -215,7 +210,7 @@ def foreign_owner(ident: PodIdentity, name: str, claims: PodClaims, execution_ui
     else:
         why = (
             f"belongs to Execution {where}/{owner} (uid {claims.owner_uid}), not to {where}/{name} "
-            f"(uid {execution_uid}) that its label {LABEL_EXECUTION} names"
+            f"(uid {execution_uid}) that its label {EXECUTION_LABEL} names"
         )
     return AuthError(403, "NotCurrentPod", f"pod {ident.pod_name} {why}")
 
@@ -231,7 +226,7 @@ def bearer_token(header: str | None) -> str:
     return token
 
 
-def identity_from_review(status: Mapping[str, Any], audience: str = AUDIENCE) -> PodIdentity:
+def identity_from_review(status: Mapping[str, Any], audience: str = TOKEN_AUDIENCE) -> PodIdentity:
     """Pod identity from a TokenReview ``status`` (camelCase dict); 401/403 when it names no pod.
 
     ``status.audiences`` must hold ``audience``: a review that asked for audiences must see one of
@@ -292,13 +287,13 @@ def caller_for(
     pod gets 403 ``NotCurrentPod`` (a new pod before status records it: the SDK retries that briefly).
     """
     labels = pod_labels or {}
-    name = labels.get(LABEL_EXECUTION)
+    name = labels.get(EXECUTION_LABEL)
     if not name:
         raise AuthError(
             403,
             "NotManaged",
             f"pod {ident.namespace}/{ident.pod_name} is not an Execution's pod "
-            f"(label {LABEL_EXECUTION} missing)",
+            f"(label {EXECUTION_LABEL} missing)",
         )
     if execution is None:
         raise AuthError(
@@ -402,7 +397,7 @@ class Authenticator:
         self,
         api: client.ApiClient,
         *,
-        audience: str = AUDIENCE,
+        audience: str = TOKEN_AUDIENCE,
         cache_seconds: float = 300.0,
         negative_cache_seconds: float = 5.0,
         current: PodNames | None = None,
@@ -453,7 +448,7 @@ class Authenticator:
     async def _current_caller(self, claims: PodClaims) -> Caller:
         """The caller if its pod is its Execution's current pod: from the view, else from the API server."""
         ident, labels = claims.ident, claims.labels
-        name = labels.get(LABEL_EXECUTION)
+        name = labels.get(EXECUTION_LABEL)
         if name and self._current is not None:
             seen = self._current.current(ident.namespace, name)
             if seen is not None and seen.is_pod(ident.pod_uid):
@@ -535,7 +530,7 @@ class Authenticator:
         try:
             with unreachable_is_unavailable("reading the Execution"):
                 execution: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name
+                    GROUP, VERSION, namespace, EXECUTIONS, name
                 )
         except ApiException as exc:
             if exc.status == 404:

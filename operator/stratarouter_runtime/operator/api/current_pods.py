@@ -29,11 +29,10 @@ import aiohttp
 import orjson
 from kubernetes_asyncio import client
 
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, VERSION
+
 log = logging.getLogger(__name__)
 
-GROUP = "stratarouter.io"
-VERSION = "v1alpha1"
-PLURAL = "executions"
 WATCH_SECONDS = 300
 RETRY_SECONDS = 2.0
 Key = tuple[str, str]
@@ -141,7 +140,7 @@ class CurrentPods:
 
     def _url(self, scope: str) -> str:
         base = f"{self._config.host}/apis/{GROUP}/{VERSION}"
-        return f"{base}/namespaces/{quote(scope, safe='')}/{PLURAL}" if scope else f"{base}/{PLURAL}"
+        return f"{base}/namespaces/{quote(scope, safe='')}/{EXECUTIONS}" if scope else f"{base}/{EXECUTIONS}"
 
     async def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": self._user_agent}

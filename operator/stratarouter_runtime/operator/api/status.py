@@ -40,13 +40,10 @@ from stratarouter_runtime.operator.metrics import (
     STATUS_PATCHES_TOTAL,
     STATUS_PENDING,
 )
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, MERGE_PATCH, VERSION
 
 log = logging.getLogger(__name__)
 
-GROUP = "stratarouter.io"
-VERSION = "v1alpha1"
-PLURAL = "executions"
-MERGE_PATCH = "application/merge-patch+json"
 Key = tuple[str, str]
 Sender = Callable[[Key, bytes], Awaitable[tuple[int, str]]]
 """Sends one merge patch body for an Execution; answers (HTTP status, detail of an error answer)."""
@@ -247,7 +244,7 @@ class _ApiSender:
 
     async def __call__(self, key: Key, body: bytes) -> tuple[int, str]:
         namespace, name = key
-        url = f"{self._base}{quote(namespace, safe='')}/{PLURAL}/{quote(name, safe='')}/status"
+        url = f"{self._base}{quote(namespace, safe='')}/{EXECUTIONS}/{quote(name, safe='')}/status"
         async with self._session.patch(url, data=body, headers=await self._headers()) as resp:
             status = resp.status
             # The answer (the whole Execution) is read to the end so the connection is reused,

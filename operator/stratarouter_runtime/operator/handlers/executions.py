@@ -16,7 +16,7 @@ import kopf
 
 from stratarouter_runtime.operator.lifecycle import Lifecycle, reconcile
 from stratarouter_runtime.operator.pods import execution_id
-from stratarouter_runtime.operator.resources.base import GROUP, VERSION
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, VERSION
 from stratarouter_runtime.operator.resources.execution import TERMINAL_PHASES
 from stratarouter_runtime.state.errors import StateError
 
@@ -26,13 +26,13 @@ HANDLER_RETRIES = 10
 HANDLER_BACKOFF_SECONDS = 5.0
 
 
-@kopf.on.update(GROUP, VERSION, "executions", field="spec", retries=HANDLER_RETRIES, backoff=1.0)
+@kopf.on.update(GROUP, VERSION, EXECUTIONS, field="spec", retries=HANDLER_RETRIES, backoff=1.0)
 async def spec_changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     """suspend, restoreFrom, recovery settings...: let the loop look now."""
     memo.wakeups.poke(namespace or "", name)
 
 
-@kopf.daemon(GROUP, VERSION, "executions", id="lifecycle", cancellation_timeout=15.0)
+@kopf.daemon(GROUP, VERSION, EXECUTIONS, id="lifecycle", cancellation_timeout=15.0)
 async def lifecycle(
     *,
     stopped: kopf.DaemonStopped,
@@ -81,7 +81,7 @@ async def _sleep(memo: Any, namespace: str, name: str, seconds: float, stop: asy
         wake.cancel()
 
 
-@kopf.on.delete(GROUP, VERSION, "executions", retries=HANDLER_RETRIES, backoff=HANDLER_BACKOFF_SECONDS)
+@kopf.on.delete(GROUP, VERSION, EXECUTIONS, retries=HANDLER_RETRIES, backoff=HANDLER_BACKOFF_SECONDS)
 async def forget_execution(
     *,
     namespace: str | None,

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from stratarouter_runtime.operator.lifecycle import Lifecycle, parse_time
-from stratarouter_runtime.operator.resources.base import GROUP, VERSION
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, VERSION
 from stratarouter_runtime.operator.resources.execution import TERMINAL_PHASES
 from stratarouter_runtime.operator.settings import retention_interval_from_env
 
@@ -19,7 +19,7 @@ def _finished(status: Any, **_: Any) -> bool:
     return (status or {}).get("phase") in TERMINAL_PHASES
 
 
-@kopf.timer(GROUP, VERSION, "executions", id="ttl", interval=retention_interval_from_env(), when=_finished)
+@kopf.timer(GROUP, VERSION, EXECUTIONS, id="ttl", interval=retention_interval_from_env(), when=_finished)
 async def ttl_after_finished(
     *,
     namespace: str | None,

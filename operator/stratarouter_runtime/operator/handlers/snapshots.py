@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from stratarouter_runtime.operator.events import EventType, post_event
 from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.pods import execution_id
-from stratarouter_runtime.operator.resources.base import GROUP, VERSION
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, SNAPSHOTS, VERSION
 from stratarouter_runtime.operator.resources.conditions import ConditionType, format_time, set_condition
 from stratarouter_runtime.operator.resources.snapshot import SnapshotSpec
 from stratarouter_runtime.state import errors
@@ -61,7 +61,7 @@ def _deletion_policy(spec: Any, **_: Any) -> bool:
 async def _execution_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
     try:
         await client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "executions", name
+            GROUP, VERSION, namespace, EXECUTIONS, name
         )
     except ApiException as exc:
         if exc.status == 404:
@@ -126,7 +126,7 @@ async def _copy(memo: Any, namespace: str, name: str, spec: SnapshotSpec) -> Any
         raise kopf.PermanentError(f"Execution {spec.execution_name} has {what}{hint}") from None
 
 
-@kopf.on.create(GROUP, VERSION, "snapshots", retries=WAIT_RETRIES + 1, backoff=WAIT_DELAY_SECONDS)
+@kopf.on.create(GROUP, VERSION, SNAPSHOTS, retries=WAIT_RETRIES + 1, backoff=WAIT_DELAY_SECONDS)
 async def create_snapshot(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -179,7 +179,7 @@ async def create_snapshot(
     logger.info("snapshot %s/%s: %s", namespace, name, message)
 
 
-@kopf.on.delete(GROUP, VERSION, "snapshots", when=_deletion_policy)
+@kopf.on.delete(GROUP, VERSION, SNAPSHOTS, when=_deletion_policy)
 async def delete_snapshot(
     body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, memo: Any, logger: Any, **_: Any
 ) -> None:

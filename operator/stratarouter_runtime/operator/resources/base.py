@@ -11,6 +11,12 @@ from pydantic.alias_generators import to_camel
 GROUP = "stratarouter.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+EXECUTIONS = "executions"
+"""The plural of the Execution resource, in every API path and kopf handler."""
+SNAPSHOTS = "snapshots"
+KIND_EXECUTION = "Execution"
+MERGE_PATCH = "application/merge-patch+json"
+"""The content type of every status patch (a JSON merge patch: only the fields it names change)."""
 CATEGORY = "stratarouter"
 FINALIZER = f"{GROUP}/finalizer"
 

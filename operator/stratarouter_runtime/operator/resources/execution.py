@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from stratarouter_runtime.operator.resources.base import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    EXECUTIONS,
     LABEL_VALUE_MAX,
     CamelModel,
     CrdInfo,
@@ -262,7 +263,7 @@ class Execution(Resource):
 
     crd: ClassVar[CrdInfo] = CrdInfo(
         kind="Execution",
-        plural="executions",
+        plural=EXECUTIONS,
         singular="execution",
         short_names=("exec",),
         printer_columns=(

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from stratarouter_runtime.operator.resources.base import (
     DNS_SUBDOMAIN,
+    SNAPSHOTS,
     CamelModel,
     CrdInfo,
     PrinterColumn,
@@ -51,7 +52,7 @@ class Snapshot(Resource):
 
     crd: ClassVar[CrdInfo] = CrdInfo(
         kind="Snapshot",
-        plural="snapshots",
+        plural=SNAPSHOTS,
         singular="snapshot",
         short_names=("esnap",),
         printer_columns=(
