@@ -38,7 +38,7 @@ from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.dev.node import NodeError, PodNetwork, RealNode
 from stratarouter_runtime.dev.pki import Pki, make_pki
 from stratarouter_runtime.dev.ports import free_port
-from stratarouter_runtime.dev.processes import alive, cmdline, spawn, tail
+from stratarouter_runtime.dev.processes import alive, owned, spawn, tail
 from stratarouter_runtime.dev.tools import tools_bin_dir
 
 #: Start order; stop goes the other way round.
@@ -524,8 +524,7 @@ class LocalCluster:
 
     def _signal(self, name: str, sig: signal.Signals) -> None:
         pid = self.pids[name]
-        # A process found through the state file must still be ours: its command line names our root.
-        if name not in self._procs and str(self.root) not in cmdline(pid):
+        if not owned(pid, self._procs.get(name), self.root):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)

@@ -43,7 +43,16 @@ from typing import IO, Any
 
 from stratarouter_runtime.dev.pki import KeyPair, Pki
 from stratarouter_runtime.dev.ports import free_port
-from stratarouter_runtime.dev.processes import alive, cmdline, pids_with, spawn, tail, terminate, wait_until
+from stratarouter_runtime.dev.processes import (
+    alive,
+    cmdline,
+    owned,
+    pids_with,
+    spawn,
+    tail,
+    terminate,
+    wait_until,
+)
 
 NODE_NAME = "real-node"
 NODE_LABEL = "stratarouter.io/real-node"
@@ -579,8 +588,7 @@ class RealNode:
 
     def _terminate(self, name: str, grace: float = 10.0) -> None:
         pid, proc = self.pids.get(name), self._procs.get(name)
-        # A process found through the state file must still be ours: its command line names our root.
-        if pid is not None and (proc is not None or str(self.root) in cmdline(pid)):
+        if pid is not None and owned(pid, proc, self.root):
             terminate(pid, proc, grace)
 
     def _kill_containers(self) -> None:

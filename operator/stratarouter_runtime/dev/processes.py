@@ -62,6 +62,12 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def owned(pid: int, proc: subprocess.Popen[bytes] | None, root: Path) -> bool:
+    """Whether ``pid`` is still ours to signal: started by this process (``proc``), or, when found
+    through a state file, a process whose command line still names our ``root`` (not a reused pid)."""
+    return proc is not None or str(root) in cmdline(pid)
+
+
 def pids_with(text: str) -> list[int]:
     """Processes (other than this one) whose command line contains ``text``."""
     me = os.getpid()
