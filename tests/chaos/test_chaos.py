@@ -7,7 +7,10 @@ session's shared ones must not see) and takes about two minutes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import socket
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 
 from stratarouter_runtime.dev.chaos.faults import KINDS, FaultPlan
 from stratarouter_runtime.dev.chaos.run import ChaosConfig, run_chaos
+from stratarouter_runtime.dev.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(420)]
 
@@ -96,3 +100,77 @@ def test_a_token_review_while_the_api_server_is_down_is_answered_503(tmp_path: P
             operator.stop()
         demo.close()
     assert answers == [503]
+
+
+def _echo_server() -> tuple[socket.socket, threading.Thread]:
+    """A loopback server that echoes whatever each connection sends."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+
+            def echo(conn: socket.socket = conn) -> None:
+                with conn, contextlib.suppress(OSError):  # the proxy may reset it
+                    while data := conn.recv(65536):
+                        conn.sendall(data)
+
+            threading.Thread(target=echo, daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def _closed(conn: socket.socket) -> bool:
+    """The peer closed or reset the connection (a reset shows as ConnectionResetError)."""
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _refused(port: int) -> bool:
+    """A new connection is closed or reset at once (during the handshake or on the first read)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            return _closed(conn)
+    except ConnectionResetError:
+        return True
+
+
+def test_the_proxy_forwards_holds_traffic_in_a_blackhole_and_resets_on_a_reset_cut() -> None:
+    """The cut the chaos run relies on really cuts: what a client sees in each mode."""
+    server, _ = _echo_server()
+    proxy = TcpProxy("127.0.0.1", server.getsockname()[1]).start()
+    try:
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"
+
+        proxy.cut("blackhole")  # held: nothing arrives, nothing is closed
+        client.sendall(b"held")
+        client.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            client.recv(4)
+        proxy.restore()  # then delivered, on the same connection
+        client.settimeout(5)
+        assert client.recv(4) == b"held"
+
+        proxy.cut("reset")  # the open connection is reset, a new one is closed at once
+        assert _closed(client)
+        assert _refused(proxy.port)
+        proxy.restore()
+        fresh = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        fresh.sendall(b"back")
+        assert fresh.recv(4) == b"back"
+        assert proxy.stats.reset == 1
+        assert proxy.stats.refused == 1
+        for conn in (client, fresh):
+            conn.close()
+    finally:
+        proxy.stop()
+        server.close()
