@@ -54,7 +54,7 @@ from stratarouter_runtime.state.errors import StateError
 
 if TYPE_CHECKING:
     from stratarouter_runtime.state import StateManager
-    from stratarouter_runtime.state.models import Checkpoint
+    from stratarouter_runtime.state.models import Checkpoint, Execution
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,12 @@ class Pass:
         if "lastCheckpoint" in fields and self.mirror is not None:
             self.mirror.forget(self.namespace, self.name)  # its next patch carries every field again
 
-    async def stored_checkpoint(self, step: int | None) -> dict[str, Any]:
-        """``lastCheckpoint`` for a status patch, when status shows another step than ``step``, the last
-        checkpoint the store has: a replacement resumes from the store, and status must not say
-        otherwise while the checkpoint API's coalesced patch is still on its way. Empty when status
-        already agrees (or the store has no checkpoint)."""
+    async def stored_checkpoint(self, stored: Execution | None) -> dict[str, Any]:
+        """``lastCheckpoint`` for a status patch: the store's last checkpoint, when status shows another
+        step. A replacement resumes from the store, and status must not say otherwise while the
+        checkpoint API's coalesced patch is still on its way. Empty when status already agrees (or the
+        store has no checkpoint)."""
+        step = None if stored is None else stored.last_checkpoint_step
         if step is None or (self.status.get("lastCheckpoint") or {}).get("step") == step:
             return {}
         try:
@@ -350,13 +351,13 @@ class Pass:
         # What the replacement will resume from, as far as the store knows now (final once replace()
         # fenced this attempt off): the message and lastCheckpoint say so while the backoff runs.
         stored = await self.store.get_execution(self.id)
-        step = None if stored is None else stored.last_checkpoint_step
+        step = None if stored is None else stored.resume_step
         since = "from the start" if step is None else f"from step {step}"
         message = f"{state.message}; attempt {self.attempt + 1} in {backoff:g}s, {since}"
         self.cond(ConditionType.RUNNING, "False", str(state.reason), state.message)
         self.cond(ConditionType.RECOVERING, "True", str(state.reason), message)
         await self.patch(
-            **await self.stored_checkpoint(step),
+            **await self.stored_checkpoint(stored),
             phase="Recovering",
             reason=str(state.reason),
             message=message,
@@ -403,7 +404,7 @@ class Pass:
         recovery.update(replacedAt=replaced_at.isoformat().replace("+00:00", "Z"), resumeStep=resume_step)
         self.cond(ConditionType.RECOVERING, "True", reason, message)
         await self.patch(
-            **await self.stored_checkpoint(resume_step),
+            **await self.stored_checkpoint(stored),
             phase="Recovering",
             attempt=next_attempt,
             restarts=self.restarts + 1,
@@ -465,7 +466,7 @@ class Pass:
         }
         if not self.status.get("startTime"):
             fields["startTime"] = format_time(now_utc())
-        await self.patch(**await self.stored_checkpoint(resume_step), **fields)
+        await self.patch(**await self.stored_checkpoint(stored if attempt > 1 else None), **fields)
         return None
 
     def ours(self, pod: dict[str, Any]) -> bool:

@@ -182,9 +182,9 @@ class LastCheckpoint(CamelModel):
     it). The checkpoint API mirrors each checkpoint it accepted here, coalesced: at most one patch per
     STRATA_STATUS_PATCH_INTERVAL_SECONDS (1 s) per Execution, and STRATA_STATUS_PATCH_BUDGET (50) a
     second for all Executions, so it lags by about max(interval, Executions / budget) seconds (1,000
-    Executions: about 20 s). Checkpoints written straight to the store are not mirrored. When a failure
-    is seen, a replacement is made or a snapshot is restored, the operator sets it from the store in the
-    same patch, so it agrees with the step the next attempt resumes from."""
+    Executions: about 20 s). Saves (no history entry) and checkpoints written straight to the store are
+    not mirrored. When a failure is seen, a replacement is made or a snapshot is restored, the operator
+    sets it from the store in the same patch, so it agrees with what the next attempt resumes from."""
 
     step: int = Field(ge=0, description="The checkpoint's step (the STEP column).")
     time: datetime | None = Field(default=None, description="When the store wrote the checkpoint.")
@@ -205,8 +205,8 @@ class RecoveryStatus(CamelModel):
     replaced_at: datetime | None = Field(default=None, description="When the replacement pod was created.")
     resume_step: int | None = Field(
         default=None,
-        description="STRATA_RESUME_STEP of the replacement: the store's last checkpoint once the failed "
-        "attempt was fenced off (empty until the replacement is made).",
+        description="STRATA_RESUME_STEP of the replacement: the step of the run's newest durable write "
+        "(save or checkpoint) once the failed attempt was fenced off (empty until the replacement is made).",
     )
 
 
@@ -240,8 +240,9 @@ class ExecutionStatus(CamelModel):
     )
     resume_step: int | None = Field(
         default=None,
-        description="STRATA_RESUME_STEP given to the current pod: the store's last checkpoint (or the "
-        "restored snapshot's step) when the pod was created; empty on a first run.",
+        description="STRATA_RESUME_STEP given to the current pod: the step of the run's newest durable "
+        "write, save or checkpoint (or the restored snapshot's), when the pod was created; empty on a "
+        "first run.",
     )
     last_checkpoint: LastCheckpoint | None = None
     start_time: datetime | None = None
