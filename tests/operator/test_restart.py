@@ -49,7 +49,10 @@ async def test_killed_during_recovery_backoff(
     assert waited >= 4
     executions.wait_phase("crash", "Running")
     assert executions.live_pods("crash") == ["crash-a2"]
-    assert [p["metadata"]["name"] for p in executions.pods("crash")] == ["crash-a2"]
+    assert sorted(p["metadata"]["name"] for p in executions.pods("crash")) == [
+        "crash-a1",
+        "crash-a2",
+    ]  # a1 kept
     assert executions.env("crash-a2")["STRATA_RESUME_STEP"] == "6"
     history = await workload.get_history(f"{ns}/crash")
     assert [c.step for c in history] == list(range(7)), "no acknowledged checkpoint lost"
@@ -72,7 +75,8 @@ async def test_killed_right_after_failure_seen_repeatedly(
     status = executions.wait_status("flap", "attempt 2", lambda s: s.get("attempt") == 2)
     executions.wait_phase("flap", "Running")
     assert status["restarts"] == 1
-    assert [p["metadata"]["name"] for p in executions.pods("flap")] == ["flap-a2"]
+    assert sorted(p["metadata"]["name"] for p in executions.pods("flap")) == ["flap-a1", "flap-a2"]
+    assert executions.live_pods("flap") == ["flap-a2"]
 
 
 def test_restart_resumes_running_executions_without_duplicates(
@@ -161,14 +165,16 @@ def test_two_replicas_one_handles_and_the_other_takes_over(
         status = executions.wait_status("ha", "attempt 2", lambda s: s.get("attempt") == 2)
         executions.wait_phase("ha", "Running")
         assert status["restarts"] == 1, "handled by exactly one replica"
-        assert [p["metadata"]["name"] for p in executions.pods("ha")] == ["ha-a2"]
+        assert sorted(p["metadata"]["name"] for p in executions.pods("ha")) == ["ha-a1", "ha-a2"]
+        assert executions.live_pods("ha") == ["ha-a2"]
 
         first.kill(signal.SIGTERM)  # whichever was active, the survivor must handle what comes next
         executions.fail("ha-a2")
         status = executions.wait_status("ha", "attempt 3", lambda s: s.get("attempt") == 3, timeout=90)
         assert status["restarts"] == 2
         executions.wait_phase("ha", "Running")
-        assert [p["metadata"]["name"] for p in executions.pods("ha")] == ["ha-a3"]
+        assert sorted(p["metadata"]["name"] for p in executions.pods("ha")) == ["ha-a1", "ha-a2", "ha-a3"]
+        assert executions.live_pods("ha") == ["ha-a3"]
 
 
 def test_a_standby_takes_over_from_a_replica_killed_without_leaving(
@@ -190,4 +196,5 @@ def test_a_standby_takes_over_from_a_replica_killed_without_leaving(
         status = executions.wait_status("orphan", "attempt 2", lambda s: s.get("attempt") == 2, timeout=45)
         assert status["restarts"] == 1
         executions.wait_phase("orphan", "Running")
-        assert [p["metadata"]["name"] for p in executions.pods("orphan")] == ["orphan-a2"]
+        assert sorted(p["metadata"]["name"] for p in executions.pods("orphan")) == ["orphan-a1", "orphan-a2"]
+        assert executions.live_pods("orphan") == ["orphan-a2"]
