@@ -108,11 +108,6 @@ async def test_while_recovering_status_shows_the_step_the_next_attempt_resumes_f
     assert status["lastCheckpoint"]["sizeBytes"] == latest.size_bytes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/status.py: the coalescer keeps the higher pending step of the replaced attempt (20) "
-    "over the new attempt's (6) and mirrors it after the restore's status patch",
-)
 async def test_a_checkpoint_pending_in_the_coalescer_is_not_mirrored_over_a_restore(
     operator_process: OperatorProcess, executions: Executions, kube: KubeApi, store: StateManager
 ) -> None:

@@ -71,6 +71,27 @@ def test_lower_step_never_replaces_a_pending_higher_one() -> None:
     assert plan.take_due(0.0) == [(A, cp(5))]
 
 
+def test_a_newer_attempts_checkpoint_replaces_a_pending_higher_step_and_an_older_ones_is_dropped() -> None:
+    """A restore or recovery rewinds the run: attempt 2 at step 6 is what status must show, not the
+    step 20 that attempt 1 left pending; and attempt 1's late checkpoints are never mirrored."""
+    plan = CoalescePlan(interval=1.0)
+    plan.note(A, LastCheckpoint(20, AT, 200, attempt=1), 0.0)
+    plan.note(A, LastCheckpoint(6, AT, 60, attempt=2), 0.0)
+    plan.note(A, LastCheckpoint(21, AT, 210, attempt=1), 0.0)
+    assert plan.take_due(0.0) == [(A, LastCheckpoint(6, AT, 60, attempt=2))]
+
+
+def test_what_the_operator_wrote_for_a_new_attempt_drops_the_older_attempts_pending_value() -> None:
+    plan = CoalescePlan(interval=1.0)
+    plan.note(A, LastCheckpoint(20, AT, 200, attempt=1), 0.0)
+    plan.rewound(A, attempt=2)  # the restore's own status patch set lastCheckpoint to step 5
+    assert plan.take_due(10.0) == []
+    plan.note(A, LastCheckpoint(19, AT, 190, attempt=1), 10.0)  # attempt 1, late: never mirrored
+    assert plan.take_due(20.0) == []
+    plan.note(A, LastCheckpoint(6, AT, 60, attempt=2), 20.0)
+    assert plan.take_due(20.0) == [(A, LastCheckpoint(6, AT, 60, attempt=2))]
+
+
 def test_executions_are_independent() -> None:
     plan = CoalescePlan(interval=1.0)
     plan.note(A, cp(1), 0.0)

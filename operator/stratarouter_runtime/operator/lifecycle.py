@@ -67,8 +67,9 @@ SNAPSHOT_WAIT_SECONDS = 10.0
 class CheckpointMirror(Protocol):
     """The checkpoint API's mirror of ``status.lastCheckpoint`` (``api.status.StatusCoalescer``)."""
 
-    def forget(self, namespace: str, name: str) -> None:
-        """Its idea of what status holds is stale: send the whole ``lastCheckpoint`` next time."""
+    def rewound(self, namespace: str, name: str, attempt: int) -> None:
+        """The operator wrote ``lastCheckpoint`` from the store for ``attempt``: drop what an older
+        attempt left pending, and send the whole ``lastCheckpoint`` next time."""
 
 
 class ForeignPodError(RuntimeError):
@@ -184,7 +185,7 @@ class Pass:
         self.conditions = list(self.status.get("conditions") or [])
         self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
         if "lastCheckpoint" in fields and self.mirror is not None:
-            self.mirror.forget(self.namespace, self.name)  # its next patch carries every field again
+            self.mirror.rewound(self.namespace, self.name, self.attempt)
 
     async def stored_checkpoint(self, stored: Execution | None) -> dict[str, Any]:
         """``lastCheckpoint`` for a status patch: the store's last checkpoint, when status shows another

@@ -172,7 +172,9 @@ async def _write(request: web.Request, *, history: bool) -> web.Response:
     CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
     if history:
         now = datetime.now(UTC)
-        request.app[STATUS_KEY].note_checkpoint(caller.namespace, caller.execution, step, now, size)
+        request.app[STATUS_KEY].note_checkpoint(
+            caller.namespace, caller.execution, step, now, size, caller.attempt
+        )
     execution_id = caller.execution_id
     return _json({"executionId": execution_id, "step": step, "attempt": caller.attempt, "sizeBytes": size})
 

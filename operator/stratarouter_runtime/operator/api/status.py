@@ -54,6 +54,8 @@ class LastCheckpoint:
     step: int
     at: datetime
     size_bytes: int
+    attempt: int = 0
+    """The attempt that wrote it: a replaced attempt's checkpoint is never mirrored over a newer one's."""
 
     def to_status(self) -> dict[str, Any]:
         """The ``status.lastCheckpoint`` object (RFC 3339 time, UTC, second precision as k8s does)."""
@@ -109,18 +111,26 @@ class CoalescePlan:
         self._since: dict[Key, float] = {}  # when each pending Execution's status went stale
         self._last_sent: dict[Key, float] = {}
         self._confirmed: dict[Key, dict[str, Any]] = {}  # lastCheckpoint as the API server has it
+        self._attempts: dict[Key, int] = {}  # the newest attempt seen (noted, or written by the operator)
         self._waiting: list[tuple[float, float, Key]] = []  # heap of (eligible at, since, key)
         self._ready: list[tuple[float, float, Key]] = []  # heap of (since, eligible at, key)
 
     def note(self, key: Key, value: LastCheckpoint, now: float, since: float | None = None) -> bool:
-        """Record a checkpoint; a lower step than the pending one never replaces it.
+        """Record a checkpoint. Within one attempt a lower step than the pending one never replaces it;
+        a newer attempt's replaces it whatever its step (a restore or a recovery rewinds the run), and
+        an older attempt's is dropped.
 
         ``since``: when the status went stale, if earlier than ``now`` (a failed patch put back).
         True when ``key`` is newly pending (a patch is now due at some time); False when it only
         replaced the pending value (or did not), which changes no due time.
         """
+        newest = self._attempts.get(key, 0)
+        if value.attempt < newest:
+            return False
         old = self.pending.get(key)
-        if old is not None and old.step > value.step:
+        if value.attempt > newest:
+            self._attempts[key] = value.attempt
+        elif old is not None and old.step > value.step:
             return False
         self.pending[key] = value
         if old is not None:
@@ -198,6 +208,17 @@ class CoalescePlan:
     def forget(self, key: Key) -> None:
         """The Execution is gone: a new one of that name starts from a full patch."""
         self._confirmed.pop(key, None)
+        self._attempts.pop(key, None)
+
+    def rewound(self, key: Key, attempt: int) -> None:
+        """The operator wrote ``lastCheckpoint`` itself, from the store, for ``attempt`` (a restore, a
+        recovery): what is pending from an older attempt is dropped, and the next patch is a full one."""
+        self._confirmed.pop(key, None)
+        self._attempts[key] = max(self._attempts.get(key, 0), attempt)
+        pending = self.pending.get(key)
+        if pending is not None and pending.attempt < attempt:
+            del self.pending[key]  # its heap entries are skipped: _live() no longer holds for them
+            self._since.pop(key, None)
 
     def _forget_old(self, now: float) -> None:
         """Keep ``_last_sent`` bounded: entries older than an interval no longer delay anything."""
@@ -306,11 +327,14 @@ class StatusCoalescer:
         """How long the stalest pending status has waited for its patch (0: every status is current)."""
         return self._plan.oldest_wait(self._clock())
 
-    def note_checkpoint(self, namespace: str, name: str, step: int, at: datetime, size_bytes: int) -> None:
-        """Remember the newest checkpoint of ``namespace/name``; returns at once."""
+    def note_checkpoint(
+        self, namespace: str, name: str, step: int, at: datetime, size_bytes: int, attempt: int = 0
+    ) -> None:
+        """Remember the newest checkpoint of ``namespace/name`` (written by ``attempt``); returns at once."""
         if self._closed:
             return
-        newly = self._plan.note((namespace, name), LastCheckpoint(step, at, size_bytes), self._clock())
+        value = LastCheckpoint(step, at, size_bytes, attempt)
+        newly = self._plan.note((namespace, name), value, self._clock())
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="status-coalescer")
         elif newly:
@@ -322,6 +346,10 @@ class StatusCoalescer:
     def forget(self, namespace: str, name: str) -> None:
         """The Execution was deleted: a new one of that name gets a full first patch."""
         self._plan.forget((namespace, name))
+
+    def rewound(self, namespace: str, name: str, attempt: int) -> None:
+        """The operator patched ``lastCheckpoint`` from the store for ``attempt`` (see CoalescePlan)."""
+        self._plan.rewound((namespace, name), attempt)
 
     async def close(self) -> None:
         """Stop the background task and send the pending patches, still within the budget.
