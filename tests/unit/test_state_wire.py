@@ -4,10 +4,13 @@ StateTooLargeError came back as an InvalidStateError, and every StaleAttemptErro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from stratarouter_runtime.state import errors
-from stratarouter_runtime.state.wire import TABLE, from_wire, to_wire
+from stratarouter_runtime.state.models import Execution, ExecutionStatus
+from stratarouter_runtime.state.wire import TABLE, execution_from_wire, execution_to_wire, from_wire, to_wire
 
 EXAMPLES: list[errors.StateError] = [
     errors.ExecutionGoneError("ns/run", 3),
@@ -60,3 +63,23 @@ def test_an_error_comes_back_as_it_went(error: errors.StateError) -> None:
 def test_an_answer_of_no_row_is_left_to_the_caller() -> None:
     assert from_wire(403, {"error": "NotCurrentPod", "message": "..."}, "ns/run") is None
     assert from_wire(502, {"error": "StaleAttempt", "message": "a proxy's page"}, "ns/run") is None
+
+
+def test_the_execution_record_is_camel_case_and_reads_back_the_same() -> None:
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    record = Execution(
+        execution_id="ns/run",
+        status=ExecutionStatus.RUNNING,
+        current_step=7,
+        last_checkpoint_step=5,
+        attempt=2,
+        created_at=at,
+        updated_at=at,
+        labels={"some_label": "x"},
+        checkpoint_retention=3,
+    )
+    body = execution_to_wire(record)
+    assert {"executionId", "currentStep", "lastCheckpointStep", "checkpointRetention"} <= body.keys()
+    assert body["labels"] == {"some_label": "x"}  # values are left alone
+    assert execution_from_wire(body) == record
+    assert execution_from_wire(record.model_dump(mode="json")) == record  # an older operator's answer

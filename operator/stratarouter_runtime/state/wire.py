@@ -1,4 +1,5 @@
-"""The one table of how each :class:`~stratarouter_runtime.state.errors.StateError` crosses HTTP.
+"""How the store's answers cross HTTP: the one table of each
+:class:`~stratarouter_runtime.state.errors.StateError`'s code, and the execution record's shape.
 
 The checkpoint API answers a refusal with ``{"error": <code>, "message": <why>, ...details}`` and the
 status of its row (:func:`to_wire`); the SDK's http backend turns that answer back into the same
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from pydantic.alias_generators import to_camel, to_snake
 
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
@@ -26,6 +29,7 @@ from stratarouter_runtime.state.errors import (
     StateTooLargeError,
     StoreUnavailableError,
 )
+from stratarouter_runtime.state.models import Execution
 
 Body = Mapping[str, Any]
 
@@ -153,3 +157,13 @@ def from_wire(status: int, body: Body, execution_id: str) -> StateError | None:
     if wire is None or wire.status != status:
         return None
     return wire.build(str(body.get("message", "")), body, execution_id)
+
+
+def execution_to_wire(execution: Execution) -> dict[str, Any]:
+    """``GET /v1/execution``'s body: the stored record with camelCase keys, like every other route."""
+    return {to_camel(key): value for key, value in execution.model_dump(mode="json").items()}
+
+
+def execution_from_wire(body: Body) -> Execution:
+    """The record from ``GET /v1/execution`` (an older operator's snake_case keys read alike)."""
+    return Execution.model_validate({to_snake(key): value for key, value in body.items()})

@@ -61,7 +61,7 @@ from stratarouter_runtime.operator.metrics import (
 )
 from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.state import codec, errors
-from stratarouter_runtime.state.wire import to_wire
+from stratarouter_runtime.state.wire import execution_to_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ async def get_execution(request: web.Request) -> web.Response:
     found = await request.app[STORE_KEY].get_execution(caller.execution_id)
     if found is None:
         raise errors.ExecutionNotFound(caller.execution_id)
-    return _json(found.model_dump(mode="json"))
+    return _json(execution_to_wire(found))
 
 
 async def history(request: web.Request) -> web.StreamResponse:

@@ -44,7 +44,7 @@ from stratarouter_runtime.state.models import (
     ExecutionStatus,
     Snapshot,
 )
-from stratarouter_runtime.state.wire import from_wire
+from stratarouter_runtime.state.wire import execution_from_wire, from_wire
 
 DEFAULT_TOKEN_FILE = "/var/run/secrets/stratarouter/token"
 NOT_CURRENT_GRACE_SECONDS = 10.0
@@ -263,7 +263,7 @@ class HttpBackend(StateBackend):
             return None
         if status != 200:
             self._raise(status, answer, execution_id)
-        return Execution.model_validate(answer)
+        return execution_from_wire(answer)
 
     # -- history ----------------------------------------------------------------------------------
     async def get_history(self, execution_id: str, after_step: int | None, limit: int) -> list[Checkpoint]:
