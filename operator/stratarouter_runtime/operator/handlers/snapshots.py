@@ -96,6 +96,12 @@ def _status(
     }
 
 
+def not_reached(execution: str, step: int, last: int | None) -> str:
+    """The Pending message of a Snapshot of a step its running Execution has not checkpointed yet."""
+    so_far = "no checkpoint yet" if last is None else f"its last checkpoint is step {last}"
+    return f"Execution {execution} has not reached step {step} yet ({so_far}); waiting"
+
+
 async def _copy(memo: Any, namespace: str, name: str, spec: SnapshotSpec) -> Any:
     """Make the store snapshot; raises SnapshotWaiting or a message-carrying PermanentError."""
     stored_id = execution_id(namespace, spec.execution_name)
@@ -117,10 +123,7 @@ async def _copy(memo: Any, namespace: str, name: str, spec: SnapshotSpec) -> Any
         if spec.step is None and active:
             raise SnapshotWaiting(f"Execution {spec.execution_name} has no checkpoint yet; waiting") from None
         if spec.step is not None and active and (last is None or spec.step > last):
-            raise SnapshotWaiting(
-                f"Execution {spec.execution_name} has not reached step {spec.step} yet "
-                f"(last checkpoint: {last}); waiting"
-            ) from None
+            raise SnapshotWaiting(not_reached(spec.execution_name, spec.step, last)) from None
         what = "no checkpoint" if spec.step is None else f"no checkpoint at step {spec.step}"
         hint = "" if spec.step is None else " (never written, or pruned by checkpoint retention)"
         raise kopf.PermanentError(f"Execution {spec.execution_name} has {what}{hint}") from None
