@@ -70,7 +70,7 @@ def crds(cluster: Any, kube: KubeApi) -> None:
             crd = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
             return any(
                 c["type"] == "Established" and c["status"] == "True"
-                for c in crd.get("status", {}).get("conditions", [])
+                for c in (crd.get("status") or {}).get("conditions") or []  # null right after an apply
             )
 
         wait_until(f"CRD {name} established", established, timeout=30)

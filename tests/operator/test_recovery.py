@@ -31,7 +31,7 @@ def own_node(kube: KubeApi) -> Any:
 
     def ready() -> bool:
         node = kube.get(f"/api/v1/nodes/{name}")
-        conditions = node.get("status", {}).get("conditions", [])
+        conditions = (node.get("status") or {}).get("conditions") or []
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     wait_until(f"node {name} Ready", ready, timeout=30)

@@ -38,6 +38,10 @@ async def _run_until_killed(dsn: str, execution_id: str, kill_after_step: int) -
                 raise AssertionError(f"worker exited early: {err.decode()}")
             last = int(line)
         os.kill(proc.pid, signal.SIGKILL)  # mid-run: it is writing the next checkpoint right now
+        # what it reported before it died, including lines still in the pipe (on a loaded machine
+        # it runs on for a few steps while this reads line 40)
+        rest = await asyncio.to_thread(proc.stdout.read)
+        last = max([last, *(int(line) for line in rest.split())])
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -460,7 +460,7 @@ class LocalCluster:
             for node in items
             if any(
                 c.get("type") == "Ready" and c.get("status") == "True"
-                for c in node.get("status", {}).get("conditions", [])
+                for c in (node.get("status") or {}).get("conditions") or []
             )
             and not node.get("spec", {}).get("taints")
         ]
