@@ -101,11 +101,12 @@ class Scene:
         wait_until(f"pod {name} gone", lambda: self.executions.pod(name) is None)
         wait_until(f"pod {name}'s tokens voided", lambda: not self.reviewed(token))
 
-    def replace_attempt(self, *, keep_old_pod: bool = False) -> None:
+    def replace_attempt(self, *, keep_old_pod: bool = False, kept_failed: bool = False) -> None:
         """Fail ``job-a1``: the operator records the failure, then runs attempt 2 (``job-a2``).
 
-        The operator deletes the failed pod before it creates the next one. ``keep_old_pod`` takes the
-        old pod out of the operator's sight during the recovery's backoff (drops its
+        With ``recovery.keepFailedPods: 0`` the operator deletes the failed pod before it creates the
+        next one; ``kept_failed``: the row keeps it (terminated, for its logs). ``keep_old_pod`` takes
+        the old pod out of the operator's sight during the recovery's backoff (drops its
         ``app.kubernetes.io/managed-by`` label, which anyone allowed to patch pods can do), so it
         outlives its replacement.
         """
@@ -122,7 +123,7 @@ class Scene:
             )
         self.executions.wait_status(TARGET, "attempt 2 named", lambda s: s.get("podName") == f"{TARGET}-a2")
         self.executions.wait_pod_running(f"{TARGET}-a2")
-        assert (self.executions.pod(POD) is not None) == keep_old_pod
+        assert (self.executions.pod(POD) is not None) == (keep_old_pod or kept_failed)
 
 
 def sign(cluster: LocalCluster, template: str, **claims: Any) -> str:
@@ -221,6 +222,15 @@ def old_attempt_pod_kept(scene: Scene) -> str:
     return token
 
 
+def old_attempt_kept_failed_pod(scene: Scene) -> str:
+    """``job-a1`` failed and is kept, terminated, for its logs (``recovery.keepFailedPods``); a fresh
+    token of it (the pod exists, so the API server still accepts it)."""
+    scene.replace_attempt(kept_failed=True)
+    token = token_for(scene.kube, scene.executions, POD)
+    assert scene.reviewed(token)
+    return token
+
+
 def expired_token(scene: Scene) -> str:
     """``job-a1``'s token re-signed with the cluster's service-account key, its ``exp`` 30 s ago. The
     API server accepts that (it allows a minute of clock skew); the checkpoint API does not."""
@@ -302,12 +312,12 @@ class Row:
     reviews: int | None = None
     """TokenReviews the four refused writes may cost (None: not checked)."""
     env: dict[str, str] = field(default_factory=dict)
-    recovery: dict[str, Any] = field(default_factory=lambda: {"backoffSeconds": 0})
+    recovery: dict[str, Any] = field(default_factory=lambda: {"backoffSeconds": 0, "keepFailedPods": 0})
 
 
-LONG_BACKOFF = {"backoffSeconds": 3600, "maxBackoffSeconds": 3600}
+LONG_BACKOFF = {"backoffSeconds": 3600, "maxBackoffSeconds": 3600, "keepFailedPods": 0}
 """Status keeps naming a deleted pod while the Execution waits to recover."""
-BRIEF_BACKOFF = {"backoffSeconds": 5}
+BRIEF_BACKOFF = {"backoffSeconds": 5, "keepFailedPods": 0}
 """Time to take the failed pod out of the operator's sight before it clears the old pods."""
 SHORT_CACHE = {"STRATA_TOKEN_CACHE_SECONDS": str(CACHE_SECONDS)}
 REVIEW_FAILED = "rejected by the API server"
@@ -325,6 +335,14 @@ ROWS = {
     "old attempt, new token": Row(old_attempt_new_token, 401, "InvalidToken", REVIEW_FAILED, reviews=1),
     "old attempt, its pod kept": Row(
         old_attempt_pod_kept, 409, "StaleAttempt", REPLACED, reviews=1, recovery=BRIEF_BACKOFF
+    ),
+    "old attempt, kept after it failed": Row(
+        old_attempt_kept_failed_pod,
+        409,
+        "StaleAttempt",
+        REPLACED,
+        reviews=1,
+        recovery={"backoffSeconds": 0, "keepFailedPods": 1},
     ),
     "expired": Row(expired_token, 401, "InvalidToken", "expired", reviews=0),
     "expired while cached": Row(token_expired_while_cached, 401, "InvalidToken", "expired", reviews=0),
