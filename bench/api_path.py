@@ -374,7 +374,7 @@ def profile_api(
             lines += [f"py-spy on the {who} failed ({spy.returncode}): {err.decode(errors='replace')[-500:]}"]
             continue
         buckets, inclusive = (BUCKETS, INCLUSIVE) if who == "operator" else (CLIENT_BUCKETS, CLIENT_INCLUSIVE)
-        lines += [f"### The {who}", "", *summarise(paths[who], count, cpu[who], buckets, inclusive), ""]
+        lines += [f"#### The {who}", "", *summarise(paths[who], count, cpu[who], buckets, inclusive), ""]
     return lines
 
 
