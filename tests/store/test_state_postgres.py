@@ -328,3 +328,18 @@ async def test_recovery_window_uses_server_time(pg_dsn: str) -> None:
         recovered = await state.recover_all()
         assert [(e.execution_id, e.attempt) for e in recovered] == [("old-run", 2)]
         assert (await state.get_execution("old-run")).updated_at > datetime.now(UTC) - timedelta(minutes=5)  # type: ignore[union-attr]
+
+
+async def test_pool_min_size_connections_are_open_after_the_first_call(pg_dsn: str) -> None:
+    async with StateManager(db_url=pg_dsn, pool_min_size=3, pool_max_size=5) as state:
+        await state.save("warm", 1, {})
+        conn = await connect(pg_dsn)
+        try:
+            database = await conn.fetchval("SELECT current_database()")
+            opened = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await conn.close()
+        assert opened >= 3

@@ -318,7 +318,6 @@ class StatusCoalescer:
         self._sem = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._closed = False
-        self.patches_sent = 0
         STATUS_PATCH_BUDGET.set(budget_per_second)
         STATUS_LAG_SECONDS.set_function(self.lag_seconds)
         STATUS_PENDING.set_function(lambda: len(self._plan.pending))
@@ -460,7 +459,6 @@ class StatusCoalescer:
                 self._retry(key, value, since)
             return
         self._plan.confirm(key, fields)
-        self.patches_sent += 1
         STATUS_PATCHES_TOTAL.labels(result="ok").inc()
 
     def _retry(self, key: Key, value: LastCheckpoint, since: float) -> None:

@@ -31,10 +31,6 @@ class CamelModel(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    def to_wire(self) -> dict[str, Any]:
-        """JSON-ready dict with camelCase keys and no unset optional fields."""
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
-
 
 @dataclasses.dataclass(frozen=True)
 class PrinterColumn:

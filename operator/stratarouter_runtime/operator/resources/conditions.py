@@ -58,10 +58,8 @@ class Reason(StrEnum):
     NON_RETRYABLE_EXIT_CODE = "NonRetryableExitCode"
     INVALID_TEMPLATE = "InvalidTemplate"
     INVALID_SPEC = "InvalidSpec"
-    SNAPSHOT_RESTORE_FAILED = "SnapshotRestoreFailed"
     # restore
     SNAPSHOT_RESTORED = "SnapshotRestored"
-    NOT_FAILED = "NotFailed"
 
 
 class Condition(BaseModel):
@@ -130,8 +128,3 @@ def _condition(
         cond["observedGeneration"] = generation
     cond.update({"lastTransitionTime": at, "reason": reason, "message": message})
     return cond
-
-
-def get_condition(conditions: list[dict[str, Any]], type_: str) -> dict[str, Any] | None:
-    """The condition of ``type_``, or None."""
-    return next((c for c in conditions if c.get("type") == type_), None)

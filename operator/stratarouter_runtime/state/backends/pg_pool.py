@@ -57,6 +57,22 @@ class ConnectionPool:
                     self._wake()  # pass the wake-up on
                 raise
 
+    async def fill(self, count: int) -> None:
+        """Open connections until the pool holds ``count`` (``pool_min_size``: ready before the first
+        burst needs them); they wait idle."""
+        opened = []
+        try:
+            while self._size < min(count, self._max_size):
+                self._size += 1
+                try:
+                    opened.append(await self._connect())
+                except BaseException:
+                    self._size -= 1
+                    raise
+        finally:
+            self._idle.extend(opened)
+            self._wake()
+
     def release(self, conn: Connection, *, discard: bool = False) -> None:
         if discard or self._closed or conn.is_closed() or conn.is_in_transaction():
             self._size -= 1

@@ -278,6 +278,7 @@ class PostgresBackend(StateBackend):
                         await self._ensure_partitions(conn)
                 finally:
                     pool.release(conn)
+                await pool.fill(cfg.pool_min_size)
             except BaseException:
                 await pool.close()
                 raise
