@@ -103,6 +103,8 @@ OPERATOR_ARGS ?= --verbose
 operator: install ## Run the operator in the foreground on `make cluster-up` + `make db-up` (OPERATOR_ARGS=--debug -n NS ...; Ctrl-C stops it)
 	@env=$$($(PY) -c "$$OPERATOR_ENV_PY") || exit 1; eval "$$env"; \
 	kubectl apply --server-side --force-conflicts -f crds/ >/dev/null || exit 1; \
+	kubectl wait --for=condition=Established --timeout=60s \
+	  crd/executions.stratarouter.io crd/snapshots.stratarouter.io >/dev/null || exit 1; \
 	echo "make operator: KUBECONFIG=$$KUBECONFIG STRATA_DB_URL=$$STRATA_DB_URL, checkpoint API on $$STRATA_API_URL_FOR_PODS" >&2; \
 	echo "make operator: stratarouter operator $(OPERATOR_ARGS)  (Ctrl-C stops it)" >&2; \
 	exec $(PY) -m stratarouter_runtime.cli operator $(OPERATOR_ARGS)

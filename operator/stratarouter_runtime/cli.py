@@ -558,7 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    migrate = sub.add_parser("migrate", help="create or upgrade the PostgreSQL schema")
+    migrate = sub.add_parser(
+        "migrate",
+        help="create or upgrade the PostgreSQL schema",
+        description="Create or upgrade the store's tables in its PostgreSQL schema, ahead of the first "
+        "StateManager or operator start (which otherwise migrate by themselves, under an advisory lock).",
+    )
     migrate.add_argument("--db-url", default=os.environ.get("STRATA_DB_URL"), help="default: $STRATA_DB_URL")
     migrate.add_argument(
         "--db-schema",

@@ -181,7 +181,8 @@ class Demo:
 
     def show(self, *what: str) -> None:
         for kind in what or ("executions",):
-            args = ("get", kind, "-n", NAMESPACE) + (("-o", "wide") if kind in ("pods", "nodes") else ())
+            scope = () if kind == "nodes" else ("-n", NAMESPACE)  # nodes belong to no namespace
+            args = ("get", kind, *scope) + (("-o", "wide") if kind in ("pods", "nodes") else ())
             print(f"    $ kubectl {' '.join(args)}")
             for line in self.kubectl(*args).rstrip().splitlines():
                 print(f"    {line}")

@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     result = run_chaos(config)
     print("\n" + result.summary(), flush=True)
     print(f"  wall time: {time.monotonic() - started:.0f}s", flush=True)
-    if config.log_dir is None:
+    if config.log_dir is None and result.ok:
         discard_logs(result)
+        print("  (the passing run's logs were removed; --log-dir DIR keeps them)", flush=True)
     return 0 if result.ok else 1
 
 
