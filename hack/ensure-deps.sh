@@ -4,7 +4,8 @@
 #   PostgreSQL server binaries (initdb, pg_ctl) and PgBouncer: the throwaway store and its pooler;
 #   containerd, runc and the CNI plugins: the real node's container runtime and pod network;
 #   nftables (the nft command): kube-proxy's Services on the real node, and the filter that keeps them there;
-#   mmdebstrap and umoci: the images, built without Docker (hack/build-images.sh).
+#   mmdebstrap and umoci: the images, built without Docker (hack/build-images.sh);
+#   chromium and chromium-driver: the headless browser the web timeline's tests (tests/ui) drive.
 # containerd and runc are pinned to an upstream version (hack/versions.env); Debian's revision may move,
 # since the mirror keeps only the newest one and its revisions are security fixes.
 set -euo pipefail
@@ -21,6 +22,8 @@ command -v containerd >/dev/null || missing+=("containerd=$CONTAINERD_VERSION*")
 command -v nft >/dev/null || missing+=(nftables)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v umoci >/dev/null || missing+=(umoci)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "[deps] installing ${missing[*]} with apt-get..." >&2
 	sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
