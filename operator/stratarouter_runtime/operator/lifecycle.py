@@ -180,8 +180,10 @@ class Pass:
     async def patch(self, **fields: Any) -> None:
         """Merge-patch status fields (camelCase; None deletes) plus conditions and observedGeneration."""
         body = {**fields, "conditions": self.conditions, "observedGeneration": self.generation}
+        before = self.status.get("phase")
         self.obj = await self.kube.patch_execution_status(self.namespace, self.name, body)
         self.status = dict(self.obj.get("status") or {})
+        metrics.note_phase(before, self.status)  # stratarouter_executions_finished_total
         self.conditions = list(self.status.get("conditions") or [])
         self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
         if "lastCheckpoint" in fields and self.mirror is not None:

@@ -7,6 +7,8 @@ values without global state from other libraries leaking in.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -75,6 +77,46 @@ TOKEN_REVIEWS_TOTAL = Counter(
     ["result"],
     registry=REGISTRY,
 )
+EXECUTIONS_FINISHED_TOTAL = Counter(
+    "stratarouter_executions_finished",
+    "Executions this replica moved into a terminal phase (Succeeded, Failed), by phase and status.reason "
+    "(e.g. BackoffLimitExceeded, NonRetryableExitCode).",
+    ["phase", "reason"],
+    registry=REGISTRY,
+)
+# The store probe (store_size.py): one small catalog query every STORE_PROBE_INTERVAL_SECONDS on a
+# connection of its own, never at scrape time.
+STORE_BYTES = Gauge(
+    "stratarouter_store_bytes",
+    "On-disk size of the store's tables in its schema (pg_total_relation_size: heap, TOAST and indexes, "
+    "every partition), as last sampled.",
+    registry=REGISTRY,
+)
+STORE_UP = Gauge(
+    "stratarouter_store_up",
+    "1 when this replica's last store probe reached PostgreSQL and answered, else 0.",
+    registry=REGISTRY,
+)
+STORE_PROBE_FAILURES_TOTAL = Counter(
+    "stratarouter_store_probe_failures",
+    "Store probes that failed (connect error, query error or timeout).",
+    registry=REGISTRY,
+)
+STORE_PROBE_SUCCESS_TIME = Gauge(
+    "stratarouter_store_probe_last_success_timestamp_seconds",
+    "Unix time of the last store probe that answered (0: none yet); stratarouter_store_bytes is that old.",
+    registry=REGISTRY,
+)
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def note_phase(before: str | None, status: dict[str, Any]) -> None:
+    """Count an Execution entering a terminal phase: ``before`` is its phase before a status patch,
+    ``status`` the status the patch returned. Staying in a phase (a repeated patch) counts nothing."""
+    phase = status.get("phase")
+    if phase in TERMINAL_PHASES and phase != before:
+        EXECUTIONS_FINISHED_TOTAL.labels(phase=phase, reason=str(status.get("reason") or "")).inc()
 
 
 def render() -> tuple[bytes, str]:
@@ -87,6 +129,7 @@ __all__ = [
     "CHECKPOINTS_TOTAL",
     "CHECKPOINT_SECONDS",
     "EXECUTIONS_BY_PHASE",
+    "EXECUTIONS_FINISHED_TOTAL",
     "RECOVERIES_TOTAL",
     "RECOVERY_SECONDS",
     "REGISTRY",
@@ -94,6 +137,12 @@ __all__ = [
     "STATUS_PATCHES_TOTAL",
     "STATUS_PATCH_BUDGET",
     "STATUS_PENDING",
+    "STORE_BYTES",
+    "STORE_PROBE_FAILURES_TOTAL",
+    "STORE_PROBE_SUCCESS_TIME",
+    "STORE_UP",
+    "TERMINAL_PHASES",
     "TOKEN_REVIEWS_TOTAL",
+    "note_phase",
     "render",
 ]
