@@ -110,6 +110,20 @@ class OperatorSettings(BaseModel):
         description="how long a replica's peering record counts without a refresh (refreshed 5-10 s "
         "before): a replica that died without leaving (SIGKILL, node lost) is replaced after at most this",
     )
+    view_enabled: bool = Field(
+        default=False,
+        description="serve the view API (view.stratarouter.io, an aggregated API the API server proxies to)",
+    )
+    view_host: str = "0.0.0.0"
+    view_port: int = Field(default=8443, ge=0, le=65535)
+    view_tls_cert_file: str = Field(default="", description="the view API's serving certificate (PEM)")
+    view_tls_key_file: str = Field(default="", description="its private key (PEM)")
+    view_authz_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="how long a SubjectAccessReview's answer (allowed or denied) is reused per user "
+        "and Execution",
+    )
     run_migrations: bool = True
     handler_retries: int = Field(default=10, ge=1)
     handler_backoff_seconds: float = Field(default=5.0, gt=0)
@@ -146,6 +160,12 @@ class OperatorSettings(BaseModel):
             "peering": "STRATA_PEERING",
             "peering_priority": "STRATA_PEERING_PRIORITY",
             "peering_lifetime_seconds": "STRATA_PEERING_LIFETIME_SECONDS",
+            "view_enabled": "STRATA_VIEW_ENABLED",
+            "view_host": "STRATA_VIEW_HOST",
+            "view_port": "STRATA_VIEW_PORT",
+            "view_tls_cert_file": "STRATA_VIEW_TLS_CERT_FILE",
+            "view_tls_key_file": "STRATA_VIEW_TLS_KEY_FILE",
+            "view_authz_cache_seconds": "STRATA_VIEW_AUTHZ_CACHE_SECONDS",
             "run_migrations": "STRATA_RUN_MIGRATIONS",
             "handler_retries": "STRATA_HANDLER_RETRIES",
             "handler_backoff_seconds": "STRATA_HANDLER_BACKOFF_SECONDS",
