@@ -169,11 +169,18 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
     )
     memo.lifecycle = Lifecycle(kube=Kube(memo.k8s), store=memo.store, settings=ours)
     memo.api_runner = await start_api(memo)
+    if ours.view_enabled:  # the aggregated view API (view/server.py), beside the checkpoint API
+        from stratarouter_runtime.operator.view.server import start_view
+
+        memo.view_runner = await start_view(memo)
 
 
 @kopf.on.cleanup()
 async def cleanup(*, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     """Close everything startup opened, in reverse order; flush pending status patches first."""
+    view = memo.get("view_runner")
+    if view is not None:
+        await view.cleanup()
     runner = memo.get("api_runner")
     if runner is not None:
         await runner.cleanup()
