@@ -1,0 +1,39 @@
+"""Where a thread's checkpoints are in its run: the steps of namespaces' heads and of checkpoint ids.
+
+A cache of what the store says, kept by one saver. Heads come from the run's last-written entry;
+an id's step is checked against the entry read there (a stale step only costs a history scan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stratarouter_runtime.integrations.langgraph.entries import HEADS, ID, NS, Entry
+
+
+@dataclass
+class ThreadIndex:
+    heads: dict[str, int] = field(default_factory=dict)
+    """Step of the newest checkpoint of each namespace."""
+    steps: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Step of each known checkpoint, by (namespace, checkpoint id)."""
+    top: int = -1
+    """Highest step of the run; the next checkpoint is written at ``top + 1``."""
+    last: tuple[int, Entry] | None = None
+    """The entry this saver wrote or read last, with its step: the usual target of ``aput_writes``."""
+
+    @classmethod
+    def from_latest(cls, step: int, entry: Entry) -> ThreadIndex:
+        """The index as the run's last-written entry (at ``step``) describes it."""
+        index = cls(heads=dict(entry[HEADS]))
+        index.top = max([step, *index.heads.values()])
+        index.note(step, entry)
+        return index
+
+    def note(self, step: int, entry: Entry) -> None:
+        """Remember where ``entry`` is, and that it is the entry at hand."""
+        self.steps[(entry[NS], entry[ID])] = step
+        self.last = (step, entry)
+
+    def cached(self, step: int) -> Entry | None:
+        return self.last[1] if self.last is not None and self.last[0] == step else None

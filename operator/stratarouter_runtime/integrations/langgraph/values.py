@@ -1,0 +1,53 @@
+"""Channel values, metadata and writes as JSON: plain JSON stays readable, anything else goes through
+LangGraph's serializer.
+
+Plain values (what most graphs hold: strings, numbers, lists, dicts) are stored as themselves, so the
+store's zstd compression and its JSON tools see them; others (messages, ``Send``, bytes, tuples) are
+``serde.dumps_typed`` bytes in base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+PLAIN = "v"
+TYPED = "t"
+TYPED_BYTES = "b"
+
+_MAX_PLAIN_DEPTH = 100  # the store refuses states deeper than 512; deep values go through serde
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+def is_plain_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` survives a JSON round trip as an equal value of the same types."""
+    if depth > _MAX_PLAIN_DEPTH:
+        return False
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return type(value) is int and _INT_MIN <= value <= _INT_MAX
+    if isinstance(value, float):
+        return type(value) is float and math.isfinite(value)
+    if type(value) is list:
+        return all(is_plain_json(item, depth + 1) for item in value)
+    if type(value) is dict:
+        return all(type(k) is str and is_plain_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def encode(value: Any, serde: SerializerProtocol) -> dict[str, Any]:
+    if is_plain_json(value):
+        return {PLAIN: value}
+    kind, data = serde.dumps_typed(value)
+    return {TYPED: kind, TYPED_BYTES: base64.b64encode(data).decode("ascii")}
+
+
+def decode(stored: dict[str, Any], serde: SerializerProtocol) -> Any:
+    if PLAIN in stored:
+        return stored[PLAIN]
+    return serde.loads_typed((stored[TYPED], base64.b64decode(stored[TYPED_BYTES])))
