@@ -35,6 +35,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from stratarouter_runtime.integrations.langgraph import entries
 from stratarouter_runtime.integrations.langgraph.entries import Entry
 from stratarouter_runtime.integrations.langgraph.index import ThreadIndex
+from stratarouter_runtime.state import Checkpoint as StoredCheckpoint
 from stratarouter_runtime.state import Execution, StateManager
 from stratarouter_runtime.state.errors import CheckpointNotFound, ExecutionNotFound
 
@@ -116,10 +117,7 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
 
     async def _history(self, thread_id: str, index: ThreadIndex) -> AsyncIterator[tuple[int, Entry]]:
         """The thread's entries, newest first, noting every id's step on the way."""
-        try:
-            history = await self.state.get_history(self.run_id(thread_id))
-        except ExecutionNotFound:
-            return
+        history = await self._stored_history(thread_id)
         for checkpoint in history:
             index.steps[(checkpoint.state_data[entries.NS], checkpoint.state_data[entries.ID])] = (
                 checkpoint.step
@@ -245,6 +243,22 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         async with self._lock(thread_id):
             await self.state.delete_execution(self.run_id(thread_id))
             self._threads.pop(thread_id, None)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, with its writes, to a thread with none, at the same steps (so the
+        copy lists in the same order and its last entry carries the same heads)."""
+        target = self.run_id(target_thread_id)
+        async with self._lock(target_thread_id):
+            for checkpoint in await self._stored_history(source_thread_id):
+                await self.state.checkpoint(target, checkpoint.step, checkpoint.state_data)
+            self._threads.pop(target_thread_id, None)
+
+    async def _stored_history(self, thread_id: str) -> list[StoredCheckpoint]:
+        """The run's history entries, oldest first (none for a thread never written)."""
+        try:
+            return await self.state.get_history(self.run_id(thread_id))
+        except ExecutionNotFound:
+            return []
 
     # -- the sync interface ---------------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
