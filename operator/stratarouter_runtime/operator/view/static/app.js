@@ -513,6 +513,11 @@ function eventMarker(entry, cx, top, bottom) {
 
 function renderChart(current) {
   const points = current.points;
+  // Drawn again only when something on it changed (a tick that brought nothing leaves it alone).
+  const key = [points.length, points.length && points[0].step, points.length && points[points.length - 1].step,
+    points.length && points[points.length - 1].attempt, current.events.length].join(":");
+  if (current.drawn === key) return;
+  current.drawn = key;
   const H = 260;
   const pad = { left: 56, right: 12, top: 14, bottom: 26 };
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "points", role: "img" });
@@ -530,7 +535,13 @@ function renderChart(current) {
   for (const entry of current.events) {
     if (entry.at >= t0 && entry.at <= t1) chart.append(eventMarker(entry, x(entry.at), pad.top, H - pad.bottom));
   }
-  chart.append(...points.map((point) => pointShape(point, x, y)));
+  const radius = Math.min(3.5, Math.max(1.2, (W - pad.left - pad.right) / points.length / 2 - 0.1));
+  chart.append(...points.map((point) => pointShape(point, x(point.time), y(point.step), radius)));
+  // A click anywhere on the chart picks the nearest point: dense pages have points too small to aim at.
+  chart.addEventListener("click", (event) => {
+    const nearest = nearestPoint(chart, event, points, x, y);
+    if (nearest) pick(nearest.step);
+  });
   $("t-chart").replaceChildren(chart);
   renderLegend(points);
 }
@@ -548,17 +559,28 @@ function axes(points, x, y, H, pad) {
   ];
 }
 
-function pointShape(point, x, y) {
-  const circle = svg("circle", {
-    cx: x(point.time).toFixed(1),
-    cy: y(point.step).toFixed(1),
-    r: 3.5,
-    class: `pt ${attemptClass(point.attempt)}`,
+function pointShape(point, cx, cy, radius) {
+  return svg("circle", {
+    cx: cx.toFixed(1),
+    cy: cy.toFixed(1),
+    r: radius.toFixed(2),
+    class: `pt ${attemptClass(point.attempt)}${view.picks.includes(point.step) ? " picked" : ""}`,
     "data-step": point.step,
     "data-attempt": point.attempt,
   }, svg("title", {}, `step ${point.step} · attempt ${point.attempt} · ${clock(point.time)}`));
-  circle.addEventListener("click", () => pick(point.step));
-  return circle;
+}
+
+function nearestPoint(chart, event, points, x, y) {
+  const matrix = chart.getScreenCTM();
+  if (!matrix) return null;
+  const at = new DOMPoint(event.clientX, event.clientY).matrixTransform(matrix.inverse());
+  let best = null;
+  let bestDistance = Infinity;
+  for (const point of points) {
+    const distance = Math.hypot(x(point.time) - at.x, y(point.step) - at.y);
+    if (distance < bestDistance) [best, bestDistance] = [point, distance];
+  }
+  return bestDistance <= 24 ? best : null;
 }
 
 function renderLegend(points) {
