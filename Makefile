@@ -18,14 +18,14 @@ help: ## List every target with what it does (coloured only on a terminal)
 	@if test -t 1; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
 	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml dev/pyproject.toml
 	@command -v uv >/dev/null || python3 -m pip install --quiet "uv>=0.5"
 	uv venv --quiet --allow-existing --python python3 $(VENV)
-	uv pip install --quiet --python $(PY) -e '.[dev]'
+	uv pip install --quiet --python $(PY) -e '.[dev]' -e ./dev
 	@touch $@
 
 .PHONY: install
-install: $(STAMP) ## Create .venv and install the SDK, the operator and the dev tools
+install: $(STAMP) ## Create .venv and install the SDK, the operator and the dev tools (dev/: not shipped)
 
 .PHONY: deps
 deps: ## Install what is missing through apt: PostgreSQL, PgBouncer, containerd, runc, CNI plugins, nftables, mmdebstrap, umoci
@@ -37,14 +37,14 @@ tools: ## Build (or reuse) etcd, kube-apiserver & co, the kubelet and kube-proxy
 
 .PHONY: lint
 lint: install ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests bench examples
-	$(VENV)/bin/ruff format --check operator tests bench examples
+	$(VENV)/bin/ruff check operator dev tests bench examples
+	$(VENV)/bin/ruff format --check operator dev tests bench examples
 	$(VENV)/bin/mypy
 
 .PHONY: fmt
 fmt: install ## Format and auto-fix with ruff
-	$(VENV)/bin/ruff format operator tests bench examples
-	$(VENV)/bin/ruff check --fix operator tests bench examples
+	$(VENV)/bin/ruff format operator dev tests bench examples
+	$(VENV)/bin/ruff check --fix operator dev tests bench examples
 
 .PHONY: test
 test: install deps tools lint ## Everything from a fresh clone: venv, binaries, services, the whole suite
@@ -60,28 +60,28 @@ test-unit: install ## Only the fast unit tests (no I/O)
 
 .PHONY: db-up
 db-up: install deps ## Start a throwaway PostgreSQL on a free loopback port; prints the STRATA_DB_URL line
-	@$(PY) -m stratarouter_runtime.dev.postgres up
+	@$(PY) -m stratarouter_dev.postgres up
 
 .PHONY: db-down
 db-down: install ## Stop the throwaway PostgreSQL and delete its data
-	@$(PY) -m stratarouter_runtime.dev.postgres down
+	@$(PY) -m stratarouter_dev.postgres down
 
 .PHONY: cluster-up
 cluster-up: install deps tools ## Start the control plane, two kwok nodes and the real node (kubelet + containerd); prints the KUBECONFIG line
-	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.dev.cluster up
+	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_dev.cluster up
 
 .PHONY: cluster-down
 cluster-down: install ## Stop the local cluster, remove its containers, mounts, network and data
-	@$(PY) -m stratarouter_runtime.dev.cluster down
+	@$(PY) -m stratarouter_dev.cluster down
 
 # `make operator`: the environment of the cluster and the PostgreSQL that `make cluster-up` and `make db-up`
 # left running, read from their state files: KUBECONFIG, kubectl on PATH, STRATA_DB_URL, and the checkpoint
 # API where the real node's pods reach it (the pod bridge's gateway; loopback without a real node).
 define OPERATOR_ENV_PY
 import json, os, sys
-from stratarouter_runtime.dev.cluster import LocalCluster, state_file
-from stratarouter_runtime.dev.postgres import STATE_FILE
-from stratarouter_runtime.dev.processes import alive
+from stratarouter_dev.cluster import LocalCluster, state_file
+from stratarouter_dev.postgres import STATE_FILE
+from stratarouter_dev.processes import alive
 if not state_file().exists():
     sys.exit(f"make operator: no local cluster ({state_file()}): run `make cluster-up` first")
 if not STATE_FILE.exists():
@@ -111,11 +111,11 @@ operator: install ## Run the operator in the foreground on `make cluster-up` + `
 
 .PHONY: demo
 demo: install deps tools ## The main job: local cluster + PostgreSQL + operator, a real container OOM-killed and resumed
-	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.cli demo
+	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_dev.demo
 
 .PHONY: chaos
 chaos: install deps tools ## Chaos suite: 200 Executions on kwok under operator SIGKILLs, PostgreSQL/API-server restarts and a store cut; checks the invariants (~10 min; CHAOS_ARGS=--seed N ...)
-	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_runtime.dev.chaos $(CHAOS_ARGS)
+	@STRATA_TOOLS_BIN=$(TOOLS) $(PY) -m stratarouter_dev.chaos $(CHAOS_ARGS)
 
 .PHONY: crds
 crds: install ## Regenerate crds/ (and the chart's copy) from the pydantic models

@@ -45,10 +45,10 @@ from pathlib import Path
 
 from bench.operator import GROUP_PATH, TEMPLATE, _children, _cpu_seconds, apiserver_counts, pct
 from bench.sdk_workload import make_state
-from stratarouter_runtime.dev.kubeapi import KubeApiError
-from stratarouter_runtime.dev.pods import request_pod_token
-from stratarouter_runtime.dev.ports import free_port
-from stratarouter_runtime.operator.demo import NAMESPACE, Demo, wait_until
+from stratarouter_dev.demo import NAMESPACE, Demo, wait_until
+from stratarouter_dev.kubeapi import KubeApiError
+from stratarouter_dev.pods import request_pod_token
+from stratarouter_dev.ports import free_port
 from stratarouter_runtime.state import StateManager
 
 RESULTS = Path(__file__).parent / "results" / "api-path.md"

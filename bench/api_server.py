@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.operator import _cpu_seconds
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.ports import free_port
 
 NAMESPACE, EXECUTION, POD, POD_UID = "ns", "run", "run-a1", "uid-run-a1"
 WARMUP = 500

@@ -67,12 +67,12 @@ from typing import Any
 
 import aiohttp
 
-from stratarouter_runtime.dev import images
-from stratarouter_runtime.dev.cluster import real_node_wanted
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.node import RealNode, pod_placement
-from stratarouter_runtime.dev.pods import fail_pod, is_running, request_pod_token, wait_for_pod
-from stratarouter_runtime.operator.demo import NAMESPACE, Demo, wait_until
+from stratarouter_dev import images
+from stratarouter_dev.cluster import real_node_wanted
+from stratarouter_dev.demo import NAMESPACE, Demo, wait_until
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.node import RealNode, pod_placement
+from stratarouter_dev.pods import fail_pod, is_running, request_pod_token, wait_for_pod
 
 GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 RESULTS = Path(__file__).parent / "results" / "operator.md"

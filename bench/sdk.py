@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     dsn = args.dsn
     if dsn is None:
-        from stratarouter_runtime.dev.postgres import PostgresServer
+        from stratarouter_dev.postgres import PostgresServer
 
         server = PostgresServer.start()
         dsn = server.dsn

@@ -1,4 +1,4 @@
-"""The ``stratarouter`` command: operator, migrate, demo, crds.
+"""The ``stratarouter`` command: operator, migrate, crds.
 
 Each subcommand imports its implementation lazily, so ``stratarouter migrate``
 works with the SDK alone (no ``[operator]`` extra installed), and so does
@@ -544,17 +544,10 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from stratarouter_runtime.operator.demo import main as demo_main
-
-    return demo_main()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stratarouter",
-        description="StrataRouter Runtime: run the operator, migrate the store's schema, write the CRDs, "
-        "or run the demo.",
+        description="StrataRouter Runtime: run the operator, migrate the store's schema, or write the CRDs.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -594,10 +587,6 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--chart", default="charts/stratarouter-operator", help="also refresh the chart's copy")
     crds.set_defaults(func=_crds, parser=crds)
 
-    demo = sub.add_parser(
-        "demo", help="local cluster + PostgreSQL + operator: a run that crashes and resumes"
-    )
-    demo.set_defaults(func=_demo, parser=demo)
     return parser
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from stratarouter_runtime.dev.chaos.faults import KINDS, FaultPlan
-from stratarouter_runtime.dev.chaos.run import ChaosConfig, run_chaos
-from stratarouter_runtime.dev.tcpproxy import TcpProxy
+from stratarouter_dev.chaos.faults import KINDS, FaultPlan
+from stratarouter_dev.chaos.run import ChaosConfig, run_chaos
+from stratarouter_dev.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(420)]
 
@@ -67,10 +67,10 @@ def test_a_token_review_while_the_api_server_is_down_is_answered_503(tmp_path: P
     """What the bounded and full runs saw during kube-apiserver restarts (``GET /v1/state: 500``: a
     connection error escaped the TokenReview), made deterministic: a pod's first request while the API
     server is away must be retryable (503)."""
-    from stratarouter_runtime.dev.chaos.operator import OperatorProcess
-    from stratarouter_runtime.dev.chaos.run import GROUP_PATH, execution_body
-    from stratarouter_runtime.dev.pods import is_running, request_pod_token, wait_for_pod
-    from stratarouter_runtime.operator.demo import NAMESPACE, Demo
+    from stratarouter_dev.chaos.operator import OperatorProcess
+    from stratarouter_dev.chaos.run import GROUP_PATH, execution_body
+    from stratarouter_dev.demo import NAMESPACE, Demo
+    from stratarouter_dev.pods import is_running, request_pod_token, wait_for_pod
 
     demo = Demo()
     operator: OperatorProcess | None = None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stratarouter_runtime.dev.tools import tools_bin_dir
+from stratarouter_dev.tools import tools_bin_dir
 from tests.chart.helm import Helm
 from tests.chart.identity import operator_identity  # noqa: F401 - the session fixture, for tests/chart
 

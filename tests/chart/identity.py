@@ -26,8 +26,8 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
-from stratarouter_runtime.dev.cluster import KubectlError, LocalCluster
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.cluster import KubectlError, LocalCluster
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from tests.chart.helm import CHART, Helm, values_file
 
 CRD_NAMES = ("executions.stratarouter.io", "snapshots.stratarouter.io")

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client, config
 
-from stratarouter_runtime.dev import images
-from stratarouter_runtime.dev.cluster import LocalCluster
-from stratarouter_runtime.dev.node import RealNode, pod_placement
-from stratarouter_runtime.dev.postgres import PostgresServer
-from stratarouter_runtime.dev.processes import tail
+from stratarouter_dev import images
+from stratarouter_dev.cluster import LocalCluster
+from stratarouter_dev.node import RealNode, pod_placement
+from stratarouter_dev.postgres import PostgresServer
+from stratarouter_dev.processes import tail
 from stratarouter_runtime.state import StateManager
 from tests.chart.identity import cluster_helm, delete_namespaces, install
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stratarouter_runtime.dev.cluster import KWOK_ANNOTATION, LocalCluster
+from stratarouter_dev.cluster import KWOK_ANNOTATION, LocalCluster
 from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 from tests.chart.helm import CHART, Helm, HelmError
 from tests.chart.identity import (

@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev import images
-from stratarouter_runtime.dev.cluster import KubectlError, LocalCluster
-from stratarouter_runtime.dev.kubeapi import KubeApiError
-from stratarouter_runtime.dev.node import RealNode, pod_placement
+from stratarouter_dev import images
+from stratarouter_dev.cluster import KubectlError, LocalCluster
+from stratarouter_dev.kubeapi import KubeApiError
+from stratarouter_dev.node import RealNode, pod_placement
 from stratarouter_runtime.state import StateManager
 from tests.chart import postgres_image
 from tests.chart.helm import CHART, Helm, values_file

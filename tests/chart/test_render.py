@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stratarouter_runtime.dev import images
+from stratarouter_dev import images
 from tests.chart.helm import CHART, Helm, Manifest, by_kind, one, rules_of, values_file
 
 REPO = CHART.parents[1]

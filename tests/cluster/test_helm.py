@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stratarouter_runtime.dev.cluster import KubectlError, LocalCluster
+from stratarouter_dev.cluster import KubectlError, LocalCluster
 
 pytestmark = pytest.mark.cluster
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stratarouter_runtime.dev.cluster import ClusterStartError, LocalCluster
-from stratarouter_runtime.dev.kubeapi import KubeApi
-from stratarouter_runtime.dev.tools import REQUIRED, tools_bin_dir
+from stratarouter_dev.cluster import ClusterStartError, LocalCluster
+from stratarouter_dev.kubeapi import KubeApi
+from stratarouter_dev.tools import REQUIRED, tools_bin_dir
 
 pytestmark = pytest.mark.cluster
 
@@ -28,7 +28,7 @@ def alive(pid: int) -> bool:
 
 def dev_cluster(action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stratarouter_runtime.dev.cluster", action],
+        [sys.executable, "-m", "stratarouter_dev.cluster", action],
         env=env, capture_output=True, text=True, timeout=180, check=True,
     )  # fmt: skip
 

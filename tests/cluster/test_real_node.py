@@ -1,6 +1,6 @@
 """The real node: a kubelet with containerd and runc beside the kwok nodes, running real containers.
 
-Each test checks one promise of :mod:`stratarouter_runtime.dev.node` against the running system: the
+Each test checks one promise of :mod:`stratarouter_dev.node` against the running system: the
 node's identity, where pods land, what a real container reports, that pods reach the host only on the
 bridge, and that stopping the node leaves nothing on the machine.
 """
@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev import images
-from stratarouter_runtime.dev.cluster import LocalCluster
-from stratarouter_runtime.dev.kubeapi import KubeApiError
-from stratarouter_runtime.dev.node import NETNS_DIR, NODE_LABEL, NODE_NAME, RealNode, pod_placement
-from stratarouter_runtime.dev.processes import cmdline
+from stratarouter_dev import images
+from stratarouter_dev.cluster import LocalCluster
+from stratarouter_dev.kubeapi import KubeApiError
+from stratarouter_dev.node import NETNS_DIR, NODE_LABEL, NODE_NAME, RealNode, pod_placement
+from stratarouter_dev.processes import cmdline
 from tests.cluster.waiting import wait_until
 
 pytestmark = pytest.mark.cluster

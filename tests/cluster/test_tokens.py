@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.cluster import LocalCluster
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.pods import is_running, wait_for_pod
+from stratarouter_dev.cluster import LocalCluster
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.pods import is_running, wait_for_pod
 from stratarouter_runtime.operator.pods import TOKEN_AUDIENCE
 from tests.cluster.waiting import wait_until
 

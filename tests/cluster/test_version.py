@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stratarouter_runtime.dev.cluster import LocalCluster
-from stratarouter_runtime.dev.node import NODE_LABEL as REAL_NODE_LABEL
+from stratarouter_dev.cluster import LocalCluster
+from stratarouter_dev.node import NODE_LABEL as REAL_NODE_LABEL
 
 pytestmark = pytest.mark.cluster
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.cluster import POD_CIDR, LocalCluster
-from stratarouter_runtime.dev.pods import fail_pod, is_running, succeed_pod, wait_for_pod
+from stratarouter_dev.cluster import POD_CIDR, LocalCluster
+from stratarouter_dev.pods import fail_pod, is_running, succeed_pod, wait_for_pod
 from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 from tests.cluster.waiting import wait_until
 
@@ -122,7 +122,7 @@ def test_succeeded_pod(cluster: LocalCluster, cluster_namespace: str) -> None:
 def test_fail_from_the_shell(cluster: LocalCluster, cluster_namespace: str) -> None:
     create_pod(cluster, cluster_namespace, "shell")
     subprocess.run(
-        [sys.executable, "-m", "stratarouter_runtime.dev.pods", "fail", "shell", "-n", cluster_namespace,
+        [sys.executable, "-m", "stratarouter_dev.pods", "fail", "shell", "-n", cluster_namespace,
          "--exit-code", "42"],
         env=cluster.env, check=True, capture_output=True, timeout=60,
     )  # fmt: skip

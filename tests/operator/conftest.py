@@ -25,10 +25,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.node import RealNode
-from stratarouter_runtime.dev.pods import fail_pod, is_running, wait_for_pod
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.node import RealNode
+from stratarouter_dev.pods import fail_pod, is_running, wait_for_pod
+from stratarouter_dev.ports import free_port
 from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApiError
+from stratarouter_dev.kubeapi import KubeApiError
 from tests.operator.conftest import Executions
 
 pytestmark = pytest.mark.cluster

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi
-from stratarouter_runtime.dev.pods import request_pod_token
+from stratarouter_dev.kubeapi import KubeApi
+from stratarouter_dev.pods import request_pod_token
 from stratarouter_runtime.state import StateManager
 from stratarouter_runtime.state.errors import StaleAttemptError, StateError
 from stratarouter_runtime.state.migrations import connect

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.ports import free_port
 from stratarouter_runtime.state import StateManager
 from stratarouter_runtime.state.errors import StoreUnavailableError
 

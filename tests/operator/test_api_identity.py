@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi
-from stratarouter_runtime.dev.pods import request_pod_token
+from stratarouter_dev.kubeapi import KubeApi
+from stratarouter_dev.pods import request_pod_token
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import MERGE_PATCH, Executions, OperatorProcess, template, wait_until
 from tests.operator.test_api import call, running_execution, token_for

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi
+from stratarouter_dev.kubeapi import KubeApi
 from tests.operator.conftest import GROUP_PATH, Executions, OperatorProcess
 from tests.operator.test_api import call, running_execution, token_for
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.cluster import LocalCluster
-from stratarouter_runtime.dev.kubeapi import KubeApi
-from stratarouter_runtime.dev.pods import request_pod_token
+from stratarouter_dev.cluster import LocalCluster
+from stratarouter_dev.kubeapi import KubeApi
+from stratarouter_dev.pods import request_pod_token
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import (
     GROUP_PATH,

@@ -1,4 +1,4 @@
-"""`stratarouter demo` end to end, exactly as `make demo` runs it: it must succeed and tell the story."""
+"""`make demo` end to end, exactly as `make demo` runs it: it must succeed and tell the story."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(600
 def test_demo_crashes_resumes_and_cleans_up(tmp_path: Path) -> None:
     before = set(Path("/tmp").glob("strata-demo-*"))
     result = subprocess.run(
-        [sys.executable, "-m", "stratarouter_runtime.cli", "demo"],
+        [sys.executable, "-m", "stratarouter_dev.demo"],
         cwd=ROOT,
         capture_output=True,
         text=True,

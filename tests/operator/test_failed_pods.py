@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi
+from stratarouter_dev.kubeapi import KubeApi
 from stratarouter_runtime.operator.lifecycle import Pass, attempt_of
 from tests.operator.conftest import (
     Executions,

@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev import images
-from stratarouter_runtime.dev.kubeapi import KubeApi
-from stratarouter_runtime.dev.node import RealNode, pod_placement
+from stratarouter_dev import images
+from stratarouter_dev.kubeapi import KubeApi
+from stratarouter_dev.node import RealNode, pod_placement
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import Executions, OperatorProcess, operator_environment, wait_until
 

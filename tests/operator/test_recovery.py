@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.cluster import _node_manifest
-from stratarouter_runtime.dev.kubeapi import KubeApi
+from stratarouter_dev.cluster import _node_manifest
+from stratarouter_dev.kubeapi import KubeApi
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import Executions, OperatorProcess, parse_time, template, wait_until
 
@@ -204,7 +204,7 @@ def test_backoff_doubles(operator: OperatorProcess, executions: Executions) -> N
 def test_schema_rejects_invalid_executions(
     executions: Executions, spec: dict[str, Any], message: str
 ) -> None:
-    from stratarouter_runtime.dev.kubeapi import KubeApiError
+    from stratarouter_dev.kubeapi import KubeApiError
 
     body = {
         "apiVersion": "stratarouter.io/v1alpha1",
@@ -219,7 +219,7 @@ def test_schema_rejects_invalid_executions(
 
 
 def test_snapshot_spec_is_immutable(executions: Executions) -> None:
-    from stratarouter_runtime.dev.kubeapi import KubeApiError
+    from stratarouter_dev.kubeapi import KubeApiError
 
     path = f"/apis/stratarouter.io/v1alpha1/namespaces/{executions.namespace}/snapshots"
     executions.kube.request(

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.ports import free_port
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import ROOT, Executions, OperatorProcess, parse_time, wait_until
 

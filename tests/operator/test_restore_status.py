@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi
+from stratarouter_dev.kubeapi import KubeApi
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import MERGE_PATCH, Executions, OperatorProcess
 from tests.operator.test_api import call, running_execution, token_for

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import CustomObjects, Executions, OperatorProcess, wait_until
 from tests.operator.test_api import call, running_execution, token_for

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev.node import RealNode
+from stratarouter_dev.node import RealNode
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import Executions, OperatorProcess, operator_environment
 from tests.operator.test_real_failures import real_template

@@ -20,9 +20,9 @@ from urllib.parse import urlparse
 
 import pytest
 
+from stratarouter_dev.ports import free_port
+from stratarouter_dev.postgres import PostgresServer
 from stratarouter_runtime import StateManager
-from stratarouter_runtime.dev.ports import free_port
-from stratarouter_runtime.dev.postgres import PostgresServer
 from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA
 
 pytestmark = [

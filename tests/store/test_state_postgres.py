@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from stratarouter_dev.ports import free_port
 from stratarouter_runtime import ExecutionStatus, SchemaVersionError, StateManager, StoreUnavailableError
-from stratarouter_runtime.dev.ports import free_port
 from stratarouter_runtime.state.backends.postgres import PostgresBackend
 from stratarouter_runtime.state.migrations import (
     LATEST,

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from kubernetes_asyncio import client
 
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.ports import free_port
 from stratarouter_runtime.operator.api.auth import Authenticator, AuthError, PodIdentity
 from tests.unit.test_api_auth_screening import jwt
 

@@ -3,16 +3,16 @@ invariant must be reported, and the clean version of the same story must not be.
 
 from __future__ import annotations
 
-from stratarouter_runtime.dev.chaos import invariants as inv
-from stratarouter_runtime.dev.chaos.faults import (
+from stratarouter_dev.chaos import invariants as inv
+from stratarouter_dev.chaos.faults import (
     OPERATOR_KILL,
     PG_FAST,
     PG_IMMEDIATE,
     FaultPlan,
     schedule,
 )
-from stratarouter_runtime.dev.chaos.operator import samples
-from stratarouter_runtime.dev.chaos.records import (
+from stratarouter_dev.chaos.operator import samples
+from stratarouter_dev.chaos.records import (
     Ack,
     AuditRecord,
     PodEvent,
@@ -23,7 +23,7 @@ from stratarouter_runtime.dev.chaos.records import (
     state_of,
     workload_state,
 )
-from stratarouter_runtime.dev.chaos.run import ChaosConfig
+from stratarouter_dev.chaos.run import ChaosConfig
 
 EX = "chaos-0001"
 

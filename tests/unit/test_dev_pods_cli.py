@@ -1,4 +1,4 @@
-"""``python -m stratarouter_runtime.dev.pods fail``: what it says is what it wrote. A fake API, no I/O."""
+"""``python -m stratarouter_dev.pods fail``: what it says is what it wrote. A fake API, no I/O."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from stratarouter_runtime.dev import pods
+from stratarouter_dev import pods
 
 
 class FakeApi:

@@ -1,6 +1,6 @@
 """The operator of a chaos run as a subprocess that can be SIGKILLed and started again at any moment.
 
-Like ``stratarouter demo`` runs it (``stratarouter operator -- --standalone -n NS``), but with the
+Like ``make demo`` runs it (``stratarouter operator -- --standalone -n NS``), but with the
 store's DSN given by the run: it points at the loopback proxy that the run cuts. Each start is a new
 *generation*; its metrics count from zero, so the run remembers when the last one started.
 """
@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.ports import free_port
 
 START_TIMEOUT = 120.0
 _SAMPLE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$")

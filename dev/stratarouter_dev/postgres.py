@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.ports import free_port
 
 SEARCH_GLOBS = ("/usr/lib/postgresql/*/bin", "/usr/local/pgsql/bin", "/opt/homebrew/opt/postgresql*/bin")
 
@@ -151,7 +151,7 @@ STATE_FILE = Path(tempfile.gettempdir()) / "stratarouter-db.env"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stratarouter_runtime.dev.postgres up|down``: the Makefile's db-up/db-down."""
+    """``python -m stratarouter_dev.postgres up|down``: the Makefile's db-up/db-down."""
     parser = argparse.ArgumentParser(prog="stratarouter-dev-postgres")
     parser.add_argument("action", choices=["up", "down"])
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stratarouter_runtime.dev.tools import ToolsError, run_build_script
+from stratarouter_dev.tools import ToolsError, run_build_script
 
 BUILD_SCRIPT = Path("hack") / "build-images.sh"
 OPERATOR = "stratarouter-operator:dev"

@@ -13,7 +13,7 @@ it alone; that is why :func:`fail_pod` first waits for kwok to have started it.
 From a shell, against ``make cluster-up`` (``--exit-code 0`` ends the pod Succeeded, as a kubelet
 would, with reason ``Completed``)::
 
-    python -m stratarouter_runtime.dev.pods fail POD -n NAMESPACE --exit-code 137
+    python -m stratarouter_dev.pods fail POD -n NAMESPACE --exit-code 137
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_runtime.operator.pods import TOKEN_AUDIENCE
 from stratarouter_runtime.operator.resources.base import MERGE_PATCH
 
@@ -167,7 +167,7 @@ def succeed_pod(api: KubeApi, namespace: str, name: str, *, timeout: float = 30.
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stratarouter_runtime.dev.pods fail POD [-n NS] [--exit-code N]`` (uses $KUBECONFIG)."""
+    """``python -m stratarouter_dev.pods fail POD [-n NS] [--exit-code N]`` (uses $KUBECONFIG)."""
     parser = argparse.ArgumentParser(
         prog="stratarouter-dev-pods",
         description="End a kwok pod as a kubelet reports a container that exited: phase Failed, or "

@@ -15,8 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from stratarouter_runtime.dev.chaos.operator import OperatorProcess
-from stratarouter_runtime.dev.tcpproxy import CutMode, TcpProxy
+from stratarouter_dev.chaos.operator import OperatorProcess
+from stratarouter_dev.tcpproxy import CutMode, TcpProxy
 
 OPERATOR_KILL = "operator SIGKILL"
 PG_FAST = "PostgreSQL restart -m fast"

@@ -7,7 +7,7 @@ deleted like on a real cluster, but no container ever runs. Everything lives in
 one temporary directory (data, certificates, kubeconfig, one log per
 component) that :meth:`LocalCluster.stop` removes.
 
-``python -m stratarouter_runtime.dev.cluster up|down`` is the Makefile's
+``python -m stratarouter_dev.cluster up|down`` is the Makefile's
 cluster-up/cluster-down: ``up`` leaves the processes running after it exits and
 prints the shell lines that point ``kubectl`` at them.
 """
@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stratarouter_runtime.dev import images
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.node import NodeError, PodNetwork, RealNode
-from stratarouter_runtime.dev.pki import Pki, make_pki
-from stratarouter_runtime.dev.ports import free_port
-from stratarouter_runtime.dev.processes import alive, owned, spawn, tail
-from stratarouter_runtime.dev.tools import tools_bin_dir
+from stratarouter_dev import images
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.node import NodeError, PodNetwork, RealNode
+from stratarouter_dev.pki import Pki, make_pki
+from stratarouter_dev.ports import free_port
+from stratarouter_dev.processes import alive, owned, spawn, tail
+from stratarouter_dev.tools import tools_bin_dir
 
 #: Start order; stop goes the other way round.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -595,7 +595,7 @@ def _exports(cluster: LocalCluster) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stratarouter_runtime.dev.cluster up|down``: the Makefile's cluster-up/cluster-down."""
+    """``python -m stratarouter_dev.cluster up|down``: the Makefile's cluster-up/cluster-down."""
     parser = argparse.ArgumentParser(prog="stratarouter-dev-cluster")
     parser.add_argument("action", choices=["up", "down"])
     args = parser.parse_args(argv)

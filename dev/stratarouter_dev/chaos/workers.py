@@ -6,7 +6,7 @@ token bound to that pod (as the kubelet would project it), loads its state (``GE
 checkpoints one step per ``interval`` from there. Connection errors and 5xx are retried (the operator
 or PostgreSQL may be down); 401/403/409 mean this pod is no longer the one that may write, and the
 worker looks for the current pod again. At the last step it calls ``POST /v1/complete`` and then plays
-the kubelet: the pod's container exits 0 (:func:`~stratarouter_runtime.dev.pods.succeed_pod`).
+the kubelet: the pod's container exits 0 (:func:`~stratarouter_dev.pods.succeed_pod`).
 
 Some workers crash on purpose (``crash_at``): their pod is marked Failed (exit 137) while a *zombie*
 keeps writing with the old token for a while, as a process cut off from its node would. Its writes
@@ -32,9 +32,9 @@ from typing import IO, Any, Literal
 import aiohttp
 import orjson
 
-from stratarouter_runtime.dev.chaos.records import Ack, Refusal, Resume, as_json, digest, state_of
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.pods import fail_pod, is_running, request_pod_token, succeed_pod
+from stratarouter_dev.chaos.records import Ack, Refusal, Resume, as_json, digest, state_of
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.pods import fail_pod, is_running, request_pod_token, succeed_pod
 
 GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 NOT_CURRENT_GRACE = 15.0

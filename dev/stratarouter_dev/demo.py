@@ -1,4 +1,4 @@
-"""``stratarouter demo`` (``make demo``): a run that dies for real mid-way and resumes from its checkpoint.
+"""``make demo`` (``python -m stratarouter_dev.demo``): a run dies for real and resumes from its checkpoint.
 
 On this machine alone: a throwaway Kubernetes control plane with one real node (a kubelet with
 containerd and runc, images built without Docker), a throwaway PostgreSQL, the operator as a process
@@ -31,11 +31,11 @@ from typing import Any
 
 import yaml
 
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.node import pod_placement
-from stratarouter_runtime.dev.ports import free_port
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.node import pod_placement
+from stratarouter_dev.ports import free_port
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 NAMESPACE = "stratarouter-demo"
@@ -97,8 +97,8 @@ class Demo:
 
     # infrastructure
     def start_infrastructure(self, *, real_node: bool = True) -> None:
-        from stratarouter_runtime.dev.cluster import LocalCluster
-        from stratarouter_runtime.dev.postgres import PostgresServer
+        from stratarouter_dev.cluster import LocalCluster
+        from stratarouter_dev.postgres import PostgresServer
 
         say(
             "Starting a throwaway Kubernetes cluster: etcd, kube-apiserver, scheduler, kwok and one real node"
@@ -349,7 +349,7 @@ def run_demo(demo: Demo) -> None:
 
 
 def main() -> int:
-    """Entry point of ``stratarouter demo``; returns the exit code."""
+    """Entry point of ``make demo``; returns the exit code."""
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -13,20 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stratarouter_runtime.dev.chaos import invariants as inv
-from stratarouter_runtime.dev.chaos.faults import KINDS, FaultPlan, Injected, Injector, schedule
-from stratarouter_runtime.dev.chaos.operator import OperatorProcess, samples
-from stratarouter_runtime.dev.chaos.podwatch import PodTimeline
-from stratarouter_runtime.dev.chaos.records import (
+from stratarouter_dev.chaos import invariants as inv
+from stratarouter_dev.chaos.faults import KINDS, FaultPlan, Injected, Injector, schedule
+from stratarouter_dev.chaos.operator import OperatorProcess, samples
+from stratarouter_dev.chaos.podwatch import PodTimeline
+from stratarouter_dev.chaos.records import (
     AuditRecord,
     StoredCheckpoint,
     Violation,
     digest,
     workload_state,
 )
-from stratarouter_runtime.dev.chaos.workers import GROUP_PATH, Journal, WorkerPlan, Workers
-from stratarouter_runtime.dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.dev.tcpproxy import TcpProxy
+from stratarouter_dev.chaos.workers import GROUP_PATH, Journal, WorkerPlan, Workers
+from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.tcpproxy import TcpProxy
 
 TEMPLATE = {"spec": {"containers": [{"name": "work", "image": "example.invalid/work:1"}]}}
 DRAIN_SECONDS = 240.0
@@ -149,8 +149,8 @@ def execution_body(name: str, template: dict[str, Any] | None = None) -> dict[st
 
 def real_node_template(steps: int, step_seconds: float) -> dict[str, Any]:
     """The example workload in a real container on the real node, counting ``steps`` steps."""
-    from stratarouter_runtime.dev import images
-    from stratarouter_runtime.dev.node import pod_placement
+    from stratarouter_dev import images
+    from stratarouter_dev.node import pod_placement
 
     env = {"STEPS": str(steps), "STEP_SECONDS": str(step_seconds)}
     container = {
@@ -186,7 +186,7 @@ def create_execution(
 
 def run_chaos(config: ChaosConfig) -> ChaosResult:
     """Start everything, run the Executions under the faults, check the invariants; always clean up."""
-    from stratarouter_runtime.operator.demo import NAMESPACE, Demo
+    from stratarouter_dev.demo import NAMESPACE, Demo
 
     log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix="strata-chaos-"))
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""``python -m stratarouter_runtime.dev.chaos``: one chaos run; exit code 0 only if every invariant held."""
+"""``python -m stratarouter_dev.chaos``: one chaos run; exit code 0 only if every invariant held."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from stratarouter_runtime.dev.chaos.faults import FaultPlan
-from stratarouter_runtime.dev.chaos.run import ChaosConfig, discard_logs, run_chaos
-from stratarouter_runtime.dev.cluster import real_node_wanted
+from stratarouter_dev.chaos.faults import FaultPlan
+from stratarouter_dev.chaos.run import ChaosConfig, discard_logs, run_chaos
+from stratarouter_dev.cluster import real_node_wanted
 
 
 def parse(argv: list[str] | None) -> ChaosConfig:
     defaults, faults = ChaosConfig(), FaultPlan()
-    parser = argparse.ArgumentParser(prog="python -m stratarouter_runtime.dev.chaos", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stratarouter_dev.chaos", description=__doc__)
     add = parser.add_argument
     add("--executions", type=int, default=defaults.executions, help="Executions on kwok (default 200)")
     add("--waves", type=int, default=defaults.waves, help="created in this many waves ...")

@@ -18,8 +18,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from stratarouter_runtime.dev.chaos.records import PodEvent
-from stratarouter_runtime.dev.kubeapi import KubeApi
+from stratarouter_dev.chaos.records import PodEvent
+from stratarouter_dev.kubeapi import KubeApi
 
 
 class PodTimeline(threading.Thread):

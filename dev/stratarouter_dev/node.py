@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stratarouter_runtime.dev.pki import KeyPair, Pki
-from stratarouter_runtime.dev.ports import free_port
-from stratarouter_runtime.dev.processes import (
+from stratarouter_dev.pki import KeyPair, Pki
+from stratarouter_dev.ports import free_port
+from stratarouter_dev.processes import (
     alive,
     cmdline,
     owned,

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from stratarouter_runtime.dev.chaos.records import (
+from stratarouter_dev.chaos.records import (
     Ack,
     AuditRecord,
     PodEvent,
