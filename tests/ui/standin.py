@@ -1,15 +1,17 @@
 """A stand-in for the API server the web timeline talks to, for developing and testing the page alone.
 
 It serves, under any ``prefix`` (the page must work under a proxy's), the page itself
-(:func:`add_ui_routes`) and the few answers the page asks the API server for, shaped as the API server
-and the view API answer them: the Executions and Snapshots (``/apis/stratarouter.io/v1alpha1``), the
-Executions' Events (``/api/v1``) and the view API's history pages (no state bodies), states and diffs
-(``/apis/view.stratarouter.io/v1alpha1``). The runs are made up here (:func:`recovered_twice` and
-:func:`straight_run`), with the messages the operator writes on its Events, and their states are worked
-out from the step when asked (a run of 10,000 checkpoints holds no 10,000 states).
+(:func:`add_ui_routes`) and the answers the page asks the API server for: the Executions and Snapshots
+(``/apis/stratarouter.io/v1alpha1``) and the Executions' Events (``/api/v1``), shaped as the API server
+answers them, and the view API's endpoints (``/apis/view.stratarouter.io/v1alpha1``) by the view API's
+own handlers (:mod:`stratarouter_runtime.operator.view.reads`) over a store made up here (:class:`RunStore`).
+The runs (:func:`recovered_twice`, :func:`straight_run`) carry the messages the operator writes on its
+Events, and their states are worked out from the step when asked (a run of 10,000 checkpoints holds no
+10,000 states).
 
-It checks no identity: what the page does with the user's identity is the API server's and the view
-API's job, tested with them.
+It checks no identity: who may read what is the API server's and the view API's middleware's job,
+tested with them (tests/operator/test_view_rbac.py; tests/ui/test_timeline_cluster.py opens the page
+through the real API server).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
+from stratarouter_runtime.operator.api.limits import Slots
+from stratarouter_runtime.operator.view import reads
+from stratarouter_runtime.operator.view.status import state_error_response, status_response
 from stratarouter_runtime.operator.view.ui import UI_PATH, add_ui_routes
+from stratarouter_runtime.state import errors, models
 
 CRD = "/apis/stratarouter.io/v1alpha1"
 VIEW = "/apis/view.stratarouter.io/v1alpha1"
@@ -152,6 +158,7 @@ class Run:
     def state(self, step: int) -> Obj:
         """The state a worker would have saved at ``step``: made up, but the same each time."""
         cp = self.checkpoint(step)
+        assert cp is not None
         return {
             "step": step,
             "attempt": cp.attempt,
@@ -160,26 +167,41 @@ class Run:
             "recent": list(range(max(1, step - 4), step + 1)),
         }
 
-    def checkpoint(self, step: int) -> Checkpoint:
-        first = self.checkpoints[0].step
+    def checkpoint(self, step: int) -> Checkpoint | None:
+        first = self.checkpoints[0].step if self.checkpoints else 0
         cp = self.checkpoints[step - first] if 0 <= step - first < len(self.checkpoints) else None
-        if cp is None or cp.step != step:
-            raise web.HTTPNotFound(
-                text=json.dumps(
-                    {
-                        "kind": "Status",
-                        "code": 404,
-                        "reason": "NotFound",
-                        "message": f"CheckpointNotFound: step {step}",
-                    }
-                ),
-                content_type="application/json",
-            )
-        return cp
+        return cp if cp is not None and cp.step == step else None
 
-    def history_item(self, cp: Checkpoint) -> Obj:
-        size = len(json.dumps(self.state(cp.step), separators=(",", ":")))
-        return {"step": cp.step, "attempt": cp.attempt, "timestamp": stamp(cp.at), "sizeBytes": size}
+    @property
+    def execution_id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def stored(self, cp: Checkpoint) -> models.Checkpoint:
+        """The checkpoint as the store returns it."""
+        state = self.state(cp.step)
+        return models.Checkpoint.model_construct(
+            execution_id=self.execution_id,
+            step=cp.step,
+            state_data=state,
+            timestamp=cp.at,
+            attempt=cp.attempt,
+            size_bytes=len(json.dumps(state, separators=(",", ":"))),
+        )
+
+    def record(self) -> models.Execution:
+        """The run's record as the store keeps it."""
+        last = self.checkpoints[-1] if self.checkpoints else None
+        return models.Execution(
+            execution_id=self.execution_id,
+            status=models.ExecutionStatus.COMPLETED
+            if self.phase == "Succeeded"
+            else models.ExecutionStatus.RUNNING,
+            current_step=last.step if last else None,
+            last_checkpoint_step=last.step if last else None,
+            attempt=self.attempt,
+            created_at=self.created,
+            updated_at=last.at if last else self.created,
+        )
 
 
 def recovered_twice(namespace: str, name: str, steps: int = 300) -> Run:
@@ -208,6 +230,49 @@ def straight_run(namespace: str, name: str, steps: int, phase: str = "Succeeded"
     return run
 
 
+class RunStore:
+    """The reads the view API's handlers make of a StateManager, answered from the stand-in's runs."""
+
+    def __init__(self, standin: StandIn) -> None:
+        self.standin = standin
+
+    def run(self, execution_id: str) -> Run | None:
+        return self.standin.runs.get(tuple(execution_id.split("/", 1)))  # type: ignore[arg-type]
+
+    async def get_execution(self, execution_id: str) -> models.Execution | None:
+        with self.standin.lock:
+            run = self.run(execution_id)
+            return run.record() if run else None
+
+    async def get_history(
+        self, execution_id: str, after_step: int | None = None, limit: int = 100
+    ) -> list[models.Checkpoint]:
+        with self.standin.lock:
+            run = self.run(execution_id)
+            if run is None:
+                return []
+            after = -1 if after_step is None else after_step
+            first = run.checkpoints[0].step if run.checkpoints else 0
+            start = max(0, after + 1 - first)  # steps are consecutive here
+            return [run.stored(cp) for cp in run.checkpoints[start : start + limit]]
+
+    async def get_checkpoint(self, execution_id: str, step: int) -> models.Checkpoint:
+        with self.standin.lock:
+            run = self.run(execution_id)
+            cp = run.checkpoint(step) if run else None
+            if run is None or cp is None:
+                raise errors.CheckpointNotFound(execution_id, step)
+            return run.stored(cp)
+
+    async def get_latest_checkpoint(self, execution_id: str) -> models.Checkpoint | None:
+        with self.standin.lock:
+            run = self.run(execution_id)
+            return run.stored(run.checkpoints[-1]) if run and run.checkpoints else None
+
+    async def get_audit(self, execution_id: str, after_seq: int | None = None, limit: int = 100) -> list[Any]:
+        return []
+
+
 class StandIn:
     """The stand-in's runs and its aiohttp application, served under ``prefix``."""
 
@@ -226,7 +291,9 @@ class StandIn:
         return run
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.log_requests])
+        app = web.Application(middlewares=[self.log_requests, self.view_errors])
+        app[reads.STORE_KEY] = RunStore(self)
+        app[reads.SLOTS_KEY] = Slots(4)
         add_ui_routes(app, self.prefix + UI_PATH)
         p = self.prefix
         routes = [
@@ -235,9 +302,7 @@ class StandIn:
             (f"{p}{CRD}/namespaces/{{ns}}/executions/{{name}}", self.get_execution),
             (f"{p}{CRD}/namespaces/{{ns}}/snapshots", self.list_snapshots),
             (f"{p}/api/v1/namespaces/{{ns}}/events", self.list_events),
-            (f"{p}{VIEW}/namespaces/{{ns}}/executions/{{name}}/history", self.history),
-            (f"{p}{VIEW}/namespaces/{{ns}}/executions/{{name}}/state", self.state),
-            (f"{p}{VIEW}/namespaces/{{ns}}/executions/{{name}}/diff", self.diff),
+            (f"{p}{VIEW}/namespaces/{{namespace}}/executions/{{name}}/{{sub}}", self.view),
         ]
         for path, handler in routes:
             app.router.add_get(path, handler)
@@ -248,6 +313,23 @@ class StandIn:
         self.requests.append(request.path_qs)
         response: web.StreamResponse = await handler(request)
         return response
+
+    @web.middleware
+    async def view_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The view API's errors as its middleware answers them (``Status`` objects)."""
+        try:
+            response: web.StreamResponse = await handler(request)
+        except reads.BadRequest as exc:
+            return status_response(400, str(exc))
+        except errors.StateError as exc:
+            return state_error_response(exc, name=request.match_info.get("name", ""))
+        return response
+
+    async def view(self, request: web.Request) -> web.StreamResponse:
+        route = reads.ROUTES.get(request.match_info["sub"])
+        if route is None:
+            return status_response(404, "no such subresource")
+        return await route(request)
 
     async def list_executions(self, request: web.Request) -> web.Response:
         ns = request.match_info.get("ns")
@@ -274,38 +356,6 @@ class StandIn:
             run = self.runs.get((request.match_info["ns"], name or ""))
             items = list(run.events) if run else []
         return web.json_response({"kind": "EventList", "metadata": {}, "items": items})
-
-    async def history(self, request: web.Request) -> web.Response:
-        """A page without state bodies: ``after_step`` and ``limit``, ``nextAfterStep`` to go on."""
-        after = int(request.query.get("after_step", -1))
-        limit = min(int(request.query.get("limit", 100)), 1000)
-        with self.lock:
-            run = self.find(request)
-            rest = [cp for cp in run.checkpoints if cp.step > after]
-            page = rest[:limit]
-            items = [run.history_item(cp) for cp in page]
-        more = len(rest) > limit
-        return web.json_response({"items": items, "nextAfterStep": page[-1].step if more else None})
-
-    async def state(self, request: web.Request) -> web.Response:
-        step = int(request.query["step"])
-        with self.lock:
-            run = self.find(request)
-            cp = run.checkpoint(step)
-            body = {**run.history_item(cp), "state": run.state(step)}
-        return web.json_response(body)
-
-    async def diff(self, request: web.Request) -> web.Response:
-        a, b = int(request.query["from"]), int(request.query["to"])
-        with self.lock:
-            run = self.find(request)
-            old, new = run.state(a), run.state(b)
-        changes = [
-            {"op": "replace", "path": f"/{key}", "before": old[key], "after": new[key]}
-            for key in sorted(old.keys() | new.keys())
-            if old.get(key) != new.get(key)
-        ]
-        return web.json_response({"from": a, "to": b, "changes": changes})
 
 
 @dataclass

@@ -8,7 +8,10 @@ nothing but loopback (:mod:`tests.ui.browser`).
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +51,17 @@ def served() -> Iterator[standin.Served]:
 def large() -> Iterator[standin.Served]:
     runs = [standin.straight_run("big", "long-run", 10_000, phase="Running")]
     yield from standin.serve(standin.StandIn(runs, prefix=PREFIX))
+
+
+def history_after(url: str) -> int | None:
+    """The step a history request's page starts after (its ``continue`` cursor), None from the start."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["limit"] == ["500"], url
+    if "continue" not in query:
+        return None
+    token = query["continue"][0]
+    after: int = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["after"]
+    return after
 
 
 def rows(driver: webdriver.Chrome) -> list[str]:
@@ -161,7 +175,9 @@ def test_state_on_click_and_the_diff_of_two_steps(driver: webdriver.Chrome, serv
     assert count(driver, "#t-chart circle.picked") == 2
 
     driver.find_element(By.ID, "d-go").click()
-    wait_for("the diff", lambda: driver.find_element(By.ID, "dv-summary").text == "5 changes")
+    wait_for("the diff", lambda: driver.find_element(By.ID, "dv-summary").text not in ("", "loading…"))
+    # JSON Patch: four keys replaced, and the array of five element by element
+    assert driver.find_element(By.ID, "dv-summary").text == "9 changes"
     assert driver.find_element(By.ID, "dv-title").text == "demo/train-llm: step 10 → step 250"
     changes = {
         r.get_attribute("data-path"): [td.text for td in r.find_elements(By.TAG_NAME, "td")][1:]
@@ -170,6 +186,7 @@ def test_state_on_click_and_the_diff_of_two_steps(driver: webdriver.Chrome, serv
     assert changes["/total"] == ["replace", "55", "31375"]
     assert changes["/attempt"] == ["replace", "1", "3"]
     assert changes["/phase"] == ["replace", '"warmup"', '"train"']
+    assert changes["/recent/0"] == ["replace", "6", "246"]
     driver.find_element(By.ID, "dv-back").click()
     wait_for("back on the timeline", lambda: count(driver, "#t-chart circle.pt") == 300)
     assert browser.console_errors(driver) == []
@@ -192,8 +209,9 @@ def test_live_updates_while_the_run_goes_on(driver: webdriver.Chrome, served: st
     wait_for("its failure", lambda: "exit code 3" in texts(driver, "#t-events tr.failure td:last-child"))
     assert summary(driver, "Restarts") == "3"
     # each tick asks only for what came after the newest point shown
-    tails = [r for r in served.standin.requests if "/history?after_step=" in r]
-    assert any("after_step=307" in r for r in tails)
+    tails = [history_after(r) for r in served.standin.requests if "/history" in r]
+    assert tails[0] is None
+    assert 307 in tails
 
 
 def test_a_run_of_10000_checkpoints_loads_one_page(driver: webdriver.Chrome, large: standin.Served) -> None:
@@ -210,10 +228,10 @@ def test_a_run_of_10000_checkpoints_loads_one_page(driver: webdriver.Chrome, lar
     wire = browser.transferred(driver)
     names = [e["name"] for e in wire["requests"]]
     assert not [n for n in names if "/state" in n], "no state bodies on load"
-    history = [n.split("/long-run/")[1] for n in names if "/history" in n]
+    history = [history_after(n) for n in names if "/history" in n]
     # the newest page first, then (a tick later, if one came) only what follows its newest point
-    assert history[0] == "history?after_step=9500&limit=500"
-    assert set(history[1:]) <= {"history?after_step=10000&limit=500"}
+    assert history[0] == 9500
+    assert set(history[1:]) <= {10_000}
     print(
         f"\n10,000 checkpoints: load event {timing['load']:.0f} ms, chart drawn {drawn_ms:.0f} ms after"
         f" navigation, {wire['bytes']} bytes in {len(names)} requests"

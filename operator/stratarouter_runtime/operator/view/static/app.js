@@ -250,13 +250,15 @@ function openTimeline(ref) {
 async function refreshTimeline() {
   const current = view;
   const ref = current.ref;
-  const [obj, events, snapshots] = await Promise.all([
+  const [obj, stored, events, snapshots] = await Promise.all([
     getJSON(executionUrl(ref)),
+    getJSON(viewUrl(ref, "status")).catch(() => null), // none before the run's first write
     getJSON(eventsUrl(ref)).catch(() => ({ items: [] })), // Events may be out of the user's reach
     getJSON(`${CRD}/namespaces/${enc(ref.namespace)}/snapshots`).catch(() => ({ items: [] })),
   ]);
   if (view !== current) return;
   current.obj = obj;
+  current.stored = stored;
   current.events = timelineEvents(obj, events.items || [], snapshots.items || []);
   if (current.follow) await followHistory(current);
   if (view === current) renderTimeline(current);
@@ -275,6 +277,19 @@ function latestCursor(obj) {
   return after >= 0 ? after : null;
 }
 
+// The view API's history cursor "after step N". Its continue token is opaque to clients; the page makes
+// the same token (base64url of {"k": "history", "after": N}) to open a page anywhere (the newest page,
+// the one before), which the API has no other parameter for.
+function historyToken(after) {
+  if (after === null || after === undefined || after < 0) return null;
+  const text = btoa(JSON.stringify({ k: "history", after }));
+  return text.replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function historyUrl(ref, after) {
+  return viewUrl(ref, "history", { limit: pageSize(), continue: historyToken(after) });
+}
+
 async function followHistory(current) {
   if (!current.points.length) {
     current.after = latestCursor(current.obj);
@@ -282,29 +297,28 @@ async function followHistory(current) {
   }
   // Only what came after the newest point shown; the oldest points leave the page as new ones arrive.
   const last = current.points[current.points.length - 1].step;
-  const page = normalizePage(await getJSON(viewUrl(current.ref, "history", { after_step: last, limit: pageSize() })));
+  const page = normalizePage(await getJSON(historyUrl(current.ref, last)));
   current.points = current.points.concat(page.items).slice(-pageSize());
   current.after = current.points.length ? current.points[0].step - 1 : current.after;
   return undefined;
 }
 
 async function loadPage(current, after) {
-  const page = normalizePage(await getJSON(viewUrl(current.ref, "history", { after_step: after, limit: pageSize() })));
+  const page = normalizePage(await getJSON(historyUrl(current.ref, after)));
   current.after = after;
   current.points = page.items;
   current.next = page.next;
 }
 
-// A history page, whichever of the names it uses: items or checkpoints; nextAfterStep or continue.
+// A history page: its checkpoints (no states) and the token of the next page, if there is one.
 function normalizePage(body) {
-  const items = (body.items || body.checkpoints || []).map((cp) => ({
+  const items = (body.items || []).map((cp) => ({
     step: cp.step,
     attempt: cp.attempt || 1,
-    time: Date.parse(cp.timestamp || cp.time || cp.at),
+    time: Date.parse(cp.timestamp),
     sizeBytes: cp.sizeBytes,
   }));
-  const next = body.nextAfterStep ?? (body.metadata || {}).continue ?? body.continue ?? null;
-  return { items, next };
+  return { items, next: (body.metadata || {}).continue || null };
 }
 
 async function goToPage(which) {
@@ -446,7 +460,7 @@ function scale(from, to, outFrom, outTo) {
 }
 
 function renderTimeline(current) {
-  renderSummary(current.obj);
+  renderSummary(current.obj, current.stored);
   renderOverview(current);
   renderChart(current);
   renderEvents(current.events);
@@ -456,11 +470,13 @@ function renderTimeline(current) {
     : "(none yet)";
 }
 
-function renderSummary(obj) {
+function renderSummary(obj, stored) {
   const status = obj.status || {};
+  // The store's own step is live; the Execution's lastCheckpoint is a coalesced copy that may lag.
+  const step = stored ? stored.lastCheckpointStep : (status.lastCheckpoint || {}).step;
   const rows = [
     ["Phase", status.phase || "Pending"],
-    ["Step", (status.lastCheckpoint || {}).step ?? "–"],
+    ["Step", step ?? "–"],
     ["Attempt", status.attempt || "–"],
     ["Restarts", status.restarts || 0],
     ["Age", age(obj.metadata.creationTimestamp)],
@@ -662,42 +678,39 @@ async function openDiff(ref, from, to) {
   }
 }
 
+const BEFORE_MAX_BYTES = 1 << 20;
+
+// The view API's JSON Patch from step A's state to step B's. A patch has no old values: they are read
+// from step A's state, fetched too when it is small (under BEFORE_MAX_BYTES).
 async function fetchDiff(ref, from, to) {
-  try {
-    return normalizeChanges(await getJSON(viewUrl(ref, "diff", { from, to })));
-  } catch (err) {
-    if (err.status !== 404) throw err; // 404: no diff endpoint (or no such step: the states say which)
+  const body = await getJSON(viewUrl(ref, "diff", { from, to }));
+  let before;
+  if ((body.from || {}).sizeBytes <= BEFORE_MAX_BYTES) {
+    before = (await getJSON(viewUrl(ref, "state", { step: from }))).state;
   }
-  const [a, b] = await Promise.all([getJSON(viewUrl(ref, "state", { step: from })), getJSON(viewUrl(ref, "state", { step: to }))]);
-  return diffValues(a.state, b.state, "");
-}
-
-// A diff's changes, as {path, op, before, after}, whichever names the answer uses.
-function normalizeChanges(body) {
-  const changes = body.changes || body.diff || body.operations || [];
-  return changes.map((c) => ({
-    path: c.path,
-    op: c.op || c.kind || c.type,
-    before: c.before ?? c.old ?? c.oldValue ?? c.from,
-    after: c.after ?? c.new ?? c.newValue ?? c.value,
+  const changes = (body.operations || []).map((op) => ({
+    path: op.path,
+    op: op.op,
+    before: before === undefined || op.op === "add" ? undefined : pointer(before, op.path),
+    after: op.op === "remove" ? undefined : op.value,
   }));
+  return { changes, truncated: Boolean(body.truncated) };
 }
 
-function diffValues(a, b, path) {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  const bothObjects = a && b && typeof a === "object" && typeof b === "object" && Array.isArray(a) === Array.isArray(b);
-  if (!bothObjects) return [{ path: path || "/", op: "replace", before: a, after: b }];
-  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
-  return keys.flatMap((key) => {
-    const sub = `${path}/${String(key).replace(/~/g, "~0").replace(/\//g, "~1")}`;
-    if (!(key in b)) return [{ path: sub, op: "remove", before: a[key], after: undefined }];
-    if (!(key in a)) return [{ path: sub, op: "add", before: undefined, after: b[key] }];
-    return diffValues(a[key], b[key], sub);
-  });
+// The value at a JSON Pointer (RFC 6901) in ``doc``; undefined where there is none.
+function pointer(doc, path) {
+  let node = doc;
+  for (const raw of path.split("/").slice(1)) {
+    const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+    if (node === null || typeof node !== "object" || !(key in node)) return undefined;
+    node = node[key];
+  }
+  return node;
 }
 
-function renderDiff(changes) {
-  $("dv-summary").textContent = changes.length === 1 ? "1 change" : `${changes.length} changes`;
+function renderDiff({ changes, truncated }) {
+  const counted = changes.length === 1 ? "1 change" : `${changes.length} changes`;
+  $("dv-summary").textContent = truncated ? `${counted} (cut short by the view API)` : counted;
   const rows = changes.map((c) => el("tr", { class: `change ${c.op}`, "data-path": c.path },
     el("td", {}, el("code", {}, c.path)),
     el("td", {}, c.op),
