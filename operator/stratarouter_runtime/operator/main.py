@@ -5,6 +5,9 @@ kubernetes_asyncio ApiClient), ``memo.store`` (ONE StateManager on PostgreSQL), 
 (StatusCoalescer), ``memo.api_runner`` (the aiohttp runner of the checkpoint API), and ``memo.wakeups``
 (per-Execution wake-up flags the handlers use to poke an Execution's reconcile loop) and ``memo.lifecycle``
 (the reconcile context: Kube wrapper, store, settings, what the watches saw).
+
+The process's kopf handlers (login, startup, cleanup) are here; the resources' handlers are registered by
+importing ``operator.handlers``, which never imports this module.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ import kopf
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
+from stratarouter_runtime.operator import handlers  # noqa: F401 - registers the resource handlers
 from stratarouter_runtime.operator.diffbase import SlimDiffBaseStorage
 from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.lifecycle import Lifecycle
 from stratarouter_runtime.operator.pods import POD_SELECTOR
 from stratarouter_runtime.operator.resources.base import FINALIZER, GROUP
 from stratarouter_runtime.operator.settings import OperatorSettings
+from stratarouter_runtime.operator.store_size import StoreSize
 from stratarouter_runtime.operator.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -168,6 +173,7 @@ async def startup(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Lo
         memo.k8s, ours.status_patch_interval_seconds, budget_per_second=ours.status_patch_budget_per_second
     )
     memo.lifecycle = Lifecycle(kube=Kube(memo.k8s), store=memo.store, settings=ours)
+    memo.store_size = StoreSize(ours.db_url, ours.db_schema).start()  # stratarouter_store_bytes, _up
     memo.api_runner = await start_api(memo)
     if ours.view_enabled:  # the aggregated view API (view/server.py), beside the checkpoint API
         from stratarouter_runtime.operator.view.server import start_view
@@ -184,9 +190,9 @@ async def cleanup(*, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     runner = memo.get("api_runner")
     if runner is not None:
         await runner.cleanup()
-    status = memo.get("status")
-    if status is not None:
-        await status.close()
+    for background in (memo.get("status"), memo.get("store_size")):
+        if background is not None:
+            await background.close()
     store = memo.get("store")
     if store is not None:
         await store.close()
@@ -225,9 +231,6 @@ def run_operator(
     ``ours``, and has put its options into ``os.environ`` as the ``STRATA_*`` variables they stand for.
     """
     configure_logging(log_level, log_format)
-
-    import stratarouter_runtime.operator.handlers  # noqa: F401 - registers every handler
-
     namespaces = list(ours.watch_namespaces)
     kopf.run(
         standalone=not ours.peering,
