@@ -10,6 +10,7 @@ from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 CHROMIUM = "/usr/bin/chromium"
@@ -89,3 +90,15 @@ def transferred(driver: webdriver.Chrome) -> dict[str, Any]:
         ".map(e => ({name: e.name, bytes: e.transferSize, body: e.decodedBodySize}))"
     )
     return {"requests": entries, "bytes": sum(e["bytes"] for e in entries)}
+
+
+def click_point(driver: webdriver.Chrome, step: int) -> None:
+    """A real mouse click at the centre of the point of ``step`` on the chart (a neighbour drawn over
+    it may take the event: the chart picks the point nearest the pointer, as it does for a person)."""
+
+    def attempt() -> bool:
+        point = driver.find_element(By.CSS_SELECTOR, f'#t-chart circle[data-step="{step}"]')
+        ActionChains(driver).move_to_element(point).click().perform()
+        return True
+
+    wait_for(f"a click on the point of step {step}", attempt)

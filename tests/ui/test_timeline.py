@@ -132,6 +132,7 @@ def test_list_filters_and_opens_a_timeline(driver: webdriver.Chrome, served: sta
     assert summary(driver, "Restarts") == "2"
     assert summary(driver, "Attempt") == "3"
     assert summary(driver, "Last failure") == "Evicted, backoff 20s"
+    assert texts(driver, "#t-summary dt") == ["Phase", "Step", "Attempt", "Restarts", "Age", "Last failure"]
     # the points, one colour per attempt: 120 + 120 + 60 steps
     assert points_by_attempt(driver) == {"1": 120, "2": 120, "3": 60}
     assert len({fill_of(driver, 1), fill_of(driver, 2), fill_of(driver, 3)}) == 3
@@ -162,13 +163,13 @@ def test_state_on_click_and_the_diff_of_two_steps(driver: webdriver.Chrome, serv
     assert history
     assert all("limit=500" in r for r in history)
 
-    click(driver, '#t-chart circle[data-step="10"]')
+    browser.click_point(driver, 10)
     wait_for("the state of step 10", lambda: '"total": 55' in driver.find_element(By.ID, "s-body").text)
     assert driver.find_element(By.ID, "s-title").text.startswith("State at step 10 · attempt 1 ·")
     assert [r for r in served.standin.requests if "/state" in r] == [
         f"{PREFIX}/apis/view.stratarouter.io/v1alpha1/namespaces/demo/executions/train-llm/state?step=10"
     ]
-    click(driver, '#t-chart circle[data-step="250"]')
+    browser.click_point(driver, 250)
     wait_for("the state of step 250", lambda: '"total": 31375' in driver.find_element(By.ID, "s-body").text)
     assert driver.find_element(By.ID, "d-from").get_attribute("value") == "10"
     assert driver.find_element(By.ID, "d-to").get_attribute("value") == "250"

@@ -487,7 +487,8 @@ function renderSummary(obj, stored) {
     const r = status.recovery;
     rows.push(["Last failure", `${r.reason}${r.exitCode != null ? ` (exit code ${r.exitCode})` : ""}, backoff ${r.backoffSeconds}s`]);
   }
-  $("t-summary").replaceChildren(...rows.flatMap(([key, value]) => [el("dt", {}, key), el("dd", { "data-key": key }, String(value))]));
+  const shown = rows.filter(([, value]) => value !== "");
+  $("t-summary").replaceChildren(...shown.flatMap(([key, value]) => [el("dt", {}, key), el("dd", { "data-key": key }, String(value))]));
 }
 
 function renderOverview(current) {
@@ -551,7 +552,7 @@ function renderChart(current) {
   for (const entry of current.events) {
     if (entry.at >= t0 && entry.at <= t1) chart.append(eventMarker(entry, x(entry.at), pad.top, H - pad.bottom));
   }
-  const radius = Math.min(3.5, Math.max(1.2, (W - pad.left - pad.right) / points.length / 2 - 0.1));
+  const radius = Math.min(3.5, Math.max(2, ((W - pad.left - pad.right) / points.length) * 0.6));
   chart.append(...points.map((point) => pointShape(point, x(point.time), y(point.step), radius)));
   // A click anywhere on the chart picks the nearest point: dense pages have points too small to aim at.
   chart.addEventListener("click", (event) => {
