@@ -43,11 +43,18 @@ from stratarouter_runtime.operator.resources.conditions import (
     ConditionStatus,
     ConditionType,
     Reason,
-    format_time,
     now_utc,
-    set_condition,
+    with_condition,
 )
-from stratarouter_runtime.operator.resources.execution import TERMINAL_PHASES, ExecutionSpec
+from stratarouter_runtime.operator.resources.execution import (
+    TERMINAL_PHASES,
+    ExecutionSpec,
+    ExecutionStatus,
+    LastCheckpoint,
+    Phase,
+    RecoveryStatus,
+    RestoredFrom,
+)
 from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.operator.tracking import ClusterView
 from stratarouter_runtime.state.errors import StateError
@@ -84,10 +91,10 @@ class Lifecycle:
     store: StateManager
     settings: OperatorSettings
     view: ClusterView = dataclasses.field(default_factory=ClusterView)
-    phases: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    phases: dict[tuple[str, str], Phase] = dataclasses.field(default_factory=dict)
     background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
 
-    def track_phase(self, namespace: str, name: str, phase: str | None) -> None:
+    def track_phase(self, namespace: str, name: str, phase: Phase | None) -> None:
         """Keep the executions-by-phase gauge right (None = the Execution is gone)."""
         key = (namespace, name)
         old = self.phases.pop(key, None)
@@ -115,13 +122,9 @@ def attempt_of(execution: str, pod: str) -> int | None:
     return int(digits)
 
 
-def checkpoint_status(checkpoint: Checkpoint) -> dict[str, Any]:
-    """``status.lastCheckpoint`` of a stored checkpoint (the coalescer's shape: time to the second)."""
-    return {
-        "step": checkpoint.step,
-        "time": format_time(checkpoint.timestamp.replace(microsecond=0)),
-        "sizeBytes": checkpoint.size_bytes,
-    }
+def wire(status: ExecutionStatus) -> dict[str, Any]:
+    """``status`` as the API server holds it: camelCase, every field (None for an absent one)."""
+    return status.model_dump(by_alias=True, mode="json")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -152,8 +155,9 @@ def api_message(exc: ApiException) -> str:
     return f"{exc.status} {exc.reason}"
 
 
-class Pass:
-    """One reconcile pass of one Execution."""
+class PassRecord:
+    """What one reconcile pass writes about its Execution: the typed status, sent in ONE patch by
+    :meth:`flush` (only what changed), its Events, and a terminal failure."""
 
     def __init__(self, lc: Lifecycle, obj: dict[str, Any], mirror: CheckpointMirror | None = None) -> None:
         self.lc = lc
@@ -167,139 +171,188 @@ class Pass:
         self.uid: str = meta["uid"]
         self.generation: int | None = meta.get("generation")
         self.id = execution_id(self.namespace, self.name)
-        self.status: dict[str, Any] = dict(obj.get("status") or {})
-        self.conditions: list[dict[str, Any]] = list(self.status.get("conditions") or [])
-        self.spec: ExecutionSpec | None = None
+        self.status = ExecutionStatus.model_validate(obj.get("status") or {})
+        self.sent = wire(self.status)
+        """The status as the API server has it (the last patch's fields included)."""
+        self.checkpoint_rewritten = False
+        lc.track_phase(self.namespace, self.name, self.status.phase)
 
-    # -- status -------------------------------------------------------------------------------
     def cond(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str = "") -> None:
-        self.conditions = set_condition(
-            self.conditions, type_, status, reason, message, generation=self.generation
+        self.status.conditions = with_condition(
+            self.status.conditions, type_, status, reason, message, generation=self.generation
         )
 
-    async def patch(self, **fields: Any) -> None:
-        """Merge-patch status fields (camelCase; None deletes) plus conditions and observedGeneration."""
-        body = {**fields, "conditions": self.conditions, "observedGeneration": self.generation}
-        before = self.status.get("phase")
-        self.obj = await self.kube.patch_execution_status(self.namespace, self.name, body)
-        self.status = dict(self.obj.get("status") or {})
-        metrics.note_phase(before, self.status)  # stratarouter_executions_finished_total
-        self.conditions = list(self.status.get("conditions") or [])
-        self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
-        if "lastCheckpoint" in fields and self.mirror is not None:
-            self.mirror.rewound(self.namespace, self.name, self.attempt)
+    def has_condition(self, type_: ConditionType) -> bool:
+        return any(cond.type == type_ for cond in self.status.conditions)
 
-    async def stored_checkpoint(self, stored: Execution | None) -> dict[str, Any]:
-        """``lastCheckpoint`` for a status patch: the store's last checkpoint, when status shows another
-        step. A replacement resumes from the store, and status must not say otherwise while the
-        checkpoint API's coalesced patch is still on its way. Empty when status already agrees (or the
-        store has no checkpoint)."""
-        step = None if stored is None else stored.last_checkpoint_step
-        if step is None or (self.status.get("lastCheckpoint") or {}).get("step") == step:
-            return {}
-        try:
-            latest = await self.store.get_latest_checkpoint(self.id)
-        except StateError as exc:
-            log.debug("store get_latest_checkpoint(%s): %s", self.id, exc)
-            return {}
-        return {} if latest is None else {"lastCheckpoint": checkpoint_status(latest)}
+    async def flush(self) -> None:
+        """Merge-patch the status fields the pass changed (None deletes) and observedGeneration; no patch
+        when nothing changed. A ``lastCheckpoint`` the pass set from the store is always sent, and the
+        checkpoint API's mirror told, so no pending checkpoint of an older attempt lands after it."""
+        self.status.observed_generation = self.generation
+        now = wire(self.status)
+        changed = {key: value for key, value in now.items() if value != self.sent.get(key)}
+        if self.checkpoint_rewritten:
+            changed["lastCheckpoint"] = now["lastCheckpoint"]
+        if not changed:
+            return
+        before = self.sent["phase"]
+        self.obj = await self.kube.patch_execution_status(self.namespace, self.name, changed)
+        metrics.note_phase(before, self.obj.get("status") or {})  # stratarouter_executions_finished_total
+        self.sent = now
+        self.lc.track_phase(self.namespace, self.name, self.status.phase)
+        if self.checkpoint_rewritten and self.mirror is not None:
+            self.mirror.rewound(self.namespace, self.name, self.status.attempt)
+        self.checkpoint_rewritten = False
+
+    def rewrite_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """``status.lastCheckpoint`` from the store (the coalescer's shape: time to the second)."""
+        self.status.last_checkpoint = LastCheckpoint(
+            step=checkpoint.step,
+            time=checkpoint.timestamp.replace(microsecond=0),
+            size_bytes=checkpoint.size_bytes,
+        )
+        self.checkpoint_rewritten = True
 
     def event(self, reason: str, message: str, type_: EventType = "Normal") -> None:
         self.lc.spawn(post_event(self.kube, self.obj, reason, message, type_))
 
-    @property
-    def attempt(self) -> int:
-        return int(self.status.get("attempt") or 0)
+    async def give_up(self, reason: Reason, message: str) -> None:
+        """Terminal failure: Failed with ``reason``, patched at once and only then recorded in the store
+        (a crash in between repeats the give-up, never starts a run the store calls failed)."""
+        status = self.status
+        self.cond(ConditionType.FAILED, "True", reason, message)
+        self.cond(ConditionType.RUNNING, "False", Reason.FINISHED, "the execution failed")
+        if self.has_condition(ConditionType.RECOVERING):
+            self.cond(ConditionType.RECOVERING, "False", reason, message)
+        status.phase, status.reason, status.message = Phase.FAILED, reason, message
+        status.completion_time = now_utc()
+        await self.flush()
+        try:
+            await self.store.fail(self.id, f"{reason}: {message}", attempt=status.attempt or None)
+        except StateError as exc:  # never started in the store (invalid spec), or already final
+            log.debug("store fail(%s): %s", self.id, exc)
+        self.event(reason, message, "Warning")
 
-    @property
-    def restarts(self) -> int:
-        return int(self.status.get("restarts") or 0)
+    async def refuse(self, exc: ValidationError) -> None:
+        """An invalid spec: Failed/InvalidSpec once. Nothing is retried; a spec change starts a new pass."""
+        if self.status.phase != Phase.FAILED:
+            await self.give_up(Reason.INVALID_SPEC, f"invalid spec: {readable(exc)}")
+        await self.flush()
+
+
+class Pass(PassRecord):
+    """One reconcile pass of one Execution with a valid spec: act, then record it all in one patch.
+
+    The pass changes :attr:`status` as it acts and :meth:`flush` sends what changed at its end. Where
+    status must be durable before the next action (a failure seen before its replacement is made, a
+    suspend before the pod is stopped), the pass ends there and says when to come back (0: at once).
+    """
+
+    def __init__(
+        self, lc: Lifecycle, obj: dict[str, Any], spec: ExecutionSpec, mirror: CheckpointMirror | None = None
+    ) -> None:
+        super().__init__(lc, obj, mirror)
+        self.spec = spec
+
+    async def sync_checkpoint(self, stored: Execution | None) -> None:
+        """Set ``lastCheckpoint`` to the store's last checkpoint when status shows another step. A
+        replacement resumes from the store, and status must not say otherwise while the checkpoint API's
+        coalesced patch is still on its way. Nothing changes when status already agrees (or the store
+        has no checkpoint)."""
+        step = None if stored is None else stored.last_checkpoint_step
+        shown = self.status.last_checkpoint
+        if step is None or (shown is not None and shown.step == step):
+            return
+        try:
+            latest = await self.store.get_latest_checkpoint(self.id)
+        except StateError as exc:
+            log.debug("store get_latest_checkpoint(%s): %s", self.id, exc)
+            return
+        if latest is not None:
+            self.rewrite_checkpoint(latest)
 
     # -- the pass -----------------------------------------------------------------------------
     async def run(self) -> float | None:
         """Move the Execution one step; returns seconds until the next pass is due (None: on events)."""
-        due = await self.step()
-        if self.generation is not None and self.status.get("observedGeneration") != self.generation:
-            await self.patch()  # the spec change was seen, even if it changed nothing
+        try:
+            due = await self.step()
+        except ForeignPodError:
+            await self.flush()  # the Running condition and the message say which pod holds the name
+            raise
+        await self.flush()  # also when nothing else changed: observedGeneration says the spec was seen
         return due
 
     async def step(self) -> float | None:
-        self.lc.track_phase(self.namespace, self.name, self.status.get("phase"))
-        try:
-            spec = ExecutionSpec.model_validate(self.obj.get("spec") or {})
-        except ValidationError as exc:
-            if self.status.get("phase") != "Failed":
-                await self.give_up(Reason.INVALID_SPEC, f"invalid spec: {readable(exc)}")
-            return None
-        self.spec = spec
-        phase = self.status.get("phase")
-        if self.attempt == 0:
+        status = self.status
+        if status.attempt == 0:
             await self.archive_earlier_run()
 
-        desired = spec.restore_from.snapshot if spec.restore_from else None
-        if desired != (self.status.get("restoreFromObserved") or None):
+        desired = self.spec.restore_from.snapshot if self.spec.restore_from else None
+        if desired != (status.restore_from_observed or None):
             if desired is None:
-                await self.patch(restoreFromObserved=None)
+                status.restore_from_observed = None
             else:
                 return await self.restore(desired)
 
-        if phase in TERMINAL_PHASES:
+        if status.phase in TERMINAL_PHASES:
             return None
-        if spec.suspend:
+        if self.spec.suspend:
             return await self.suspend()
-        if self.attempt == 0:
+        if status.attempt == 0:
             return await self.start_attempt(1, resume_step=None, reason=Reason.POD_PENDING)
-        if phase == "Suspended":
+        if status.phase == Phase.SUSPENDED:
             return await self.resume()
-        recovery = self.status.get("recovery") or {}
-        if phase == "Recovering" and recovery.get("failedAttempt") == self.attempt:
-            return await self.replace()
+        recovery = status.recovery
+        if status.phase == Phase.RECOVERING and recovery and recovery.failed_attempt == status.attempt:
+            return await self.replace(recovery)
         return await self.observe()
 
     async def observe(self) -> float | None:
         """Follow the current attempt's pod."""
-        name = pod_name(self.name, self.attempt)
+        status = self.status
+        name = pod_name(self.name, status.attempt)
         pod = await self.kube.get_pod(self.namespace, name)
-        if pod is not None and not self.status.get("podUID") and self.status.get("podName") == name:
+        if pod is not None and not status.pod_uid and status.pod_name == name:
             # an Execution from before status.podUID: record the pod its status already names
-            await self.patch(podUID=(pod.get("metadata") or {}).get("uid"))
+            status.pod_uid = (pod.get("metadata") or {}).get("uid")
         if pod is not None and not self.ours(pod):
             uid = (pod.get("metadata") or {}).get("uid")
             self.event(
                 Reason.FOREIGN_POD,
-                f"pod {name} (uid {uid}) is not the pod the operator created for attempt {self.attempt} "
-                f"(uid {self.status.get('podUID')}): that pod is gone",
+                f"pod {name} (uid {uid}) is not the pod the operator created for attempt {status.attempt} "
+                f"(uid {status.pod_uid}): that pod is gone",
                 "Warning",
             )
             pod = None  # the operator's pod was deleted; whatever holds its name now is not the attempt
         state = await self.classify(name, pod)
-        phase = self.status.get("phase")
         if state.kind == "pending":
-            if phase not in ("Pending", "Recovering"):
+            if status.phase not in (Phase.PENDING, Phase.RECOVERING):
                 self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
-                await self.patch(phase="Pending", podName=name)
+                status.phase, status.pod_name = Phase.PENDING, name
             return None
         if state.kind == "running":
-            if phase != "Running":
-                self.cond(ConditionType.RUNNING, "True", Reason.POD_RUNNING, f"pod {name} is running")
-                if phase == "Recovering":
-                    self.cond(
-                        ConditionType.RECOVERING,
-                        "False",
-                        Reason.RECOVERED,
-                        f"attempt {self.attempt} is running",
-                    )
-                message = None
-                if phase == "Recovering":
-                    step = self.status.get("resumeStep")
-                    since = "the start" if step is None else f"step {step}"
-                    message = f"recovered: attempt {self.attempt} resumed from {since}"
-                await self.patch(phase="Running", reason=Reason.POD_RUNNING, message=message, podName=name)
+            if status.phase != Phase.RUNNING:
+                self.running(name)
             return None
         if state.kind == "succeeded":
             await self.succeed(name)
             return None
         return await self.on_failure(state, name)
+
+    def running(self, name: str) -> None:
+        """The attempt's pod runs: phase Running (after a recovery, the message says from where)."""
+        status = self.status
+        self.cond(ConditionType.RUNNING, "True", Reason.POD_RUNNING, f"pod {name} is running")
+        message = None
+        if status.phase == Phase.RECOVERING:
+            self.cond(
+                ConditionType.RECOVERING, "False", Reason.RECOVERED, f"attempt {status.attempt} is running"
+            )
+            since = "the start" if status.resume_step is None else f"step {status.resume_step}"
+            message = f"recovered: attempt {status.attempt} resumed from {since}"
+        status.phase, status.reason, status.message = Phase.RUNNING, Reason.POD_RUNNING, message
+        status.pod_name = name
 
     async def classify(self, name: str, pod: dict[str, Any] | None) -> PodState:
         """classify_pod plus the node check: a pod whose node is gone is lost, whatever it says."""
@@ -309,85 +362,65 @@ class Pass:
             node_gone = not await self.kube.node_exists(node)
         return classify_pod(pod, node_gone=node_gone)
 
-    # -- success and terminal failure ----------------------------------------------------------
+    # -- success -------------------------------------------------------------------------------
     async def succeed(self, name: str) -> None:
+        status = self.status
         try:
-            await self.store.complete(self.id, attempt=self.attempt)
+            await self.store.complete(self.id, attempt=status.attempt)
         except StateError as exc:  # already completed through the API, or never started in the store
             log.debug("store complete(%s): %s", self.id, exc)
         self.cond(ConditionType.COMPLETE, "True", Reason.SUCCEEDED, f"pod {name} exited 0")
         self.cond(ConditionType.RUNNING, "False", Reason.FINISHED, "the workload finished")
-        if self.status.get("phase") == "Recovering":
+        if status.phase == Phase.RECOVERING:
             self.cond(ConditionType.RECOVERING, "False", Reason.FINISHED, "the workload finished")
-        await self.patch(
-            phase="Succeeded",
-            reason=Reason.SUCCEEDED,
-            message=f"pod {name} exited 0",
-            completionTime=format_time(now_utc()),
+        status.phase, status.reason, status.message = (
+            Phase.SUCCEEDED,
+            Reason.SUCCEEDED,
+            f"pod {name} exited 0",
         )
-
-    async def give_up(self, reason: Reason, message: str) -> None:
-        """Terminal failure: Failed with ``reason``; the store records it too."""
-        self.cond(ConditionType.FAILED, "True", reason, message)
-        self.cond(ConditionType.RUNNING, "False", Reason.FINISHED, "the execution failed")
-        if any(c.get("type") == ConditionType.RECOVERING for c in self.conditions):
-            self.cond(ConditionType.RECOVERING, "False", reason, message)
-        await self.patch(
-            phase="Failed", reason=reason, message=message, completionTime=format_time(now_utc())
-        )
-        try:
-            await self.store.fail(self.id, f"{reason}: {message}", attempt=self.attempt or None)
-        except StateError as exc:  # never started in the store (invalid spec), or already final
-            log.debug("store fail(%s): %s", self.id, exc)
-        self.event(reason, message, "Warning")
+        status.completion_time = now_utc()
 
     # -- recovery ------------------------------------------------------------------------------
     async def on_failure(self, state: PodState, name: str) -> float | None:
-        """The current attempt failed: record the failure and its backoff, or give up."""
-        assert self.spec is not None
-        decision = decide(self.spec.recovery, self.restarts, state)
+        """The current attempt failed: record the failure and its backoff (the replacement is made by the
+        pass due when the backoff is over, so the failure is in status first), or give up."""
+        status = self.status
+        decision = decide(self.spec.recovery, status.restarts, state)
         if isinstance(decision, GiveUp):
             await self.give_up(decision.reason, decision.message)
             return None
-        now = now_utc()
         backoff = decision.backoff_seconds
         # What the replacement will resume from, as far as the store knows now (final once replace()
         # fenced this attempt off): the message and lastCheckpoint say so while the backoff runs.
         stored = await self.store.get_execution(self.id)
         step = None if stored is None else stored.resume_step
         since = "from the start" if step is None else f"from step {step}"
-        message = f"{state.message}; attempt {self.attempt + 1} in {backoff:g}s, {since}"
-        self.cond(ConditionType.RUNNING, "False", str(state.reason), state.message)
-        self.cond(ConditionType.RECOVERING, "True", str(state.reason), message)
-        await self.patch(
-            **await self.stored_checkpoint(stored),
-            phase="Recovering",
-            reason=str(state.reason),
-            message=message,
-            recovery={
-                "reason": str(state.reason),
-                "exitCode": state.exit_code,
-                "failedPod": name,
-                "failedAttempt": self.attempt,
-                "failedAt": now.isoformat().replace("+00:00", "Z"),
-                "backoffSeconds": backoff,
-                "replacedAt": None,
-                "resumeStep": None,
-            },
+        message = f"{state.message}; attempt {status.attempt + 1} in {backoff:g}s, {since}"
+        reason = str(state.reason)
+        self.cond(ConditionType.RUNNING, "False", reason, state.message)
+        self.cond(ConditionType.RECOVERING, "True", reason, message)
+        await self.sync_checkpoint(stored)
+        status.phase, status.reason, status.message = Phase.RECOVERING, reason, message
+        status.recovery = RecoveryStatus(
+            reason=reason,
+            exit_code=state.exit_code,
+            failed_pod=name,
+            failed_attempt=status.attempt,
+            failed_at=now_utc(),
+            backoff_seconds=backoff,
         )
         self.event("Recovering", message, "Warning")
-        return await self.replace()
+        return backoff
 
-    async def replace(self) -> float | None:
+    async def replace(self, recovery: RecoveryStatus) -> float | None:
         """After the backoff, with the old pods gone: attempt n+1 after the last durable write."""
-        assert self.spec is not None
-        recovery = dict(self.status.get("recovery") or {})
-        failed_at = parse_time(recovery.get("failedAt")) or now_utc()
-        backoff = float(recovery.get("backoffSeconds") or 0)
+        status = self.status
+        failed_at = recovery.failed_at or now_utc()
+        backoff = recovery.backoff_seconds or 0.0
         remaining = backoff - (datetime.now(UTC) - failed_at).total_seconds()
         if remaining > 0:
             return remaining
-        next_attempt = self.attempt + 1
+        next_attempt = status.attempt + 1
         if not await self.clear_pods(keep=pod_name(self.name, next_attempt)):
             return RETRY_SOON_SECONDS
         stored = await self.store.start_execution(
@@ -399,25 +432,16 @@ class Pass:
             return None
         name, uid = created
         replaced_at = datetime.now(UTC)
-        reason = str(recovery.get("reason") or Reason.POD_DELETED)
-        metrics.RECOVERIES_TOTAL.labels(reason=reason).inc()
+        metrics.RECOVERIES_TOTAL.labels(reason=recovery.reason).inc()
         metrics.RECOVERY_SECONDS.observe(max(0.0, (replaced_at - failed_at).total_seconds()))
         step_text = "from the start" if resume_step is None else f"from step {resume_step}"
         message = f"attempt {next_attempt} ({name}) resumes {step_text}"
-        recovery.update(replacedAt=replaced_at.isoformat().replace("+00:00", "Z"), resumeStep=resume_step)
-        self.cond(ConditionType.RECOVERING, "True", reason, message)
-        await self.patch(
-            **await self.stored_checkpoint(stored),
-            phase="Recovering",
-            attempt=next_attempt,
-            restarts=self.restarts + 1,
-            podName=name,
-            podUID=uid,
-            resumeStep=resume_step,
-            message=message,
-            recovery=recovery,
-        )
-        self.event("Recovered", f"{message} after a {recovery.get('backoffSeconds', 0)}s backoff")
+        recovery.replaced_at, recovery.resume_step = replaced_at, resume_step
+        self.cond(ConditionType.RECOVERING, "True", recovery.reason, message)
+        await self.sync_checkpoint(stored)
+        status.attempt, status.restarts, status.message = next_attempt, status.restarts + 1, message
+        status.pod_name, status.pod_uid, status.resume_step = name, uid, resume_step
+        self.event("Recovered", f"{message} after a {recovery.backoff_seconds}s backoff")
         return None
 
     # -- start, suspend, resume, restore -------------------------------------------------------
@@ -439,7 +463,6 @@ class Pass:
         self.event("EarlierRunArchived", f"a run stored by an earlier Execution {self.id} is now {archive}")
 
     def retention(self) -> int | None:
-        assert self.spec is not None
         return self.spec.checkpoint.retention or self.lc.settings.default_checkpoint_retention
 
     async def start_attempt(
@@ -457,25 +480,25 @@ class Pass:
         if created is None:
             return None
         name, uid = created
-        self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
-        fields: dict[str, Any] = {
-            "phase": "Pending",
-            "reason": reason,
-            "message": message or f"pod {name} created",
-            "attempt": attempt,
-            "podName": name,
-            "podUID": uid,
-            "resumeStep": resume_step,
-        }
-        if not self.status.get("startTime"):
-            fields["startTime"] = format_time(now_utc())
-        await self.patch(**await self.stored_checkpoint(stored if attempt > 1 else None), **fields)
+        if attempt > 1:
+            await self.sync_checkpoint(stored)
+        self.pending(name, uid, attempt, resume_step, reason=reason, message=message or f"pod {name} created")
         return None
+
+    def pending(
+        self, name: str, uid: str, attempt: int, resume_step: int | None, *, reason: Reason, message: str
+    ) -> None:
+        """Attempt ``attempt``'s pod ``name`` (uid ``uid``) exists: phase Pending, status names the pod."""
+        status = self.status
+        self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
+        status.phase, status.reason, status.message = Phase.PENDING, reason, message
+        status.attempt, status.pod_name, status.pod_uid, status.resume_step = attempt, name, uid, resume_step
+        status.start_time = status.start_time or now_utc()
 
     def ours(self, pod: dict[str, Any]) -> bool:
         """Whether ``pod`` is the one the operator created for the current attempt (``status.podUID``)."""
         uid = (pod.get("metadata") or {}).get("uid")
-        return bool(uid) and uid == self.status.get("podUID")
+        return bool(uid) and uid == self.status.pod_uid
 
     async def create_pod(self, attempt: int, resume_step: int | None) -> tuple[str, str] | None:
         """Create the attempt's pod: ``(name, uid)``; an unusable template ends the execution (None).
@@ -495,7 +518,6 @@ class Pass:
         a pod, finalizers, or the pod created again), the pass fails with :class:`ForeignPodError` and
         is retried with backoff.
         """
-        assert self.spec is not None
         settings = self.lc.settings
         try:
             pod = build_pod(
@@ -531,7 +553,7 @@ class Pass:
         """Delete a pod holding attempt ``attempt``'s name that the operator did not make (see create_pod)."""
         meta = pod.get("metadata") or {}
         name, uid = str(meta.get("name")), str(meta.get("uid") or "")
-        recorded = self.status.get("podUID") or "none"
+        recorded = self.status.pod_uid or "none"
         message = (
             f"pod {name} (uid {uid}) already existed and was not created by the operator for attempt "
             f"{attempt} (recorded pod uid: {recorded}); it was deleted and the operator creates its own"
@@ -542,7 +564,7 @@ class Pass:
         log.warning("%s: %s", self.id, message)
         self.event(Reason.FOREIGN_POD, message, "Warning")
         self.cond(ConditionType.RUNNING, "False", Reason.FOREIGN_POD, message)
-        await self.patch(message=message)
+        self.status.message = message
         if self.uid not in owners:
             raise ForeignPodError(message)
         try:
@@ -565,7 +587,6 @@ class Pass:
         pod of the attempt about to be created, left alone (:meth:`create_pod` decides about it). True
         when no pod but ``keep`` is live.
         """
-        assert self.spec is not None
         pods = await self.kube.list_pods(self.namespace, pod_selector(self.name))
         others = [pod for pod in pods if pod["metadata"]["name"] != keep]
         lost = await self.lost_nodes(others)
@@ -656,14 +677,15 @@ class Pass:
     async def suspend(self) -> float | None:
         """Keep the state, stop the pod. A pod that already finished is honoured first.
 
-        The pod is deleted gracefully (its own ``terminationGracePeriodSeconds``): the kubelet sends
-        SIGTERM and waits, so a workload that handles it (``StateManager.handle_signals``) writes a
-        last checkpoint and exits. Until the pod is gone it stays ``status.podName``, the pod the
-        checkpoint API accepts writes from; the attempt is not bumped (nothing fences it) before the
-        resume.
+        The first pass records Suspended and comes back at once to delete the pod gracefully (its own
+        ``terminationGracePeriodSeconds``): the kubelet sends SIGTERM and waits, so a workload that handles
+        it (``StateManager.handle_signals``) writes a last checkpoint and exits. Until the pod is gone it
+        stays ``status.podName``, the pod the checkpoint API accepts writes from; the attempt is not
+        bumped (nothing fences it) before the resume.
         """
-        name = pod_name(self.name, self.attempt) if self.attempt else None
-        if self.status.get("phase") != "Suspended":
+        status = self.status
+        name = pod_name(self.name, status.attempt) if status.attempt else None
+        if status.phase != Phase.SUSPENDED:
             pod = await self.kube.get_pod(self.namespace, name) if name else None
             if pod is not None and not self.ours(pod):
                 pod = None  # not the pod the operator made for this attempt: its outcome is not ours
@@ -672,92 +694,72 @@ class Pass:
                 return None
             self.cond(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, "spec.suspend is true")
             self.cond(ConditionType.RUNNING, "False", Reason.SUSPENDED, "spec.suspend is true")
-            stopping = f"suspending: pod {name} is stopping; state kept" if pod is not None else None
-            await self.patch(
-                phase="Suspended",
-                reason=Reason.SUSPENDED,
-                message=stopping or "suspended; state kept",
-                podName=name if pod is not None else None,
-                podUID=self.status.get("podUID") if pod is not None else None,
-            )
+            status.phase, status.reason = Phase.SUSPENDED, Reason.SUSPENDED
+            if pod is None:
+                status.message, status.pod_name, status.pod_uid = "suspended; state kept", None, None
+            else:
+                status.message, status.pod_name = f"suspending: pod {name} is stopping; state kept", name
             self.event("Suspended", f"pod {name} stopping; state kept" if pod is not None else "state kept")
+            return 0.0
         if not await self.clear_pods(keep=None):
             return RETRY_SOON_SECONDS
-        if self.status.get("podName"):
-            await self.patch(message="suspended; state kept", podName=None, podUID=None)
+        if status.pod_name:
+            status.message, status.pod_name, status.pod_uid = "suspended; state kept", None, None
         return None
 
     async def resume(self) -> float | None:
         """Unsuspended: a new attempt after the last durable write."""
         self.cond(ConditionType.SUSPENDED, "False", Reason.RESUMED, "spec.suspend is false")
-        attempt = self.attempt + 1
+        attempt = self.status.attempt + 1
         due = await self.start_attempt(attempt, resume_step=None, reason=Reason.RESUMED, message="resumed")
-        if self.attempt == attempt:
-            step = self.status.get("resumeStep")
-            self.event("Resumed", f"attempt {attempt} resumes from step {step}")
+        if self.status.attempt == attempt:
+            self.event("Resumed", f"attempt {attempt} resumes from step {self.status.resume_step}")
         return due
 
     async def restore(self, snapshot: str) -> float | None:
         """spec.restoreFrom changed: stop the attempt, restore the snapshot, restart from its step."""
-        assert self.spec is not None
+        status = self.status
         found = await self.store.get_snapshot(self.id, snapshot)
         if found is None:
             message = f"snapshot {snapshot!r} of {self.id} is not in the store (yet)"
-            self.cond(ConditionType.RESTORED, "False", "SnapshotNotFound", message)
-            await self.patch(message=message)
+            self.cond(ConditionType.RESTORED, "False", Reason.SNAPSHOT_NOT_FOUND, message)
+            status.message = message
             return SNAPSHOT_WAIT_SECONDS
         if not await self.clear_pods(keep=None):
             return RETRY_SOON_SECONDS
-        attempt = self.attempt + 1
+        attempt = status.attempt + 1
         await self.store.start_execution(
             self.id, attempt=attempt, labels=self.labels(), checkpoint_retention=self.retention()
         )
         checkpoint = await self.store.restore_snapshot(self.id, snapshot, attempt=attempt)
-        now = format_time(now_utc())
         message = f"restored snapshot {snapshot} (step {checkpoint.step})"
         self.cond(ConditionType.RESTORED, "True", Reason.SNAPSHOT_RESTORED, message)
         for type_ in (ConditionType.COMPLETE, ConditionType.FAILED):
-            if any(c.get("type") == type_ for c in self.conditions):
+            if self.has_condition(type_):
                 self.cond(type_, "False", Reason.SNAPSHOT_RESTORED, message)
-        restored = {"snapshot": snapshot, "step": checkpoint.step, "time": now}
-        # The store's last checkpoint is now the snapshot's step (history after it was dropped): status
-        # says so at once, instead of the rewound step until the next checkpoint's patch.
-        last = checkpoint_status(checkpoint)
+        restored = RestoredFrom(snapshot=snapshot, step=checkpoint.step, time=now_utc())
         self.event("Restored", message)
         if self.spec.suspend:
             self.cond(ConditionType.SUSPENDED, "True", Reason.SUSPENDED, "spec.suspend is true")
-            await self.patch(
-                phase="Suspended",
-                reason=Reason.SNAPSHOT_RESTORED,
-                message=message,
-                attempt=attempt,
-                podName=None,
-                podUID=None,
-                lastCheckpoint=last,
-                restoredFrom=restored,
-                restoreFromObserved=snapshot,
-                completionTime=None,
+            status.phase, status.attempt, status.pod_name, status.pod_uid = (
+                Phase.SUSPENDED,
+                attempt,
+                None,
+                None,
             )
-            return None
-        created = await self.create_pod(attempt, checkpoint.step)
-        if created is None:
-            return None
-        name, uid = created
-        self.cond(ConditionType.RUNNING, "False", Reason.POD_PENDING, f"pod {name} is pending")
-        await self.patch(
-            phase="Pending",
-            reason=Reason.SNAPSHOT_RESTORED,
-            message=message,
-            attempt=attempt,
-            podName=name,
-            podUID=uid,
-            resumeStep=checkpoint.step,
-            lastCheckpoint=last,
-            restoredFrom=restored,
-            restoreFromObserved=snapshot,
-            completionTime=None,
-            startTime=self.status.get("startTime") or now,
-        )
+        else:
+            created = await self.create_pod(attempt, checkpoint.step)
+            if created is None:
+                return None
+            name, uid = created
+            self.pending(
+                name, uid, attempt, checkpoint.step, reason=Reason.SNAPSHOT_RESTORED, message=message
+            )
+        # The store's last checkpoint is now the snapshot's step (history after it was dropped): status
+        # says so at once, instead of the rewound step until the next checkpoint's patch.
+        self.rewrite_checkpoint(checkpoint)
+        status.reason, status.message, status.completion_time = Reason.SNAPSHOT_RESTORED, message, None
+        status.restored_from, status.restore_from_observed = restored, snapshot
         return None
 
 
@@ -772,4 +774,9 @@ async def reconcile(
     obj = await lc.kube.get_execution(namespace, name)
     if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
         return None
-    return await Pass(lc, obj, mirror).run()
+    try:
+        spec = ExecutionSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        await PassRecord(lc, obj, mirror).refuse(exc)
+        return None
+    return await Pass(lc, obj, spec, mirror).run()

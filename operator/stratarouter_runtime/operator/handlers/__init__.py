@@ -1,6 +1,9 @@
-"""Every kopf handler of the operator; importing this package registers them all (``kopf run -m``)."""
+"""The kopf handlers of Executions, Snapshots, pods and nodes; importing this package registers them.
 
-from stratarouter_runtime.operator import main as _main  # noqa: F401 - login, startup, cleanup
+The process's own handlers (login, startup, cleanup) are in ``operator.main``, which imports this package:
+the dependency goes one way.
+"""
+
 from stratarouter_runtime.operator.handlers import executions, pods, retention, snapshots
 
 __all__ = ["executions", "pods", "retention", "snapshots"]

@@ -23,16 +23,20 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
-from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from stratarouter_runtime.operator.events import EventType, post_event
 from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.pods import execution_id
-from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, SNAPSHOTS, VERSION
-from stratarouter_runtime.operator.resources.conditions import ConditionType, format_time, set_condition
-from stratarouter_runtime.operator.resources.snapshot import SnapshotSpec
+from stratarouter_runtime.operator.resources.base import GROUP, SNAPSHOTS, VERSION
+from stratarouter_runtime.operator.resources.conditions import (
+    ConditionStatus,
+    ConditionType,
+    Reason,
+    with_condition,
+)
+from stratarouter_runtime.operator.resources.snapshot import SnapshotPhase, SnapshotSpec, SnapshotStatus
 from stratarouter_runtime.state import errors
 from stratarouter_runtime.state.models import ExecutionStatus
 
@@ -44,56 +48,54 @@ class SnapshotWaiting(Exception):
     """The Execution has nothing to copy yet."""
 
 
-async def _event(memo: Any, body: kopf.Body, reason: str, message: str, type_: EventType = "Normal") -> None:
+def _kube(memo: Any) -> Kube:
+    """The operator's one wrapper over its one API client (memo.lifecycle)."""
+    kube: Kube = memo.lifecycle.kube
+    return kube
+
+
+async def _event(
+    memo: Any, body: kopf.Body, reason: Reason, message: str, type_: EventType = "Normal"
+) -> None:
     """A Kubernetes Event on the Snapshot (posted directly: kopf's poster only forwards warnings)."""
     obj = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Snapshot",
         "metadata": dict(body.get("metadata") or {}),
     }
-    await post_event(Kube(memo.k8s), obj, reason, message, type_)
+    await post_event(_kube(memo), obj, reason, message, type_)
 
 
 def _deletion_policy(spec: Any, **_: Any) -> bool:
     return bool((spec or {}).get("deletionPolicy", "Delete") == "Delete")
 
 
-async def _execution_exists(api: client.ApiClient, namespace: str, name: str) -> bool:
+async def _execution_exists(memo: Any, namespace: str, name: str) -> bool:
     try:
-        await client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, EXECUTIONS, name
-        )
+        return await _kube(memo).get_execution(namespace, name) is not None
     except ApiException as exc:
-        if exc.status == 404:
-            return False
         raise kopf.TemporaryError(
             f"reading Execution {namespace}/{name} failed: {exc.reason}", delay=5
         ) from exc
-    return True
 
 
-def _status(
-    body: Any, phase: str, cond_status: str, reason: str, message: str, **fields: Any
-) -> dict[str, Any]:
+def _status(body: Any, phase: SnapshotPhase, reason: Reason, message: str, **fields: Any) -> dict[str, Any]:
+    """The status patch of a Snapshot in ``phase``: Ready is True only in phase Ready, and a Failed
+    Snapshot also gets a Failed condition; ``fields`` are more ``SnapshotStatus`` fields."""
     generation = (body.get("metadata") or {}).get("generation")
-    conditions = list((body.get("status") or {}).get("conditions") or [])
-    conditions = set_condition(
-        conditions,
-        ConditionType.READY,
-        "True" if cond_status == "True" else "False",
-        reason,
-        message,
-        generation=generation,
+    conditions = SnapshotStatus.model_validate(body.get("status") or {}).conditions
+    ready: ConditionStatus = "True" if phase == "Ready" else "False"
+    conditions = with_condition(
+        conditions, ConditionType.READY, ready, reason, message, generation=generation
     )
     if phase == "Failed":
-        conditions = set_condition(conditions, "Failed", "True", reason, message, generation=generation)
-    return {
-        "phase": phase,
-        "message": message,
-        "observedGeneration": generation,
-        "conditions": conditions,
-        **fields,
-    }
+        conditions = with_condition(
+            conditions, ConditionType.FAILED, "True", reason, message, generation=generation
+        )
+    status = SnapshotStatus(
+        phase=phase, message=message, observed_generation=generation, conditions=conditions, **fields
+    )
+    return status.model_dump(by_alias=True, mode="json", exclude_unset=True)
 
 
 def not_reached(execution: str, step: int, last: int | None) -> str:
@@ -109,7 +111,7 @@ async def _copy(memo: Any, namespace: str, name: str, spec: SnapshotSpec) -> Any
     try:
         return await store.create_snapshot(stored_id, name, step=spec.step)
     except errors.ExecutionNotFound:
-        if await _execution_exists(memo.k8s, namespace, spec.execution_name):
+        if await _execution_exists(memo, namespace, spec.execution_name):
             raise SnapshotWaiting(
                 f"Execution {spec.execution_name} has not stored a checkpoint yet; waiting"
             ) from None
@@ -146,22 +148,22 @@ async def create_snapshot(
         parsed = SnapshotSpec.model_validate(dict(spec))
     except ValidationError as exc:
         message = f"invalid Snapshot spec: {exc.errors()[0]['msg']}"
-        patch.status.update(_status(body, "Failed", "False", "InvalidSpec", message))
+        patch.status.update(_status(body, "Failed", Reason.INVALID_SPEC, message))
         raise kopf.PermanentError(message) from exc
     try:
         snap = await _copy(memo, namespace or "", name, parsed)
     except SnapshotWaiting as exc:
         if retry >= WAIT_RETRIES:
             message = f"{exc} gave up after {retry} tries"
-            patch.status.update(_status(body, "Failed", "False", "NoCheckpoint", message))
-            await _event(memo, body, "SnapshotFailed", message, "Warning")
+            patch.status.update(_status(body, "Failed", Reason.NO_CHECKPOINT, message))
+            await _event(memo, body, Reason.SNAPSHOT_FAILED, message, "Warning")
             raise kopf.PermanentError(message) from exc
-        patch.status.update(_status(body, "Pending", "False", "WaitingForCheckpoint", str(exc)))
+        patch.status.update(_status(body, "Pending", Reason.WAITING_FOR_CHECKPOINT, str(exc)))
         raise kopf.TemporaryError(str(exc), delay=WAIT_DELAY_SECONDS) from exc
     except kopf.PermanentError as exc:
         message = str(exc)
-        patch.status.update(_status(body, "Failed", "False", "SnapshotFailed", message))
-        await _event(memo, body, "SnapshotFailed", message, "Warning")
+        patch.status.update(_status(body, "Failed", Reason.SNAPSHOT_FAILED, message))
+        await _event(memo, body, Reason.SNAPSHOT_FAILED, message, "Warning")
         raise
     except errors.StoreUnavailableError as exc:
         raise kopf.TemporaryError(f"store unavailable: {exc}", delay=5) from exc
@@ -170,15 +172,14 @@ async def create_snapshot(
         _status(
             body,
             "Ready",
-            "True",
-            "SnapshotStored",
+            Reason.SNAPSHOT_STORED,
             message,
             step=snap.step,
-            sizeBytes=snap.size_bytes,
-            createdAt=format_time(snap.created_at),
+            size_bytes=snap.size_bytes,
+            created_at=snap.created_at,
         )
     )
-    await _event(memo, body, "SnapshotCreated", message)
+    await _event(memo, body, Reason.SNAPSHOT_CREATED, message)
     logger.info("snapshot %s/%s: %s", namespace, name, message)
 
 
@@ -195,5 +196,5 @@ async def delete_snapshot(
     except errors.StoreUnavailableError as exc:
         raise kopf.TemporaryError(f"store unavailable: {exc}", delay=5) from exc
     if deleted:
-        await _event(memo, body, "SnapshotDeleted", f"deleted the stored snapshot {name}")
+        await _event(memo, body, Reason.SNAPSHOT_DELETED, f"deleted the stored snapshot {name}")
     logger.info("snapshot %s/%s deleted from the store: %s", namespace, name, bool(deleted))

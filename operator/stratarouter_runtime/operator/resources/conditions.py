@@ -1,11 +1,12 @@
 """Conditions in the ``metav1.Condition`` shape, with a fixed vocabulary of types and reasons.
 
-``set_condition`` is the only way conditions change: it moves ``lastTransitionTime`` only when the status
+``with_condition`` is the only way conditions change: it moves ``lastTransitionTime`` only when the status
 flips (so ``kubectl wait`` and dashboards see real transitions) and always records ``observedGeneration``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -60,6 +61,16 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     # restore
     SNAPSHOT_RESTORED = "SnapshotRestored"
+    SNAPSHOT_NOT_FOUND = "SnapshotNotFound"
+    """spec.restoreFrom names a snapshot the store does not have (yet)."""
+    # Snapshots (conditions and Events)
+    SNAPSHOT_STORED = "SnapshotStored"
+    SNAPSHOT_CREATED = "SnapshotCreated"
+    SNAPSHOT_DELETED = "SnapshotDeleted"
+    SNAPSHOT_FAILED = "SnapshotFailed"
+    WAITING_FOR_CHECKPOINT = "WaitingForCheckpoint"
+    NO_CHECKPOINT = "NoCheckpoint"
+    """A Snapshot waited for a checkpoint as long as it may and none came."""
 
 
 class Condition(BaseModel):
@@ -94,6 +105,32 @@ def format_time(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def with_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    generation: int | None,
+    now: datetime | None = None,
+) -> list[Condition]:
+    """A new conditions list with ``type_`` set (appended if new); other types keep their order and values."""
+    at = now or now_utc()
+    result: list[Condition] = []
+    found = False
+    for cond in conditions:
+        if cond.type != type_:
+            result.append(cond)
+            continue
+        found = True
+        transition = cond.last_transition_time if cond.status == status else at
+        result.append(_condition(type_, status, reason, message, generation, transition))
+    if not found:
+        result.append(_condition(type_, status, reason, message, generation, at))
+    return result
+
+
 def set_condition(
     conditions: list[dict[str, Any]],
     type_: str,
@@ -104,27 +141,20 @@ def set_condition(
     generation: int | None,
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Return a new conditions list with ``type_`` set; other types keep their order and values."""
-    at = format_time(now or now_utc())
-    result: list[dict[str, Any]] = []
-    found = False
-    for cond in conditions:
-        if cond.get("type") != type_:
-            result.append(dict(cond))
-            continue
-        found = True
-        transition = cond.get("lastTransitionTime") if cond.get("status") == status else at
-        result.append(_condition(type_, status, reason, message, generation, transition or at))
-    if not found:
-        result.append(_condition(type_, status, reason, message, generation, at))
-    return result
+    """:func:`with_condition` on conditions as the API server sends them (camelCase dicts)."""
+    typed = [Condition.model_validate(cond) for cond in conditions]
+    updated = with_condition(typed, type_, status, reason, message, generation=generation, now=now)
+    return [cond.model_dump(by_alias=True, mode="json", exclude_none=True) for cond in updated]
 
 
 def _condition(
-    type_: str, status: str, reason: str, message: str, generation: int | None, at: str
-) -> dict[str, Any]:
-    cond: dict[str, Any] = {"type": type_, "status": status}
-    if generation is not None:
-        cond["observedGeneration"] = generation
-    cond.update({"lastTransitionTime": at, "reason": reason, "message": message})
-    return cond
+    type_: str, status: ConditionStatus, reason: str, message: str, generation: int | None, at: datetime
+) -> Condition:
+    return Condition(
+        type=type_,
+        status=status,
+        observed_generation=generation,
+        last_transition_time=at,
+        reason=reason,
+        message=message,
+    )

@@ -7,6 +7,7 @@ operator's parsing of what the API server hands it.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -23,8 +24,18 @@ from stratarouter_runtime.operator.resources.base import (
 )
 from stratarouter_runtime.operator.resources.conditions import Condition
 
-Phase = Literal["Pending", "Running", "Recovering", "Succeeded", "Failed", "Suspended"]
-TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
+
+# No docstring on Phase: pydantic would copy it into the CRD as the description of status.phase.
+class Phase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RECOVERING = "Recovering"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+TERMINAL_PHASES: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 
 ExitCode = Annotated[int, Field(ge=1, le=255)]
 
