@@ -3,6 +3,6 @@
 Needs the ``langgraph`` extra (``pip install 'stratarouter-runtime[langgraph]'``).
 """
 
-from stratarouter_runtime.integrations.langgraph.saver import CheckpointIdNotFound, StrataCheckpointSaver
+from stratarouter_runtime.integrations.langgraph.saver import StrataCheckpointSaver
 
-__all__ = ["CheckpointIdNotFound", "StrataCheckpointSaver"]
+__all__ = ["StrataCheckpointSaver"]

@@ -19,14 +19,15 @@ class ThreadIndex:
     """Step of each known checkpoint, by (namespace, checkpoint id)."""
     top: int = -1
     """Highest step of the run; the next checkpoint is written at ``top + 1``."""
+    newest_id: str | None = None
+    """Checkpoint id at ``top``, when known."""
     last: tuple[int, Entry] | None = None
     """The entry this saver wrote or read last, with its step: the usual target of ``aput_writes``."""
 
     @classmethod
     def from_latest(cls, step: int, entry: Entry) -> ThreadIndex:
         """The index as the run's last-written entry (at ``step``) describes it."""
-        index = cls(heads=dict(entry[HEADS]))
-        index.top = max([step, *index.heads.values()])
+        index = cls(heads=dict(entry[HEADS]), top=max([step, *entry[HEADS].values()]))
         index.note(step, entry)
         return index
 
@@ -34,6 +35,13 @@ class ThreadIndex:
         """Remember where ``entry`` is, and that it is the entry at hand."""
         self.steps[(entry[NS], entry[ID])] = step
         self.last = (step, entry)
+        if step >= self.top:
+            self.top, self.newest_id = step, entry[ID]
+
+    def is_newer(self, checkpoint_id: str) -> bool:
+        """Whether ``checkpoint_id`` sorts after the newest checkpoint's (LangGraph's ids are uuid6:
+        later ones sort higher), or the thread has none known."""
+        return self.newest_id is None or checkpoint_id > self.newest_id
 
     def cached(self, step: int) -> Entry | None:
         return self.last[1] if self.last is not None and self.last[0] == step else None

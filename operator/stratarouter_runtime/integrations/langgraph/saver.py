@@ -37,13 +37,9 @@ from stratarouter_runtime.integrations.langgraph.entries import Entry
 from stratarouter_runtime.integrations.langgraph.index import ThreadIndex
 from stratarouter_runtime.state import Checkpoint as StoredCheckpoint
 from stratarouter_runtime.state import Execution, StateManager
-from stratarouter_runtime.state.errors import CheckpointNotFound, ExecutionNotFound
+from stratarouter_runtime.state.errors import CheckpointNotFound, ExecutionNotFound, InvalidArgumentError
 
 DEFAULT_RUN_PREFIX = "langgraph/"
-
-
-class CheckpointIdNotFound(LookupError):
-    """``aput_writes`` for a checkpoint the thread does not have (never put, or pruned)."""
 
 
 class StrataCheckpointSaver(BaseCheckpointSaver[int]):
@@ -62,6 +58,8 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         self.run_prefix = run_prefix
         self._threads: dict[str, ThreadIndex] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._early_writes: dict[tuple[str, str, str], list[tuple[list[tuple[str, Any]], str, str]]] = {}
+        """Writes that came before their checkpoint's put, by (thread, namespace, checkpoint id)."""
 
     def run_id(self, thread_id: str) -> str:
         """The store's execution id of a thread: for ``get_history``, snapshots, ``complete`` ..."""
@@ -184,7 +182,6 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
 
     async def _write(self, thread_id: str, index: ThreadIndex, step: int, entry: Entry) -> None:
         await self.state.checkpoint(self.run_id(thread_id), step, entry)
-        index.top = max(index.top, step)
         index.note(step, entry)
 
     async def aput(
@@ -207,6 +204,8 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
                 heads,
                 self.serde,
             )
+            for writes, task_id, task_path in self._early_writes.pop((thread_id, ns, checkpoint["id"]), []):
+                entry = entries.with_writes(entry, writes, task_id, task_path, self.serde) or entry
             await self._write(thread_id, index, step, entry)
             index.heads = heads
         return entries.config_of(thread_id, ns, checkpoint["id"])
@@ -218,23 +217,31 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        """Add a task's writes to their checkpoint's entry.
+
+        LangGraph submits a step's writes without waiting for the put of its checkpoint (puts are
+        chained one after another, writes are not), so writes may arrive first: those for a
+        checkpoint newer than any this thread has are held until its ``aput`` and stored with it.
+        """
         thread_id, ns = _thread_and_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id is None:
-            raise CheckpointIdNotFound(
-                f"aput_writes needs a checkpoint_id in the config of thread {thread_id!r}"
-            )
+            raise InvalidArgumentError(f"aput_writes needs a checkpoint_id (thread {thread_id!r})")
         async with self._lock(thread_id):
-            found = await self._find(thread_id, ns, checkpoint_id)
+            index = await self._index(thread_id)
+            known = (ns, checkpoint_id) in index.steps
+            found = None
+            if known or not index.is_newer(checkpoint_id):
+                found = await self._find(thread_id, ns, checkpoint_id)
             if found is None:
-                raise CheckpointIdNotFound(
-                    f"thread {thread_id!r} has no checkpoint {checkpoint_id!r} in {ns!r}"
+                self._early_writes.setdefault((thread_id, ns, checkpoint_id), []).append(
+                    (list(writes), task_id, task_path)
                 )
+                return
             step, entry = found
             updated = entries.with_writes(entry, writes, task_id, task_path, self.serde)
             if updated is None:
                 return
-            index = await self._index(thread_id)
             # This entry becomes the run's last-written one: it must carry the current heads.
             updated[entries.HEADS] = dict(index.heads)
             await self._write(thread_id, index, step, updated)
