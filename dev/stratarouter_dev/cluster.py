@@ -36,7 +36,7 @@ from typing import Any
 from stratarouter_dev import images
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.node import NodeError, PodNetwork, RealNode
-from stratarouter_dev.pki import Pki, make_pki
+from stratarouter_dev.pki import FRONT_PROXY_CLIENT, Pki, make_pki
 from stratarouter_dev.ports import free_port
 from stratarouter_dev.processes import alive, owned, spawn, tail
 from stratarouter_dev.tools import tools_bin_dir
@@ -230,6 +230,18 @@ class LocalCluster:
                 f"--kubelet-client-certificate={kubelet_client.cert}",
                 f"--kubelet-client-key={kubelet_client.key}",
                 f"--kubelet-certificate-authority={pki.ca_cert}",
+                # The front proxy: the API server's identity towards aggregated APIs (the operator's view
+                # API), which trust the user it names in X-Remote-* headers on its certificate only.
+                f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+                f"--proxy-client-key-file={pki.front_proxy_client.key}",
+                # No --enable-aggregator-routing: an APIService's Service is dialled at its ClusterIP, or
+                # at its name when it is an ExternalName Service, the only way to reach a process on this
+                # machine's loopback (endpoint routing refuses ExternalName, and Endpoints refuse 127.0.0.1).
                 "--kubelet-preferred-address-types=InternalIP",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",

@@ -38,6 +38,9 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
 
+FRONT_PROXY_CLIENT = "front-proxy-client"
+"""CN of the API server's proxy client certificate (its ``--requestheader-allowed-names``)."""
+
 SERVING_SANS = (
     "IP:127.0.0.1",
     "DNS:localhost",
@@ -77,6 +80,18 @@ class Pki:
         """
         return _issue(self.ca_cert, name, subject, client=client, sans=sans)
 
+    @property
+    def front_proxy_ca_cert(self) -> Path:
+        """The request-header CA (``--requestheader-client-ca-file``): a CA of its own, so no ordinary
+        client certificate can pass for the API server's front proxy."""
+        return self.ca_cert.parent / "front-proxy-ca.crt"
+
+    @property
+    def front_proxy_client(self) -> KeyPair:
+        """The API server's client identity towards aggregated APIs (``--proxy-client-cert-file``)."""
+        directory = self.ca_cert.parent
+        return KeyPair(cert=directory / "front-proxy-client.crt", key=directory / "front-proxy-client.key")
+
 
 @dataclass(frozen=True)
 class KeyPair:
@@ -101,8 +116,11 @@ def _ec_key(path: Path) -> Path:
     return path
 
 
-def _issue(ca_cert: Path, name: str, subject: str, *, client: bool, sans: tuple[str, ...]) -> KeyPair:
+def _issue(
+    ca_cert: Path, name: str, subject: str, *, client: bool, sans: tuple[str, ...], ca_key: Path | None = None
+) -> KeyPair:
     directory = ca_cert.parent
+    ca_key = ca_key or directory / "ca.key"
     config = directory / f"{name}.cnf"
     config.write_text(OPENSSL_CONFIG.format(sans=",".join(sans) or "DNS:localhost"))
     key = _ec_key(directory / f"{name}.key")
@@ -110,7 +128,7 @@ def _issue(ca_cert: Path, name: str, subject: str, *, client: bool, sans: tuple[
     _openssl("req", "-new", "-config", str(config), "-key", str(key), "-subj", subject, "-out", str(csr))
     cert = directory / f"{name}.crt"
     _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(directory / "ca.key"),
+        "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
         "-set_serial", str(secrets.randbits(63)), "-days", "3650", "-extfile", str(config),
         "-extensions", "client" if client else "server", "-out", str(cert),
     )  # fmt: skip
@@ -119,7 +137,8 @@ def _issue(ca_cert: Path, name: str, subject: str, *, client: bool, sans: tuple[
 
 def make_pki(directory: Path, extra_sans: tuple[str, ...] = ()) -> Pki:
     """Create a CA, the API server's serving cert (127.0.0.1, the `kubernetes` Service, ``extra_sans``)
-    signed by it, and a service-account signing key."""
+    signed by it, a service-account signing key, and the front proxy's CA and client certificate (the
+    API server's identity towards aggregated APIs)."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "openssl.cnf"
     config.write_text(OPENSSL_CONFIG.format(sans=",".join(SERVING_SANS)))
@@ -130,6 +149,15 @@ def make_pki(directory: Path, extra_sans: tuple[str, ...] = ()) -> Pki:
         "-subj", "/CN=stratarouter-local-ca", "-days", "3650", "-out", str(pki.ca_cert),
     )  # fmt: skip
     _issue(pki.ca_cert, "apiserver", "/CN=kube-apiserver", client=False, sans=(*SERVING_SANS, *extra_sans))
+    front_proxy_key = _ec_key(directory / "front-proxy-ca.key")
+    _openssl(
+        "req", "-x509", "-new", "-config", str(config), "-extensions", "ca", "-key", str(front_proxy_key),
+        "-subj", "/CN=strata-front-proxy-ca", "-days", "3650", "-out", str(pki.front_proxy_ca_cert),
+    )  # fmt: skip
+    _issue(
+        pki.front_proxy_ca_cert, "front-proxy-client", f"/CN={FRONT_PROXY_CLIENT}", client=True, sans=(),
+        ca_key=front_proxy_key,
+    )  # fmt: skip
     _ec_key(pki.service_account_key)
     # The API server reads public keys only in this form, not PKCS#8.
     _openssl("pkey", "-in", str(pki.service_account_key), "-pubout", "-out", str(pki.service_account_pub))
