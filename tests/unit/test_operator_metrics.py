@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
 
 from stratarouter_runtime.operator import metrics
@@ -106,3 +108,17 @@ async def test_the_background_loop_probes_at_start_and_stops_on_close() -> None:
     stopped = metrics.REGISTRY.get_sample_value("stratarouter_store_probe_failures_total")
     await asyncio.sleep(0.2)
     assert metrics.REGISTRY.get_sample_value("stratarouter_store_probe_failures_total") == stopped
+
+
+def test_the_alerted_counters_are_exported_at_0_before_their_first_event() -> None:
+    """Prometheus sees no increase in a series whose first sample is 1: the alerts' children must exist."""
+    code = (
+        "from stratarouter_runtime.operator import metrics as m\n"
+        "v = m.REGISTRY.get_sample_value\n"
+        "labels = {'phase': 'Failed', 'reason': 'BackoffLimitExceeded'}\n"
+        "print(v('stratarouter_executions_finished_total', labels))\n"
+        "families = [f for f in m.REGISTRY.collect() if f.name == 'stratarouter_recoveries']\n"
+        "print(sorted(s.labels['reason'] for f in families for s in f.samples if s.name[-6:] == '_total'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["0.0", "['Evicted', 'ExitCode', 'NodeLost', 'OOMKilled', 'PodDeleted']"]

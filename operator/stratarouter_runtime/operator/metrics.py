@@ -110,6 +110,19 @@ STORE_PROBE_SUCCESS_TIME = Gauge(
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
+# Children that alerts take increase() of exist from the start at 0: a series first scraped at 1 (its
+# first event) has no increase in Prometheus' eyes, so the first BackoffLimitExceeded would never alert.
+for _reason in ("ExitCode", "OOMKilled", "Evicted", "PodDeleted", "NodeLost"):
+    RECOVERIES_TOTAL.labels(reason=_reason)
+for _phase, _reason in (
+    ("Succeeded", "Succeeded"),
+    ("Failed", "BackoffLimitExceeded"),
+    ("Failed", "NonRetryableExitCode"),
+    ("Failed", "InvalidSpec"),
+    ("Failed", "InvalidTemplate"),
+):
+    EXECUTIONS_FINISHED_TOTAL.labels(phase=_phase, reason=_reason)
+
 
 def note_phase(before: str | None, status: dict[str, Any]) -> None:
     """Count an Execution entering a terminal phase: ``before`` is its phase before a status patch,
