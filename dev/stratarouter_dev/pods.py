@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
-from stratarouter_runtime.operator.pods import TOKEN_AUDIENCE
 from stratarouter_runtime.operator.resources.base import MERGE_PATCH
+from stratarouter_runtime.state.pod_contract import TOKEN_AUDIENCE
 
 Pod = dict[str, Any]
 

@@ -9,7 +9,7 @@ import pytest
 from stratarouter_dev.cluster import LocalCluster
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.pods import is_running, wait_for_pod
-from stratarouter_runtime.operator.pods import TOKEN_AUDIENCE
+from stratarouter_runtime.state.pod_contract import TOKEN_AUDIENCE
 from tests.cluster.waiting import wait_until
 
 pytestmark = pytest.mark.cluster

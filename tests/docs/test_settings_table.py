@@ -4,7 +4,7 @@ default, variable and chart value, and names nothing the code does not have.
 The sources: ``StateConfig`` fields, ``StateManager.__init__``'s run arguments and ``config._ENV_FIELDS``
 (SDK); ``OperatorSettings`` fields and the variable ``OperatorSettings.from_env`` reads for each (taken
 from its source), and the chart's deployment template (operator); ``ExecutionSpec``'s fields, walked
-down to the leaves (Execution); ``operator.pods.CONTRACT_ENV`` (the pod's variables).
+down to the leaves (Execution); ``state.pod_contract.PodEnv`` (the pod's variables).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from stratarouter_runtime import StateManager
-from stratarouter_runtime.operator import pods, settings
+from stratarouter_runtime.operator import settings
 from stratarouter_runtime.operator.resources.execution import ExecutionSpec, PodTemplate
-from stratarouter_runtime.state import config
+from stratarouter_runtime.state import config, pod_contract
 from stratarouter_runtime.state.backends import http
 from tests.docs.samples import ROOT
 
@@ -140,7 +140,7 @@ def sdk_expected() -> dict[str, Any]:
         if name in ("self", "backend", "db_url", "config", "options"):
             continue
         expected[name] = param.default
-    expected['extra["token_file"]'] = http.DEFAULT_TOKEN_FILE
+    expected['extra["token_file"]'] = pod_contract.TOKEN_FILE
     expected['extra["not_current_grace_seconds"]'] = http.NOT_CURRENT_GRACE_SECONDS
     return expected
 
@@ -256,7 +256,7 @@ def test_execution_rows_match_execution_spec() -> None:
     check(section("Execution"), spec_leaves(ExecutionSpec, "spec"), "ExecutionSpec")
 
 
-@pytest.mark.parametrize("variable", pods.CONTRACT_ENV)
+@pytest.mark.parametrize("variable", [v.value for v in pod_contract.PodEnv])
 def test_every_pod_contract_variable_has_a_row(variable: str) -> None:
     assert any(variable in row.variables for row in ROWS), f"docs/settings.md does not name {variable}"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from stratarouter_runtime import StateManager
-from stratarouter_runtime.state.config import StateConfig, config_from_env, run_identity_from_env
+from stratarouter_runtime.state.config import StateConfig, config_from_env
 from stratarouter_runtime.state.errors import InvalidArgumentError, StateError
+from stratarouter_runtime.state.pod_contract import RunIdentity, run_identity
 
 
 def test_backend_choice_follows_the_pod_contract() -> None:
@@ -36,12 +37,12 @@ def test_tuning_variables_are_parsed() -> None:
 
 
 def test_run_identity() -> None:
-    assert run_identity_from_env({}) == (None, None, None)
+    assert run_identity({}) == RunIdentity(None, None, None)
     env = {"STRATA_EXECUTION_ID": "ns/run", "STRATA_ATTEMPT": "3", "STRATA_RESUME_STEP": ""}
-    assert run_identity_from_env(env) == ("ns/run", 3, None)
-    assert run_identity_from_env({**env, "STRATA_RESUME_STEP": "41"}) == ("ns/run", 3, 41)
+    assert run_identity(env) == RunIdentity("ns/run", 3, None)
+    assert run_identity({**env, "STRATA_RESUME_STEP": "41"}) == RunIdentity("ns/run", 3, 41)
     with pytest.raises(InvalidArgumentError, match="STRATA_ATTEMPT"):
-        run_identity_from_env({"STRATA_ATTEMPT": "0"})
+        run_identity({"STRATA_ATTEMPT": "0"})
 
 
 def test_from_env_exposes_the_run_identity(monkeypatch: pytest.MonkeyPatch) -> None:

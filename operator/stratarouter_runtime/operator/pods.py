@@ -1,8 +1,9 @@
 """The pod of one attempt, built from ``spec.template`` plus the pod contract (pure, no I/O).
 
-Every workload container gets ``STRATA_EXECUTION_ID``, ``STRATA_ATTEMPT``, ``STRATA_RESUME_STEP``,
-``STRATA_API_URL`` and ``STRATA_TOKEN_FILE``, and the pod gets a projected service-account token with
-audience ``stratarouter``: that is all ``StateManager.from_env()`` needs inside the pod.
+Every workload container gets the contract's variables (``state/pod_contract.py``: the run, the
+attempt, the step to resume after, the checkpoint API and the token's path), and the pod gets a
+projected service-account token with the contract's audience: that is all
+``StateManager.from_env()`` needs inside the pod.
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import copy
 from typing import Any
 
 from stratarouter_runtime.operator.resources.base import API_VERSION
+from stratarouter_runtime.state.pod_contract import (
+    CONTRACT_VARIABLES,
+    TOKEN_AUDIENCE,
+    TOKEN_DIR,
+    contract_env,
+)
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stratarouter"
@@ -18,23 +25,11 @@ EXECUTION_LABEL = "stratarouter.io/execution"
 ATTEMPT_LABEL = "stratarouter.io/attempt"
 POD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
-TOKEN_AUDIENCE = "stratarouter"
-TOKEN_DIR = "/var/run/secrets/stratarouter"
-TOKEN_FILE = f"{TOKEN_DIR}/token"
 TOKEN_VOLUME = "stratarouter-token"
 #: The projected token's default life; the kubelet replaces it at 80% of it. Kubernetes' minimum is 600.
 TOKEN_EXPIRATION_SECONDS = 3600
 MIN_TOKEN_EXPIRATION_SECONDS = 600
 
-CONTRACT_ENV = (
-    "STRATA_EXECUTION_ID",
-    "STRATA_ATTEMPT",
-    "STRATA_RESUME_STEP",
-    "STRATA_API_URL",
-    "STRATA_TOKEN_FILE",
-    "STRATA_CHECKPOINT_INTERVAL",
-    "STRATA_ENABLE_COMPRESSION",
-)
 MAX_POD_NAME = 253
 
 
@@ -61,32 +56,6 @@ def archived_execution_id(namespace: str, name: str, run: str) -> str:
 def pod_selector(execution: str) -> str:
     """Label selector of every pod of one Execution."""
     return f"{POD_SELECTOR},{EXECUTION_LABEL}={execution}"
-
-
-def contract_env(
-    *,
-    namespace: str,
-    name: str,
-    attempt: int,
-    resume_step: int | None,
-    api_url: str,
-    checkpoint_interval: int | None = None,
-    compression: str | None = None,
-) -> list[dict[str, str]]:
-    """The pod contract's environment, in a fixed order."""
-    env = [
-        {"name": "STRATA_EXECUTION_ID", "value": execution_id(namespace, name)},
-        {"name": "STRATA_ATTEMPT", "value": str(attempt)},
-        {"name": "STRATA_RESUME_STEP", "value": "" if resume_step is None else str(resume_step)},
-        {"name": "STRATA_API_URL", "value": api_url},
-        {"name": "STRATA_TOKEN_FILE", "value": TOKEN_FILE},
-    ]
-    if checkpoint_interval is not None:
-        env.append({"name": "STRATA_CHECKPOINT_INTERVAL", "value": str(checkpoint_interval)})
-    if compression is not None:
-        enabled = "true" if compression == "zstd" else "false"
-        env.append({"name": "STRATA_ENABLE_COMPRESSION", "value": enabled})
-    return env
 
 
 def build_pod(
@@ -143,20 +112,19 @@ def build_pod(
     spec["volumes"] = volumes
 
     env = contract_env(
-        namespace=namespace,
-        name=name,
+        execution_id=execution_id(namespace, name),
         attempt=attempt,
         resume_step=resume_step,
         api_url=api_url,
         checkpoint_interval=checkpoint_interval,
-        compression=compression,
+        enable_compression=None if compression is None else compression == "zstd",
     )
     new_containers = []
     for index, container in enumerate(containers):
         if not isinstance(container, dict) or not container.get("name"):
             raise InvalidTemplateError(f"spec.template.spec.containers[{index}] needs a name")
         c = dict(container)
-        user_env = [e for e in c.get("env") or [] if e.get("name") not in CONTRACT_ENV]
+        user_env = [e for e in c.get("env") or [] if e.get("name") not in CONTRACT_VARIABLES]
         c["env"] = user_env + copy.deepcopy(env)
         mounts = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") != TOKEN_DIR]
         mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})

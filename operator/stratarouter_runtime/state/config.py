@@ -10,6 +10,7 @@ from typing import Any, get_args, get_type_hints
 from stratarouter_runtime.state import codec
 from stratarouter_runtime.state.errors import InvalidArgumentError
 from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA, schema_name
+from stratarouter_runtime.state.pod_contract import PodEnv
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,9 @@ def config_from_env(env: Mapping[str, str], **overrides: Any) -> StateConfig:
     """Build a config from STRATA_* variables: STRATA_API_URL -> http, else STRATA_DB_URL -> postgresql,
     else memory; plus optional tuning variables (STRATA_CHECKPOINT_INTERVAL, ...)."""
     values: dict[str, Any] = {}
-    if env.get("STRATA_API_URL"):
+    if env.get(PodEnv.API_URL):
         values["backend"] = "http"
-        values["api_url"] = env["STRATA_API_URL"]
+        values["api_url"] = env[PodEnv.API_URL]
     elif env.get("STRATA_DB_URL"):
         values["backend"] = "postgresql"
         values["db_url"] = env["STRATA_DB_URL"]
@@ -171,20 +172,6 @@ def config_from_env(env: Mapping[str, str], **overrides: Any) -> StateConfig:
         values[name] = _PARSERS[_FIELD_TYPES[name]](key, raw)
     values.update(overrides)
     return StateConfig(**values)
-
-
-def run_identity_from_env(env: Mapping[str, str]) -> tuple[str | None, int | None, int | None]:
-    """(STRATA_EXECUTION_ID, STRATA_ATTEMPT, STRATA_RESUME_STEP); empty values mean unset."""
-    execution_id = env.get("STRATA_EXECUTION_ID") or None
-    attempt_raw = env.get("STRATA_ATTEMPT") or ""
-    resume_raw = env.get("STRATA_RESUME_STEP") or ""
-    attempt = _int("STRATA_ATTEMPT", attempt_raw) if attempt_raw.strip() else None
-    resume = _int("STRATA_RESUME_STEP", resume_raw) if resume_raw.strip() else None
-    if attempt is not None and attempt < 1:
-        raise InvalidArgumentError(f"STRATA_ATTEMPT must be >= 1, got {attempt}")
-    if resume is not None and resume < 0:
-        raise InvalidArgumentError(f"STRATA_RESUME_STEP must be >= 0, got {resume}")
-    return execution_id, attempt, resume
 
 
 def environ() -> Mapping[str, str]:

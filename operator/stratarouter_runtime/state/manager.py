@@ -21,7 +21,7 @@ from stratarouter_runtime.state.backends import ALIASES, create_backend
 from stratarouter_runtime.state.backends.base import StateBackend, WriteOp
 from stratarouter_runtime.state.batching import GroupCommitter, WriteBuffer
 from stratarouter_runtime.state.codec import StateCodec, decode
-from stratarouter_runtime.state.config import StateConfig, config_from_env, environ, run_identity_from_env
+from stratarouter_runtime.state.config import StateConfig, config_from_env, environ
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
     ExecutionNotFound,
@@ -38,6 +38,7 @@ from stratarouter_runtime.state.models import (
     Metrics,
     Snapshot,
 )
+from stratarouter_runtime.state.pod_contract import run_identity
 from stratarouter_runtime.state.retention import is_history_step
 from stratarouter_runtime.state.stopping import DEFAULT_SIGNALS, StopSignals
 from stratarouter_runtime.state.transaction import Transaction
@@ -138,11 +139,11 @@ class StateManager:
         (empty on a first run) become ``execution_id``, ``attempt`` and ``resume_step``.
         """
         env = environ()
-        execution_id, attempt, resume_step = run_identity_from_env(env)
+        run = run_identity(env)
         identity = {
-            "execution_id": overrides.pop("execution_id", execution_id),
-            "attempt": overrides.pop("attempt", attempt),
-            "resume_step": overrides.pop("resume_step", resume_step),
+            "execution_id": overrides.pop("execution_id", run.execution_id),
+            "attempt": overrides.pop("attempt", run.attempt),
+            "resume_step": overrides.pop("resume_step", run.resume_step),
             "on_recover": overrides.pop("on_recover", None),
         }
         return cls(config=config_from_env(env, **overrides), **identity)

@@ -59,8 +59,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from stratarouter_runtime.operator.api.current_pods import PodNames, current_of
 from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
-from stratarouter_runtime.operator.pods import EXECUTION_LABEL, TOKEN_AUDIENCE, execution_id
+from stratarouter_runtime.operator.pods import EXECUTION_LABEL, execution_id
 from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, KIND_EXECUTION, VERSION
+from stratarouter_runtime.state.pod_contract import TOKEN_AUDIENCE
 
 log = logging.getLogger(__name__)
 

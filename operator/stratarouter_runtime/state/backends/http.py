@@ -44,9 +44,9 @@ from stratarouter_runtime.state.models import (
     ExecutionStatus,
     Snapshot,
 )
+from stratarouter_runtime.state.pod_contract import run_identity, token_file
 from stratarouter_runtime.state.wire import execution_from_wire, from_wire
 
-DEFAULT_TOKEN_FILE = "/var/run/secrets/stratarouter/token"
 NOT_CURRENT_GRACE_SECONDS = 10.0
 """How long a 403 NotCurrentPod is retried (status names a new pod just after it is created)."""
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -63,13 +63,11 @@ class HttpBackend(StateBackend):
         extra = dict(config.extra)
         self._base = config.api_url.rstrip("/")
         self._compress = config.enable_compression  # the pod's setting: the operator's store applies it
-        self._token_file = Path(
-            str(extra.get("token_file") or os.environ.get("STRATA_TOKEN_FILE") or DEFAULT_TOKEN_FILE)
-        )
-        own = extra.get("execution_id") or os.environ.get("STRATA_EXECUTION_ID") or ""
-        self._execution_id = str(own)
-        attempt = extra.get("attempt") or os.environ.get("STRATA_ATTEMPT") or ""
-        self._attempt = int(attempt) if str(attempt).isdigit() else None
+        run = run_identity(os.environ)
+        self._token_file = Path(str(extra.get("token_file") or token_file(os.environ)))
+        self._execution_id = str(extra.get("execution_id") or run.execution_id or "")
+        attempt = extra.get("attempt") or run.attempt
+        self._attempt = int(attempt) if attempt is not None else None
         self._retry_timeout = config.retry_timeout
         self._not_current_grace = float(extra.get("not_current_grace_seconds", NOT_CURRENT_GRACE_SECONDS))
         self._session: aiohttp.ClientSession | None = None
