@@ -1,0 +1,3 @@
+from stratarouter_runtime.plugin.main import entry
+
+entry()
