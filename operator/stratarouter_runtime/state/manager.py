@@ -364,7 +364,8 @@ class StateManager:
         Raising the attempt fences every writer of an older attempt. The resulting attempt is
         remembered: this manager's later writes of the execution without ``attempt=`` carry it, so
         they are refused once another process starts or claims a newer attempt. ``checkpoint_retention``
-        overrides the manager default for this execution.
+        overrides the manager default for this execution. ``labels=None`` keeps the labels stored
+        with it (a restart needs not repeat them); a dict, ``{}`` too, replaces them.
         """
         check.execution_id(execution_id)
         check.attempt(attempt)

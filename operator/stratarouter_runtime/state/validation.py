@@ -116,9 +116,10 @@ def text(value: str, what: str) -> str:
     return value
 
 
-def labels(value: object) -> dict[str, str]:
+def labels(value: object) -> dict[str, str] | None:
+    """``None`` keeps the labels stored with the execution; a dict (``{}`` too) replaces them."""
     if value is None:
-        return {}
+        return None
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
