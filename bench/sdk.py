@@ -118,6 +118,30 @@ async def storage(
     return results, "; ".join(notes)
 
 
+async def graph(
+    contenders: list[Contender], dsn_of: dict[str, str], steps: int
+) -> tuple[dict[str, Measurement], dict[str, Measurement]]:
+    """The same LangGraph graph on each contender's checkpointer: time per step and bytes it left."""
+    per_step: dict[str, Measurement] = {}
+    on_disk: dict[str, Measurement] = {}
+    for c in contenders:
+        before = await table_bytes(dsn_of[c.name])
+        cpu0 = time.process_time()
+        try:
+            took = await c.graph_run("graph", steps)
+        except NotSupported as exc:
+            per_step[c.name] = on_disk[c.name] = Measurement(skipped=str(exc))
+            continue
+        except Exception as exc:
+            per_step[c.name] = on_disk[c.name] = Measurement(error=f"{type(exc).__name__}: {exc}")
+            continue
+        cpu = time.process_time() - cpu0
+        grown = growth(before, await table_bytes(dsn_of[c.name]))
+        per_step[c.name] = Measurement(slices=[(steps, took)], cpu_seconds=cpu)
+        on_disk[c.name] = Measurement(fixed=float(sum(grown.values())))
+    return per_step, on_disk
+
+
 async def run(server_dsn: str, settings: Settings, only: set[str] | None) -> tuple[str, list[str]]:
     contenders, broken = build_contenders(only)
     contenders = await open_all(server_dsn, contenders, broken)
@@ -240,6 +264,34 @@ async def run(server_dsn: str, settings: Settings, only: set[str] | None) -> tup
             )
         )
         rows.append(storage_row)
+
+        step(f"LangGraph graph: {settings.storage_steps:,} steps on each checkpointer")
+        per_step, on_disk = await graph(contenders, dsn_of, settings.storage_steps)
+        graph_note = (
+            "one thread, one node appending the transcript's next message per super-step, "
+            'durability="sync"; ours: StrataCheckpointSaver, zstd compression; LangGraph: AsyncPostgresSaver'
+        )
+        rows.append(
+            Row(
+                f"LangGraph graph, {settings.storage_steps:,} steps (time per step)",
+                "ms",
+                LANGGRAPH,
+                1.0,
+                "<= 1x LangGraph time",
+                per_step,
+                graph_note,
+            )
+        )
+        rows.append(
+            Row(
+                f"LangGraph graph, bytes on disk after {settings.storage_steps:,} steps",
+                "bytes",
+                LANGGRAPH,
+                1.0,
+                "< 1x LangGraph",
+                on_disk,
+            )
+        )
     finally:
         for c in contenders:
             try:

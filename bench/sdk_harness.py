@@ -91,6 +91,11 @@ class Contender(ABC):
         """Run the growing-transcript workload; return a note on what was stored (for the report)."""
         raise NotSupported("no storage run")
 
+    async def graph_run(self, key: str, steps: int) -> float:
+        """Run ``bench.peers.langgraph_graph`` for ``steps`` steps on this library's LangGraph
+        checkpointer; return the seconds the graph took."""
+        raise NotSupported("no LangGraph checkpointer")
+
 
 def transcript_steps(steps: int) -> list[tuple[int, dict[str, object]]]:
     """The states of the storage run, step by step (the same list for every contender)."""

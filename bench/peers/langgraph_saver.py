@@ -20,6 +20,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from bench.peers.langgraph_graph import run_graph
 from bench.sdk_harness import WRITERS, Contender, transcript_steps
 from bench.sdk_workload import make_state
 
@@ -122,3 +123,6 @@ class LangGraphSaver(Contender):
         for step, state in transcript_steps(steps):
             await thread.put(step, state["messages"])
         return f"{steps} aput() calls, the messages channel written at each"
+
+    async def graph_run(self, key: str, steps: int) -> float:
+        return await run_graph(self.saver, key, steps)

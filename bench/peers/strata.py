@@ -2,7 +2,8 @@
 
 Throughput runs use the defaults plus the options each row names (``batch_writes=True`` for the
 batched row, a pool as large as raw asyncpg's 16 connections for the concurrent row). The storage run
-uses ``save`` at every step with ``checkpoint_interval=10`` and ``enable_compression=True``.
+uses ``save`` at every step with ``checkpoint_interval=10`` and ``enable_compression=True``; the
+LangGraph graph runs on ``StrataCheckpointSaver`` over a manager with ``enable_compression=True``.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack
 
+from bench.peers.langgraph_graph import run_graph
 from bench.sdk_harness import WRITERS, Contender, transcript_steps
 from bench.sdk_workload import make_state
 from stratarouter_runtime import StateManager
+from stratarouter_runtime.integrations.langgraph import StrataCheckpointSaver
 
 PAGE = 1000  # get_history's default page size
 
@@ -108,3 +111,7 @@ class StrataSdk(Contender):
                 await sm.save(key, step, state)
             kept = len(await sm.get_history(key, limit=PAGE))
         return f"{steps} save() calls, {kept} history checkpoints (interval 10), zstd compression"
+
+    async def graph_run(self, key: str, steps: int) -> float:
+        async with StateManager(backend="postgresql", db_url=self._dsn, enable_compression=True) as sm:
+            return await run_graph(StrataCheckpointSaver(sm), key, steps)
