@@ -1,7 +1,8 @@
 """The newest write is the current state, whatever mix of saves, new and rewound checkpoints made it.
 
-On PostgreSQL a checkpoint at a new highest step does not rewrite the execution row (FAST); these
-sequences pin down that readers fold it in exactly as the memory backend's plain model does.
+On PostgreSQL the current state sits in the execution row or in the checkpoint row it points at
+(the view current_states); these sequences pin down that it is the newest write exactly as the
+memory backend's plain model has it.
 """
 
 from __future__ import annotations

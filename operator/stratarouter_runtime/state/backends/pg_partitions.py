@@ -31,7 +31,7 @@ async def create_ahead(conn: Conn, ahead: int, now: datetime | None = None) -> l
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK_KEY)
         for table in partitions.PARTITIONED_TABLES:
-            existing = {r[0] for r in await conn.fetch(sql.LIST_PARTITIONS, table)}
+            existing = {r["relname"] for r in await conn.fetch(sql.LIST_PARTITIONS, table)}
             for part in partitions.partitions_ahead(now, ahead, table):
                 if part.name in existing:
                     continue
@@ -54,7 +54,7 @@ async def drop_due_months(conn: Conn, cutoff: datetime, statuses: list[str]) -> 
     to row-by-row cleanup.
     """
     removed = 0
-    names = {r[0] for r in await conn.fetch(sql.LIST_PARTITIONS, "checkpoints")}
+    names = {r["relname"] for r in await conn.fetch(sql.LIST_PARTITIONS, "checkpoints")}
     months = sorted(p.start for n in names if (p := partitions.MonthPartition.parse(n)) is not None)
     for start in months:
         part = partitions.MonthPartition("checkpoints", start)

@@ -131,11 +131,11 @@ def _state(data: bytes, codec_name: str) -> Any:
 def _checkpoint(execution_id: str, row: asyncpg.Record) -> Checkpoint:
     return Checkpoint.model_construct(
         execution_id=execution_id,
-        step=row[0],
-        attempt=row[1],
-        timestamp=row[2],
-        size_bytes=row[4],
-        state_data=_state(row[5], row[3]),
+        step=row["step"],
+        attempt=row["attempt"],
+        timestamp=row["created_at"],
+        size_bytes=row["size_bytes"],
+        state_data=_state(row["state"], row["codec"]),
     )
 
 
@@ -166,22 +166,14 @@ def _args(op: WriteOp) -> tuple[Any, ...]:
 
 
 def _resolve(execution_id: str, row: asyncpg.Record) -> bytes:
-    """The JSON of a delta row read by LOAD (checked against the stored sha256)."""
-    data, base, base_codec, digest = row[1], row[4], row[5], row[6]
+    """The JSON of a delta current state read by LOAD (checked against the stored sha256)."""
+    base = row["delta_base"]
     if base is None:
         raise StateError(f"execution {execution_id}: the checkpoint its current state is based on is missing")
-    raw = pg_delta.apply(data, codec.decode_json_bytes(base, base_codec))
-    if hashlib.sha256(raw).digest() != digest:
+    raw = pg_delta.apply(row["state"], codec.decode_json_bytes(base, row["delta_base_codec"]))
+    if hashlib.sha256(raw).digest() != row["hash"]:
         raise StateError(f"execution {execution_id}: the current state does not match its sha256")
     return raw
-
-
-async def _load_row(conn: Conn, execution_id: str) -> asyncpg.Record | None:
-    """LOAD's row: one statement, a second only after a rewind (see LOAD)."""
-    row: asyncpg.Record | None = await conn.fetchrow(sql.LOAD, execution_id)
-    if row is not None and not row["resolved"]:
-        row = await conn.fetchrow(sql.LOAD_ROW, execution_id)
-    return row
 
 
 def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
@@ -400,8 +392,6 @@ class PostgresBackend(StateBackend):
             return
         prune = op.history and (op.retention is not None or op.execution_id in self._retained)
         args = _args(op)
-        if optimistic and op.history and await self._write_fast(conn, op, args, prune):
-            return
         try:
             if optimistic or not op.history:  # a save touches no checkpoint row: WRITE_NEW is exact
                 try:
@@ -425,21 +415,6 @@ class PostgresBackend(StateBackend):
                 raise _stale(exc, op.execution_id, op.attempt) from None
             raise
         self._after_write(op, keep)
-
-    async def _write_fast(self, conn: Conn, op: WriteOp, args: tuple[Any, ...], prune: bool) -> bool:
-        """A new highest checkpoint step of a running execution as one INSERT (FAST); False: not
-        that case, or a concurrent writer took the step (nothing written either way)."""
-        try:
-            if prune:
-                row = await conn.fetchrow(sql.FAST_KEEP, *args[:9])
-                written, keep = row is not None, None if row is None else row[0]
-            else:
-                written, keep = await conn.execute(sql.FAST, *args[:7]) == "INSERT 0 1", None
-        except asyncpg.UniqueViolationError:
-            return False
-        if written:
-            self._after_write(op, keep)
-        return written
 
     def _after_write(self, op: WriteOp, keep: int | None) -> None:
         if keep is not None and op.retention is None:
@@ -492,7 +467,7 @@ class PostgresBackend(StateBackend):
                 if rows is None:
                     rows = await conn.fetch(sql.WRITE_BATCH_KEEP if prune else sql.WRITE_BATCH, *args)
                 if ops[-1].retention is None:
-                    self._learn([r[0] for r in rows])
+                    self._learn([r["id"] for r in rows])
                 if self._deltas is not None:
                     for op in {op.execution_id: op for op in ops if op.history}.values():
                         self._deltas.remember(op)
@@ -571,12 +546,13 @@ class PostgresBackend(StateBackend):
         return await self._run(run)
 
     async def load(self, execution_id: str) -> StoredState | None:
-        row = await self._run(lambda conn: _load_row(conn, execution_id))
-        if row is None or row[1] is None:
+        row = await self._run(lambda conn: conn.fetchrow(sql.LOAD, execution_id))
+        if row is None or row["state"] is None:
             return None
-        if row[2] == pg_delta.DELTA:
-            return StoredState(execution_id, row[0], _resolve(execution_id, row), codec.JSON, row[3])
-        return StoredState(execution_id, row[0], row[1], row[2], row[3])
+        step, attempt = row["step"], row["attempt"]
+        if row["codec"] == pg_delta.DELTA:
+            return StoredState(execution_id, step, _resolve(execution_id, row), codec.JSON, attempt)
+        return StoredState(execution_id, step, row["state"], row["codec"], attempt)
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         row = await self._run(lambda conn: conn.fetchrow(sql.GET_EXECUTION, execution_id))
@@ -732,8 +708,8 @@ class PostgresBackend(StateBackend):
 
     async def _snapshot_resolved(self, conn: Conn, execution_id: str, name: str) -> asyncpg.Record | None:
         """A snapshot of a delta current state: resolved here, stored whole."""
-        current = await _load_row(conn, execution_id)
-        if current is None or current[2] != pg_delta.DELTA:
+        current = await conn.fetchrow(sql.LOAD, execution_id)
+        if current is None or current["codec"] != pg_delta.DELTA:
             return None
         cfg = self._config
         encoder = codec.StateCodec(
@@ -742,7 +718,7 @@ class PostgresBackend(StateBackend):
             max_bytes=cfg.max_state_bytes,
         )
         s = encoder.encode_json(_resolve(execution_id, current))
-        args = (current[0], current[3], s.codec, s.size_bytes, s.digest, s.data)
+        args = (current["step"], current["attempt"], s.codec, s.size_bytes, s.digest, s.data)
         row: asyncpg.Record | None = await conn.fetchrow(sql.SNAPSHOT_FROM_VALUES, execution_id, name, *args)
         return row
 
@@ -773,12 +749,12 @@ class PostgresBackend(StateBackend):
                 snap = await conn.fetchrow(sql.SNAPSHOT_STATE, execution_id, name)
                 if snap is None:
                     raise SnapshotNotFound(execution_id, name)
-                step, codec_name, size, digest, data = snap
+                step, digest = snap["step"], bytes(snap["hash"])
                 await conn.execute(sql.DROP_LATER_HISTORY, execution_id, step)
-                encoded = codec.EncodedState(bytes(data), codec_name, size, bytes(digest))
+                encoded = codec.EncodedState(bytes(snap["state"]), snap["codec"], snap["size_bytes"], digest)
                 op = WriteOp(execution_id, step, encoded, attempt, True, self._keep)
                 await self._write_on(conn, op, optimistic=False)
-                await conn.execute(sql.RESTORE_EVENT, execution_id, step, size, bytes(digest), name)
+                await conn.execute(sql.RESTORE_EVENT, execution_id, step, encoded.size_bytes, digest, name)
                 row = await conn.fetchrow(sql.CHECKPOINT_AT, execution_id, step)
                 assert row is not None
                 return _checkpoint(execution_id, row)

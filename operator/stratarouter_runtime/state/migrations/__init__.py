@@ -212,7 +212,7 @@ async def migrate_url(db_url: str, schema: str = DEFAULT_SCHEMA) -> int:
 
 
 _STORE_TABLES = """
-SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.oid::regclass::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
   AND (c.relname IN ('schema_migrations', 'executions', 'checkpoints', 'events', 'snapshots')
        OR c.oid IN (SELECT inhrelid FROM pg_inherits
@@ -220,8 +220,12 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
                                         to_regclass(quote_ident($1) || '.events'))))
 ORDER BY 1
 """
+_STORE_VIEWS = """
+SELECT c.oid::regclass::text AS view FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind = 'v' AND c.relname = 'current_states'
+"""
 _STORE_FUNCTIONS = """
-SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+SELECT p.oid::regprocedure::text AS name FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname = $1 AND p.proname LIKE 'strata\\_%'
 """
 
@@ -229,8 +233,8 @@ WHERE n.nspname = $1 AND p.proname LIKE 'strata\\_%'
 async def move_store(conn: Conn, source: str, target: str) -> list[str]:
     """Move the store in schema ``source`` (e.g. ``public``, where older releases made it) into
     ``target``, in one transaction under the migration lock: its tables with their partitions,
-    indexes and data, its sequence and its functions. Returns what was moved. Refused, with nothing
-    changed, when ``source`` holds no store or ``target`` already holds one."""
+    indexes and data, its sequence, its view and its functions. Returns what was moved. Refused,
+    with nothing changed, when ``source`` holds no store or ``target`` already holds one."""
     source, target = schema_name(source), schema_name(target)
     if source == target:
         raise InvalidArgumentError(f"the store is in {source!r} already")
@@ -241,14 +245,17 @@ async def move_store(conn: Conn, source: str, target: str) -> list[str]:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target}")
         if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"{target}.schema_migrations"):
             raise InvalidArgumentError(f"schema {target!r} holds a store already; nothing was moved")
-        moved = [row[0] for row in await conn.fetch(_STORE_TABLES, source)]
+        moved = [row["name"] for row in await conn.fetch(_STORE_TABLES, source)]
         for table in moved:
             await conn.execute(f"ALTER TABLE {table} SET SCHEMA {target}")
         await conn.execute(f"ALTER SEQUENCE {source}.events_seq SET SCHEMA {target}")
-        functions = [row[0] for row in await conn.fetch(_STORE_FUNCTIONS, source)]
+        views = [row["view"] for row in await conn.fetch(_STORE_VIEWS, source)]
+        for view in views:
+            await conn.execute(f"ALTER VIEW {view} SET SCHEMA {target}")
+        functions = [row["name"] for row in await conn.fetch(_STORE_FUNCTIONS, source)]
         for function in functions:
             await conn.execute(f"ALTER FUNCTION {function} SET SCHEMA {target}")
-        return [*moved, f"{source}.events_seq", *functions]
+        return [*moved, f"{source}.events_seq", *views, *functions]
 
 
 async def move_store_url(db_url: str, source: str, target: str) -> list[str]:

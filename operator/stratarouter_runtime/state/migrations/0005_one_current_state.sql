@@ -1,0 +1,58 @@
+-- The current state of an execution has one definition, the view current_states below, and every
+-- reader uses it. Every write of a state (history checkpoints too) updates the executions row, so
+-- the row alone says where its state is:
+--   * executions.state, whole (state_base_step NULL) or a zstd delta against the checkpoint at
+--     state_base_step (backends/pg_delta.py; the backend applies it);
+--   * NULL after a history checkpoint: the checkpoint row at current_step (stored once, not twice).
+-- The FAST checkpoints of 0004 (a new highest step inserted without touching the row, folded in by
+-- every reader) are folded into their rows here, once, and their marks dropped.
+
+UPDATE executions e SET
+    current_step = head.step,
+    last_checkpoint_step = head.step,
+    state = NULL,
+    state_codec = head.codec,
+    state_size = head.size_bytes,
+    state_hash = head.hash,
+    state_base_step = NULL,
+    updated_at = greatest(e.updated_at, head.created_at)
+FROM (
+    SELECT DISTINCT ON (execution_id, execution_created_at)
+           execution_id, execution_created_at, step, codec, size_bytes, hash, created_at, fast, seq
+    FROM checkpoints
+    ORDER BY execution_id, execution_created_at, step DESC
+) head
+WHERE head.execution_id = e.id AND head.execution_created_at = e.created_at
+  AND head.fast AND head.seq > e.state_seq;
+
+ALTER TABLE checkpoints DROP COLUMN fast;
+ALTER TABLE executions DROP COLUMN state_seq;
+
+CREATE VIEW current_states AS
+SELECT e.id AS execution_id,
+       e.current_step AS step,
+       e.attempt,
+       coalesce(e.state, c.state) AS state,
+       CASE WHEN e.state IS NULL THEN c.codec ELSE e.state_codec END AS codec,
+       e.state_size AS size_bytes,
+       e.state_hash AS hash,
+       e.state_base_step AS delta_base_step,
+       CASE WHEN e.state_base_step IS NOT NULL THEN c.state END AS delta_base,
+       CASE WHEN e.state_base_step IS NOT NULL THEN c.codec END AS delta_base_codec
+FROM executions e
+LEFT JOIN checkpoints c
+  ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+ AND c.step = CASE WHEN e.state IS NULL THEN e.current_step ELSE e.state_base_step END;
+
+-- Fencing, the one comparison every fenced statement makes: a write by attempt `writer` is admitted
+-- unless the stored attempt is newer (stored <= writer); a NULL writer is not fenced. A refused
+-- write changes nothing and raises SR001 (strata_stale_attempt). base.admits is the same rule.
+CREATE FUNCTION strata_admits(stored integer, writer integer) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT stored <= coalesce(writer, stored) $$;
+
+-- What a write does to an execution's status: pending and recovering become running, any other
+-- status stays. base.status_after_write is the same rule.
+CREATE FUNCTION strata_status_after_write(status text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN status IN ('pending', 'recovering') THEN 'running' ELSE status END $$;

@@ -1,0 +1,1 @@
+SELECT attempt FROM executions WHERE id = $1

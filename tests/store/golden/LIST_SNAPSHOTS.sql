@@ -1,0 +1,1 @@
+SELECT name, execution_id, step, size_bytes, created_at FROM snapshots WHERE execution_id = $1 ORDER BY created_at, name

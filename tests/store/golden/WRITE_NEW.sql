@@ -1,0 +1,27 @@
+WITH ex AS (
+    INSERT INTO executions AS e (id, status, attempt, current_step, last_checkpoint_step,
+                                 state, state_codec, state_size, state_hash)
+    SELECT $1, 'running', coalesce($3::int, 1), $2::bigint, CASE WHEN $8::bool THEN $2::bigint END,
+           CASE WHEN $8::bool THEN NULL ELSE $4::bytea END, $5::text, $6::int, $7::bytea
+    WHERE NOT $10::bool OR EXISTS (SELECT 1 FROM executions x WHERE x.id = $1 FOR KEY SHARE)
+    ON CONFLICT (id) DO UPDATE SET
+        status = strata_status_after_write(e.status),
+        attempt = greatest(e.attempt, EXCLUDED.attempt),
+        current_step = EXCLUDED.current_step,
+        last_checkpoint_step = coalesce(EXCLUDED.last_checkpoint_step, e.last_checkpoint_step),
+        state = EXCLUDED.state,
+        state_codec = EXCLUDED.state_codec,
+        state_size = EXCLUDED.state_size,
+        state_hash = EXCLUDED.state_hash,
+        state_base_step = NULL,
+        updated_at = now()
+    WHERE strata_admits(e.attempt, $3::int)
+    RETURNING e.created_at, e.attempt, coalesce(e.checkpoint_retention, $9::int) AS keep
+), cp AS (
+    INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt, codec, size_bytes, hash, state)
+    SELECT $1, ex.created_at, $2::bigint, ex.attempt, $5::text, $6::int, $7::bytea, $4::bytea
+    FROM ex WHERE $8::bool
+)
+SELECT keep FROM ex
+UNION ALL
+SELECT strata_stale_attempt($1, $3::int) WHERE NOT EXISTS (SELECT 1 FROM ex)
