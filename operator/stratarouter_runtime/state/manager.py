@@ -335,7 +335,7 @@ class StateManager:
 
     def transaction(self) -> Transaction:
         """All-or-nothing writes: ``async with state.transaction() as txn: await txn.save(...)``."""
-        return Transaction(self, self._commit_atomic)
+        return Transaction(self._make_op, self._commit_atomic)
 
     async def _commit_atomic(self, ops: Sequence[WriteOp]) -> None:
         await self._flush_pending()

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratarouter_runtime.state.backends.base import WriteOp
 from stratarouter_runtime.state.errors import InvalidArgumentError, StateError
 
-if TYPE_CHECKING:
-    from stratarouter_runtime.state.manager import StateManager
-
 _MISSING: Any = object()
+
+#: (execution_id, step, state, attempt, history) -> a validated, encoded write: the manager's own rules
+MakeOp = Callable[[str, int, Any, int | None, bool | None], WriteOp]
+#: applies the collected writes in one backend transaction
+Commit = Callable[[Sequence[WriteOp]], Awaitable[None]]
 
 
 def pick_state(data: Any, state_data: Any) -> Any:
@@ -33,8 +35,8 @@ def pick_state(data: Any, state_data: Any) -> Any:
 class Transaction:
     """Collects writes; committed by the ``async with`` exit. Not reusable."""
 
-    def __init__(self, manager: StateManager, commit: Callable[[Sequence[WriteOp]], Awaitable[None]]) -> None:
-        self._manager = manager
+    def __init__(self, make_op: MakeOp, commit: Commit) -> None:
+        self._make_op = make_op
         self._commit = commit
         self._ops: list[WriteOp] = []
         self._open = False
@@ -84,7 +86,7 @@ class Transaction:
     ) -> None:
         self._check()
         value = pick_state(data, state_data)
-        self._ops.append(self._manager._make_op(execution_id, step, value, attempt, history))
+        self._ops.append(self._make_op(execution_id, step, value, attempt, history))
 
     async def rollback(self) -> None:
         """Discard every queued write; the block then exits without writing."""
