@@ -54,6 +54,14 @@ if [ ! -x "$bin/helm" ]; then
 	done
 	GOBIN="$bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w $hv" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
+if [ ! -x "$bin/promtool" ]; then
+	# The chart's alert rules are checked and unit-tested with promtool (tests/chart/test_alerts.py). Pinned
+	# here, not in versions.env: no part of the cluster runs it. The Prometheus Go module's version.
+	PROMETHEUS_VERSION=v0.316.0
+	log "building promtool (prometheus $PROMETHEUS_VERSION)..."
+	GOBIN="$bin" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+		"github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+fi
 # Keep the three most recently used builds (a running cluster may still use an older one), not every
 # one ever made.
 touch "$cache/$KUBERNETES_VERSION-$key"
