@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final
 
 from pydantic.alias_generators import to_camel, to_snake
@@ -32,6 +33,21 @@ from stratarouter_runtime.state.errors import (
 from stratarouter_runtime.state.models import Execution
 
 Body = Mapping[str, Any]
+
+#: The media type of every body the checkpoint API sends and takes.
+JSON = "application/json"
+
+
+class Route(StrEnum):
+    """The checkpoint API's paths, served by the operator and called by the SDK's http backend."""
+
+    CHECKPOINT = "/v1/checkpoint"  # POST a checkpoint; GET one by step
+    SAVE = "/v1/save"
+    STATE = "/v1/state"
+    HISTORY = "/v1/history"
+    EXECUTION = "/v1/execution"
+    COMPLETE = "/v1/complete"
+    FAIL = "/v1/fail"
 
 
 @dataclass(frozen=True, slots=True)

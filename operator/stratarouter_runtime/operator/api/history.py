@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from stratarouter_runtime.state import errors
+from stratarouter_runtime.state.wire import JSON
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ async def history_page(
     """Stream one page; errors before the first checkpoint is known get their usual answer."""
     source = batches(store, execution_id, after, limit)
     first: list[Any] = await anext(source, [])  # ExecutionNotFound, StoreUnavailable, ... as plain answers
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response = web.StreamResponse(headers={"Content-Type": JSON})
     await response.prepare(request)
     page = Page(limit, max_bytes)
     try:

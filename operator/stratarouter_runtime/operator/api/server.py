@@ -61,7 +61,7 @@ from stratarouter_runtime.operator.metrics import (
 )
 from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.state import codec, errors
-from stratarouter_runtime.state.wire import execution_to_wire, to_wire
+from stratarouter_runtime.state.wire import JSON, Route, execution_to_wire, to_wire
 
 log = logging.getLogger(__name__)
 
@@ -214,11 +214,11 @@ async def load_state(request: web.Request) -> web.Response:
         raise errors.CheckpointNotFound(caller.execution_id, None)
     state_json = codec.decode_json_bytes(stored.data, stored.codec)
     body = b'{"step":%d,"attempt":%d,"state":%b}' % (stored.step, stored.attempt, state_json)
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=body, content_type=JSON)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    return web.Response(body=orjson.dumps(data), status=status, content_type=JSON)
 
 
 async def get_checkpoint(request: web.Request) -> web.Response:
@@ -345,14 +345,14 @@ def build_app(
     app[LIMITS_KEY] = limits
     app[SLOTS_KEY] = Slots(limits.max_expensive_requests)
     app[CONNECTIONS_KEY] = connections
-    app.router.add_post("/v1/checkpoint", checkpoint)
-    app.router.add_post("/v1/save", save)
-    app.router.add_get("/v1/state", load_state)
-    app.router.add_get("/v1/history", history)
-    app.router.add_get("/v1/checkpoint", get_checkpoint)
-    app.router.add_get("/v1/execution", get_execution)
-    app.router.add_post("/v1/complete", complete)
-    app.router.add_post("/v1/fail", fail)
+    app.router.add_post(Route.CHECKPOINT, checkpoint)
+    app.router.add_post(Route.SAVE, save)
+    app.router.add_get(Route.STATE, load_state)
+    app.router.add_get(Route.HISTORY, history)
+    app.router.add_get(Route.CHECKPOINT, get_checkpoint)
+    app.router.add_get(Route.EXECUTION, get_execution)
+    app.router.add_post(Route.COMPLETE, complete)
+    app.router.add_post(Route.FAIL, fail)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

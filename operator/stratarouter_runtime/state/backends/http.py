@@ -45,7 +45,7 @@ from stratarouter_runtime.state.models import (
     Snapshot,
 )
 from stratarouter_runtime.state.pod_contract import run_identity, token_file
-from stratarouter_runtime.state.wire import execution_from_wire, from_wire
+from stratarouter_runtime.state.wire import JSON, Route, execution_from_wire, from_wire
 
 NOT_CURRENT_GRACE_SECONDS = 10.0
 """How long a 403 NotCurrentPod is retried (status names a new pod just after it is created)."""
@@ -121,9 +121,9 @@ class HttpBackend(StateBackend):
             deadline = started + self._retry_timeout
         delay = 0.05
         while True:
-            headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+            headers = {"Authorization": f"Bearer {self._token()}", "Accept": JSON}
             if body is not None:
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = JSON
             problem: str
             try:
                 async with self._http().request(
@@ -181,7 +181,7 @@ class HttpBackend(StateBackend):
         state_json = codec.decode_json_bytes(op.state.data, op.state.codec)
         compress = b"true" if self._compress else b"false"
         body = b'{"step":%d,"compress":%b,"state":%b}' % (op.step, compress, state_json)
-        path = "/v1/checkpoint" if op.history else "/v1/save"
+        path = Route.CHECKPOINT if op.history else Route.SAVE
         status, answer = await self._call("POST", path, body=body, deadline=deadline)
         if status != 200:
             self._raise(status, answer, op.execution_id, op.step)
@@ -225,10 +225,10 @@ class HttpBackend(StateBackend):
     ) -> Execution:
         self._own(execution_id)
         if status == ExecutionStatus.COMPLETED:
-            code, answer = await self._call("POST", "/v1/complete", body=b"{}")
+            code, answer = await self._call("POST", Route.COMPLETE, body=b"{}")
         elif status == ExecutionStatus.FAILED:
             code, answer = await self._call(
-                "POST", "/v1/fail", body=orjson.dumps({"error": error or "failed"})
+                "POST", Route.FAIL, body=orjson.dumps({"error": error or "failed"})
             )
         else:
             raise StateError(f"a pod cannot mark its execution {status.value}; the operator does that")
@@ -241,7 +241,7 @@ class HttpBackend(StateBackend):
 
     async def load(self, execution_id: str) -> StoredState | None:
         self._own(execution_id)
-        status, answer = await self._call("GET", "/v1/state")
+        status, answer = await self._call("GET", Route.STATE)
         if status == 404 and answer.get("error") == "CheckpointNotFound":
             return None
         if status != 200:
@@ -256,7 +256,7 @@ class HttpBackend(StateBackend):
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         self._own(execution_id)
-        status, answer = await self._call("GET", "/v1/execution")
+        status, answer = await self._call("GET", Route.EXECUTION)
         if status == 404 and answer.get("error") == "ExecutionNotFound":
             return None
         if status != 200:
@@ -269,7 +269,7 @@ class HttpBackend(StateBackend):
         params = {"limit": str(limit)}
         if after_step is not None:
             params["after_step"] = str(after_step)
-        status, answer = await self._call("GET", "/v1/history", params=params)
+        status, answer = await self._call("GET", Route.HISTORY, params=params)
         if status != 200:
             self._raise(status, answer, execution_id)
         return [_checkpoint(execution_id, item) for item in answer.get("checkpoints", [])]
@@ -277,7 +277,7 @@ class HttpBackend(StateBackend):
     async def get_checkpoint(self, execution_id: str, step: int | None) -> Checkpoint | None:
         self._own(execution_id)
         params = {} if step is None else {"step": str(step)}
-        status, answer = await self._call("GET", "/v1/checkpoint", params=params)
+        status, answer = await self._call("GET", Route.CHECKPOINT, params=params)
         if status == 404 and answer.get("error") == "CheckpointNotFound":
             return None
         if status != 200:
