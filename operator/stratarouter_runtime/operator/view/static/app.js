@@ -268,9 +268,12 @@ function pageSize() {
   return Number($("p-size").value);
 }
 
-// The cursor of the newest page: lastCheckpoint.step less a page of checkpoints at the spec's interval.
-function latestCursor(obj) {
-  const last = ((obj.status || {}).lastCheckpoint || {}).step;
+// The cursor of the newest page: the last checkpoint's step less a page of checkpoints at the spec's
+// interval. The store's step (/status) is live; the Execution's lastCheckpoint is the fallback.
+function latestCursor(current) {
+  const obj = current.obj;
+  const stored = current.stored ? current.stored.lastCheckpointStep : null;
+  const last = stored ?? ((obj.status || {}).lastCheckpoint || {}).step;
   if (last === undefined || last === null) return null;
   const interval = ((obj.spec || {}).checkpoint || {}).interval || 1;
   const after = last - pageSize() * interval;
@@ -292,7 +295,7 @@ function historyUrl(ref, after) {
 
 async function followHistory(current) {
   if (!current.points.length) {
-    current.after = latestCursor(current.obj);
+    current.after = latestCursor(current);
     return loadPage(current, current.after);
   }
   // Only what came after the newest point shown; the oldest points leave the page as new ones arrive.
@@ -329,7 +332,7 @@ async function goToPage(which) {
   const interval = ((current.obj.spec || {}).checkpoint || {}).interval || 1;
   current.follow = which === "latest";
   let after = null;
-  if (which === "latest") after = latestCursor(current.obj);
+  if (which === "latest") after = latestCursor(current);
   if (which === "prev") after = first - 1 - size * interval >= 0 ? first - 1 - size * interval : null;
   if (which === "next") after = current.points.length ? current.points[current.points.length - 1].step : null;
   try {
