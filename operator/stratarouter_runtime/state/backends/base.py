@@ -6,15 +6,19 @@ history, and handles batching; a backend only stores. A backend is constructed a
 ``Backend(config: StateConfig)``, must not do I/O before its first call (connect lazily), and must
 be safe to share by many concurrent tasks.
 
-Semantics shared by all backends (the conformance suite in ``tests/store`` checks them):
+Semantics shared by all backends (the conformance suite in ``tests/store`` checks them; the rules
+that every backend applies in several places are one test each in ``tests/store/test_store_rules.py``):
 
-* A write (:class:`WriteOp`) to an unknown execution creates it (status running). A write whose
-  ``attempt`` is lower than the stored attempt raises :class:`StaleAttemptError` and changes
-  nothing; a higher attempt raises the stored one; ``attempt=None`` is not fenced.
-* A write sets the current state (one row per execution, no growth) and moves pending/recovering
-  to running. With ``history=True`` it also upserts the history checkpoint at ``(execution, step)``,
-  sets ``last_checkpoint_step``, appends a ``checkpoint`` audit event (step, size, sha256) and
-  prunes history to the retention (the execution's own, else ``config.checkpoint_retention``).
+* A write (:class:`WriteOp`) to an unknown execution creates it (status running). Every fenced call
+  (writes, ``finish``, restores) is fenced by :func:`admits`; a refused one raises
+  :class:`StaleAttemptError` and changes nothing; an admitted higher attempt raises the stored one.
+* A write sets the current state (one row per execution, no growth) and the status
+  :func:`status_after_write`. With ``history=True`` it also upserts the history checkpoint at
+  ``(execution, step)``, sets ``last_checkpoint_step``, appends a ``checkpoint`` audit event (step,
+  size, sha256) and prunes history to the retention (the execution's own, else
+  ``config.checkpoint_retention``) by :func:`~stratarouter_runtime.state.retention.steps_to_prune`.
+* The audit trail has one ``checkpoint`` event per checkpoint ever written (pruned, rewritten and
+  rewound ones included); ``counts().total_checkpoints`` is the number of those events.
 * Reads of unknown executions raise :class:`ExecutionNotFound` (``get_execution`` returns None).
 * Recovery claims a stalled execution with attempt + 1, except one already at
   :data:`~stratarouter_runtime.state.validation.MAX_ATTEMPT`: no newer attempt could fence it, so it
@@ -48,6 +52,22 @@ ATTEMPTS_EXHAUSTED: Final = (
     "could fence this one"
 )
 """The error a recovery sweep records on a stalled execution at the highest attempt."""
+
+
+def admits(stored: int, writer: int | None) -> bool:
+    """Fencing, the one comparison: a call by attempt ``writer`` is admitted unless the stored attempt
+    is newer (``stored <= writer``); ``writer=None`` is not fenced. A pod replaced by a newer attempt
+    is refused from then on, while the current attempt (equal) and a newer one (which then becomes
+    the stored attempt) write. PostgreSQL's statements call the same rule, ``strata_admits``."""
+    return writer is None or stored <= writer
+
+
+def status_after_write(status: ExecutionStatus) -> ExecutionStatus:
+    """A write's status change: pending and recovering become running (the writer is running it);
+    a final status stays. PostgreSQL's statements call the same rule, ``strata_status_after_write``."""
+    if status in (ExecutionStatus.PENDING, ExecutionStatus.RECOVERING):
+        return ExecutionStatus.RUNNING
+    return status
 
 
 def claimed_only(found: Sequence[Execution]) -> list[Execution]:

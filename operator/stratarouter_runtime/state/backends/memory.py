@@ -18,7 +18,9 @@ from stratarouter_runtime.state.backends.base import (
     StoreCounts,
     StoredState,
     WriteOp,
+    admits,
     claimed_only,
+    status_after_write,
 )
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
@@ -68,7 +70,6 @@ class _Exec:
     error: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     checkpoint_retention: int | None = None
-    checkpoint_count: int = 0
     state: _Blob | None = None
     history: dict[int, _Blob] = field(default_factory=dict)
     events: list[AuditEvent] = field(default_factory=list)
@@ -149,13 +150,13 @@ class MemoryBackend(StateBackend):
         return ex
 
     def _fence(self, execution_id: str, attempt: int | None, current: int | None) -> None:
-        if attempt is not None and current is not None and attempt < current:
+        """Raise StaleAttemptError unless :func:`admits` the call (an unknown execution admits all)."""
+        if current is not None and attempt is not None and not admits(current, attempt):
             raise StaleAttemptError(execution_id, attempt, current)
 
     def _put_history(self, ex: _Exec, blob: _Blob, default_keep: int | None) -> None:
         ex.history[blob.step] = blob
         ex.last_checkpoint_step = blob.step
-        ex.checkpoint_count += 1
         keep = ex.checkpoint_retention if ex.checkpoint_retention is not None else default_keep
         for step in retention.steps_to_prune(ex.history, blob.step, keep):
             del ex.history[step]
@@ -171,8 +172,7 @@ class MemoryBackend(StateBackend):
         else:
             self._fence(op.execution_id, op.attempt, ex.attempt)
             ex.attempt = max(ex.attempt, op.attempt or 1)
-            if ex.status in (ExecutionStatus.PENDING, ExecutionStatus.RECOVERING):
-                ex.status = ExecutionStatus.RUNNING
+            ex.status = status_after_write(ex.status)
         enc = op.state
         blob = _Blob(op.step, ex.attempt, enc.data, enc.codec, enc.size_bytes, enc.digest, now)
         ex.state = blob
@@ -378,39 +378,27 @@ class MemoryBackend(StateBackend):
         return blob is not None
 
     async def restore_snapshot(self, execution_id: str, name: str, attempt: int | None) -> Checkpoint:
+        """A rewind (later history dropped) and then a history write of the snapshot, as PostgreSQL."""
         snap = self._snapshots.get((execution_id, name))
         if snap is None:
             raise SnapshotNotFound(execution_id, name)
-        now = _now()
         ex = self._execs.get(execution_id)
-        if ex is None:
-            ex = _Exec(execution_id, ExecutionStatus.PENDING, attempt or 1, now, now)
-            self._execs[execution_id] = ex
-        self._fence(execution_id, attempt, ex.attempt)
-        ex.attempt = max(ex.attempt, attempt or 1)
-        blob = _Blob(snap.step, ex.attempt, snap.data, snap.codec, snap.size_bytes, snap.digest, now)
-        for later in [s for s in ex.history if s > snap.step]:
-            del ex.history[later]
-        ex.state = blob
-        ex.current_step = snap.step
-        ex.updated_at = now
-        self._put_history(ex, blob, self._config.checkpoint_retention)
-        self._event(ex, "checkpoint", snap.step, size_bytes=snap.size_bytes, hash=snap.digest.hex())
-        self._event(
-            ex,
-            "restore",
-            snap.step,
-            size_bytes=snap.size_bytes,
-            hash=snap.digest.hex(),
-            detail={"snapshot": name},
-        )
-        return _checkpoint(execution_id, blob)
+        self._fence(execution_id, attempt, None if ex is None else ex.attempt)
+        if ex is not None:
+            for later in [s for s in ex.history if s > snap.step]:
+                del ex.history[later]
+        state = codec.EncodedState(snap.data, snap.codec, snap.size_bytes, snap.digest)
+        self._apply(WriteOp(execution_id, snap.step, state, attempt, True, self._config.checkpoint_retention))
+        ex = self._execs[execution_id]
+        size, digest = state.size_bytes, state.hash_hex
+        self._event(ex, "restore", snap.step, size_bytes=size, hash=digest, detail={"snapshot": name})
+        return _checkpoint(execution_id, ex.history[snap.step])
 
     # -- housekeeping -------------------------------------------------------------------------
     async def counts(self) -> StoreCounts:
         total = len(self._execs)
         active = sum(1 for ex in self._execs.values() if ex.status in ACTIVE_STATUSES)
-        checkpoints = sum(ex.checkpoint_count for ex in self._execs.values())
+        checkpoints = sum(1 for ex in self._execs.values() for e in ex.events if e.kind == "checkpoint")
         size = sum(
             (ex.state.size_bytes if ex.state else 0) + sum(len(b.data) for b in ex.history.values())
             for ex in self._execs.values()

@@ -44,15 +44,13 @@ LEFT JOIN checkpoints c
   ON c.execution_id = e.id AND c.execution_created_at = e.created_at
  AND c.step = CASE WHEN e.state IS NULL THEN e.current_step ELSE e.state_base_step END;
 
--- Fencing, the one comparison every fenced statement makes: a write by attempt `writer` is admitted
--- unless the stored attempt is newer (stored <= writer); a NULL writer is not fenced. A refused
--- write changes nothing and raises SR001 (strata_stale_attempt). base.admits is the same rule.
+-- The rules of backends/base.py (documented there), in SQL for every statement that applies them.
+-- Fencing, base.admits: a call by attempt `writer` is admitted unless the stored attempt is newer.
 CREATE FUNCTION strata_admits(stored integer, writer integer) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT stored <= coalesce(writer, stored) $$;
 
--- What a write does to an execution's status: pending and recovering become running, any other
--- status stays. base.status_after_write is the same rule.
+-- A write's status change, base.status_after_write: pending and recovering become running.
 CREATE FUNCTION strata_status_after_write(status text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT CASE WHEN status IN ('pending', 'recovering') THEN 'running' ELSE status END $$;
