@@ -1,10 +1,15 @@
 """One LangGraph checkpoint as one history entry of the thread's run: its JSON layout, both ways.
 
-An entry is self-contained: the checkpoint with every channel value it has, its metadata, its parent's
-id and its pending writes, so retention, snapshots and restores (which work on whole entries) never
-leave a checkpoint that needs a pruned one. ``heads`` maps each namespace to the step of its newest
-checkpoint, as of this write: the run's last-written entry (``get_latest_checkpoint``) holds the
-current map, which is how the newest checkpoint of a namespace is found without reading the history.
+An entry holds the checkpoint with every channel value it has, its metadata, its parent's id and its
+pending writes, so retention, snapshots and restores (which work on whole entries) never leave a
+checkpoint that needs a pruned one. ``heads`` maps each namespace to the step of its newest checkpoint,
+as of this write: the run's current state (``load``, its last write) holds the current map, which is
+how the newest checkpoint of a namespace is found without reading the history.
+
+The writes of the newest checkpoint are saved as the run's current state only (``open``: the entry
+with its writes, a save that PostgreSQL stores as a delta against the entry), and go into the history
+with the next checkpoint, as its ``parent_writes``: one history write per checkpoint, not one more
+per task. A checkpoint's writes are its own ``writes`` plus its child's ``parent_writes``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from stratarouter_runtime.integrations.langgraph import values
 
 Entry = dict[str, Any]
 
+STEP = "step"
 NS = "ns"
 ID = "id"
 PARENT = "parent"
@@ -35,9 +41,12 @@ CHANNELS = "values"
 METADATA = "metadata"
 WRITES = "writes"
 HEADS = "heads"
+PARENT_WRITES = "parent_writes"
+OPEN = "open"
 
 
 def new_entry(
+    step: int,
     ns: str,
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
@@ -54,6 +63,7 @@ def new_entry(
     versions = checkpoint["channel_versions"]
     rest = {k: v for k, v in checkpoint.items() if k != "channel_values"}
     return {
+        STEP: step,
         NS: ns,
         ID: checkpoint["id"],
         PARENT: parent_id,
@@ -89,8 +99,25 @@ def with_writes(
         changed = True
     if not changed:
         return None
-    ordered = sorted(stored.values(), key=lambda w: writes_sort_key(w[4], w[0], w[1]))
-    return {**entry, WRITES: ordered}
+    return {**entry, WRITES: _ordered(stored)}
+
+
+def with_child(entry: Entry, child: Entry | None) -> Entry:
+    """``entry`` with the writes its child (the entry one step later, if it is its child) carries."""
+    if (
+        child is None
+        or child.get(PARENT) != entry[ID]
+        or child[NS] != entry[NS]
+        or not child.get(PARENT_WRITES)
+    ):
+        return entry
+    stored = {(w[0], w[1]): w for w in child[PARENT_WRITES]}
+    stored.update({(w[0], w[1]): w for w in entry[WRITES]})
+    return {**entry, WRITES: _ordered(stored)}
+
+
+def _ordered(stored: dict[tuple[str, int], list[Any]]) -> list[list[Any]]:
+    return sorted(stored.values(), key=lambda w: writes_sort_key(w[4], w[0], w[1]))
 
 
 def config_of(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:

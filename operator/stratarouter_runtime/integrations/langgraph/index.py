@@ -1,14 +1,15 @@
 """Where a thread's checkpoints are in its run: the steps of namespaces' heads and of checkpoint ids.
 
-A cache of what the store says, kept by one saver. Heads come from the run's last-written entry;
-an id's step is checked against the entry read there (a stale step only costs a history scan).
+A cache of what the store says, kept by one saver. Heads come from the run's current state (its
+last-written entry); an id's step is checked against the entry read there (a stale step only costs a
+history scan).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stratarouter_runtime.integrations.langgraph.entries import HEADS, ID, NS, Entry
+from stratarouter_runtime.integrations.langgraph.entries import HEADS, ID, NS, OPEN, STEP, Entry
 
 
 @dataclass
@@ -23,12 +24,16 @@ class ThreadIndex:
     """Checkpoint id at ``top``, when known."""
     last: tuple[int, Entry] | None = None
     """The entry this saver wrote or read last, with its step: the usual target of ``aput_writes``."""
+    open: Entry | None = None
+    """The newest checkpoint's entry with writes that only the run's current state holds so far."""
 
     @classmethod
-    def from_latest(cls, step: int, entry: Entry) -> ThreadIndex:
-        """The index as the run's last-written entry (at ``step``) describes it."""
+    def from_current(cls, entry: Entry) -> ThreadIndex:
+        """The index as the run's current state, its last-written entry, describes it."""
+        step = entry[STEP]
         index = cls(heads=dict(entry[HEADS]), top=max([step, *entry[HEADS].values()]))
         index.note(step, entry)
+        index.open = entry if entry.get(OPEN) else None
         return index
 
     def note(self, step: int, entry: Entry) -> None:

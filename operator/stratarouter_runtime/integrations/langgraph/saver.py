@@ -79,10 +79,10 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
     # -- reading --------------------------------------------------------------------------------
     async def _refresh(self, thread_id: str) -> ThreadIndex:
         try:
-            latest = await self.state.get_latest_checkpoint(self.run_id(thread_id))
+            current = await self.state.load(self.run_id(thread_id))
         except ExecutionNotFound:
-            latest = None
-        index = ThreadIndex.from_latest(latest.step, latest.state_data) if latest else ThreadIndex()
+            current = None
+        index = ThreadIndex() if current is None else ThreadIndex.from_current(current)
         self._threads[thread_id] = index
         return index
 
@@ -90,6 +90,7 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         return self._threads.get(thread_id) or await self._refresh(thread_id)
 
     async def _read(self, thread_id: str, index: ThreadIndex, step: int) -> Entry | None:
+        """The history entry at ``step`` (or the newest checkpoint's open entry), None if absent."""
         if (entry := index.cached(step)) is not None:
             return entry
         try:
@@ -99,14 +100,24 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         index.note(step, found.state_data)
         return found.state_data  # type: ignore[no-any-return]
 
+    async def _complete(self, thread_id: str, index: ThreadIndex, step: int, entry: Entry) -> Entry:
+        """``entry`` with all its writes: the open entry if it is the newest, else its child's share."""
+        if index.open is not None and index.open[entries.STEP] == step:
+            return index.open
+        if step == index.top:
+            return entry
+        child = await self._read(thread_id, index, step + 1)
+        index.note(step, entry)
+        return entries.with_child(entry, child)
+
     async def _find(self, thread_id: str, ns: str, checkpoint_id: str) -> tuple[int, Entry] | None:
-        """The step and entry of a checkpoint: from the index, else by scanning the history."""
+        """The step and complete entry of a checkpoint: from the index, else by scanning the history."""
         index = await self._index(thread_id)
         step = index.steps.get((ns, checkpoint_id))
         if step is not None:
             entry = await self._read(thread_id, index, step)
             if entry is not None and entry[entries.ID] == checkpoint_id and entry[entries.NS] == ns:
-                return step, entry
+                return step, await self._complete(thread_id, index, step, entry)
         async for step, entry in self._history(thread_id, index):
             if entry[entries.ID] == checkpoint_id and entry[entries.NS] == ns:
                 index.note(step, entry)
@@ -114,14 +125,20 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         return None
 
     async def _history(self, thread_id: str, index: ThreadIndex) -> AsyncIterator[tuple[int, Entry]]:
-        """The thread's entries, newest first, noting every id's step on the way."""
+        """The thread's complete entries, newest first, noting every id's step on the way."""
         history = await self._stored_history(thread_id)
         for checkpoint in history:
             index.steps[(checkpoint.state_data[entries.NS], checkpoint.state_data[entries.ID])] = (
                 checkpoint.step
             )
+        newer: tuple[int, Entry] | None = None
         for checkpoint in reversed(history):
-            yield checkpoint.step, checkpoint.state_data
+            step, entry = checkpoint.step, checkpoint.state_data
+            if index.open is not None and index.open[entries.STEP] == step:
+                yield step, index.open
+            else:
+                yield step, entries.with_child(entry, newer[1] if newer and newer[0] == step + 1 else None)
+            newer = step, entry
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         thread_id, ns = _thread_and_ns(config)
@@ -132,7 +149,9 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         index = await self._refresh(thread_id)
         step = index.heads.get(ns)
         entry = None if step is None else await self._read(thread_id, index, step)
-        return None if entry is None else entries.to_tuple(thread_id, entry, self.serde)
+        if step is None or entry is None:
+            return None
+        return entries.to_tuple(thread_id, await self._complete(thread_id, index, step, entry), self.serde)
 
     async def alist(
         self,
@@ -152,7 +171,7 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         thread_id = config["configurable"]["thread_id"]
         ns: str | None = config["configurable"].get("checkpoint_ns")
         only_id = get_checkpoint_id(config)
-        index = await self._index(thread_id)
+        index = await self._refresh(thread_id)
         before_step: int | None = None
         if before is not None and (before_id := get_checkpoint_id(before)) is not None:
             before_ns = before["configurable"].get("checkpoint_ns", ns or "")
@@ -181,8 +200,17 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         return self._locks.setdefault(thread_id, asyncio.Lock())
 
     async def _write(self, thread_id: str, index: ThreadIndex, step: int, entry: Entry) -> None:
+        """Write ``entry`` into the history at ``step`` (and as the run's current state)."""
         await self.state.checkpoint(self.run_id(thread_id), step, entry)
         index.note(step, entry)
+
+    async def _close_open(self, thread_id: str, index: ThreadIndex) -> None:
+        """Put the newest checkpoint's saved writes into its history entry (before another entry
+        becomes the current state, which would lose them)."""
+        if index.open is not None:
+            entry = {k: v for k, v in index.open.items() if k != entries.OPEN}
+            index.open = None
+            await self._write(thread_id, index, entry[entries.STEP], entry)
 
     async def aput(
         self,
@@ -192,20 +220,29 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         thread_id, ns = _thread_and_ns(config)
+        parent_id = get_checkpoint_id(config)
         async with self._lock(thread_id):
             index = await self._index(thread_id)
             step = index.steps.get((ns, checkpoint["id"]), index.top + 1)
             heads = {**index.heads, ns: step}
             entry = entries.new_entry(
-                ns,
-                checkpoint,
-                get_checkpoint_metadata(config, metadata),
-                get_checkpoint_id(config),
-                heads,
-                self.serde,
+                step, ns, checkpoint, get_checkpoint_metadata(config, metadata), parent_id, heads, self.serde
             )
             for writes, task_id, task_path in self._early_writes.pop((thread_id, ns, checkpoint["id"]), []):
                 entry = entries.with_writes(entry, writes, task_id, task_path, self.serde) or entry
+            opened = index.open
+            if (
+                opened is not None
+                and step == index.top + 1
+                and (opened[entries.ID], opened[entries.NS])
+                == (
+                    parent_id,
+                    ns,
+                )
+            ):
+                entry[entries.PARENT_WRITES] = opened[entries.WRITES]
+                index.open = None
+            await self._close_open(thread_id, index)
             await self._write(thread_id, index, step, entry)
             index.heads = heads
         return entries.config_of(thread_id, ns, checkpoint["id"])
@@ -222,6 +259,8 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
         LangGraph submits a step's writes without waiting for the put of its checkpoint (puts are
         chained one after another, writes are not), so writes may arrive first: those for a
         checkpoint newer than any this thread has are held until its ``aput`` and stored with it.
+        The newest checkpoint's writes are saved as the run's current state (see :mod:`.entries`);
+        an older one's entry is written again with them.
         """
         thread_id, ns = _thread_and_ns(config)
         checkpoint_id = get_checkpoint_id(config)
@@ -242,8 +281,15 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
             updated = entries.with_writes(entry, writes, task_id, task_path, self.serde)
             if updated is None:
                 return
-            # This entry becomes the run's last-written one: it must carry the current heads.
+            # This entry becomes the run's current state: it must carry the current heads.
             updated[entries.HEADS] = dict(index.heads)
+            if step == index.top:
+                opened = {**updated, entries.OPEN: True}
+                await self.state.write(self.run_id(thread_id), step, opened, history=False)
+                index.open = opened
+                index.note(step, opened)
+                return
+            await self._close_open(thread_id, index)
             await self._write(thread_id, index, step, updated)
 
     async def adelete_thread(self, thread_id: str) -> None:
@@ -253,11 +299,15 @@ class StrataCheckpointSaver(BaseCheckpointSaver[int]):
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, with its writes, to a thread with none, at the same steps (so the
-        copy lists in the same order and its last entry carries the same heads)."""
+        copy lists in the same order and its last-written entry carries the same heads)."""
         target = self.run_id(target_thread_id)
+        source = await self._refresh(source_thread_id)
         async with self._lock(target_thread_id):
             for checkpoint in await self._stored_history(source_thread_id):
                 await self.state.checkpoint(target, checkpoint.step, checkpoint.state_data)
+            if source.open is not None:  # the newest checkpoint's writes, into the copy's history
+                closed = {k: v for k, v in source.open.items() if k != entries.OPEN}
+                await self.state.checkpoint(target, closed[entries.STEP], closed)
             self._threads.pop(target_thread_id, None)
 
     async def _stored_history(self, thread_id: str) -> list[StoredCheckpoint]:
