@@ -34,10 +34,10 @@ import yaml
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.node import pod_placement
 from stratarouter_dev.ports import free_port
+from stratarouter_runtime.operator.resources.base import GROUP_PATH
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 NAMESPACE = "stratarouter-demo"
 FAIL_AT_STEP = 6
 #: Enough for the workload's Python; its deliberate allocation after step 6 overruns it.

@@ -24,9 +24,10 @@ from stratarouter_dev.chaos.records import (
     digest,
     workload_state,
 )
-from stratarouter_dev.chaos.workers import GROUP_PATH, Journal, WorkerPlan, Workers
+from stratarouter_dev.chaos.workers import Journal, WorkerPlan, Workers
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.tcpproxy import TcpProxy
+from stratarouter_runtime.operator.resources.base import API_VERSION, GROUP_PATH, KIND_EXECUTION
 
 TEMPLATE = {"spec": {"containers": [{"name": "work", "image": "example.invalid/work:1"}]}}
 DRAIN_SECONDS = 240.0
@@ -140,8 +141,8 @@ def say(text: str) -> None:
 def execution_body(name: str, template: dict[str, Any] | None = None) -> dict[str, Any]:
     """An Execution (on kwok by default); no retention, so every checkpoint is kept and can be checked."""
     return {
-        "apiVersion": "stratarouter.io/v1alpha1",
-        "kind": "Execution",
+        "apiVersion": API_VERSION,
+        "kind": KIND_EXECUTION,
         "metadata": {"name": name},
         "spec": {"template": template or TEMPLATE, "recovery": {"backoffSeconds": 0, "maxRestarts": 10}},
     }

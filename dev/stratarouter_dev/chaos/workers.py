@@ -35,8 +35,8 @@ import orjson
 from stratarouter_dev.chaos.records import Ack, Refusal, Resume, as_json, digest, state_of
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.pods import fail_pod, is_running, request_pod_token, succeed_pod
+from stratarouter_runtime.operator.resources.base import GROUP_PATH
 
-GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 NOT_CURRENT_GRACE = 15.0
 """How long a 403 NotCurrentPod is retried: the API's view of the current pod follows a watch, so it may
 lag the status a worker just read (the SDK retries it for 10 s)."""

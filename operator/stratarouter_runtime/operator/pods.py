@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from stratarouter_runtime.operator.resources.base import API_VERSION
+from stratarouter_runtime.operator.resources.base import API_VERSION, GROUP, KIND_EXECUTION
 from stratarouter_runtime.state.pod_contract import (
     CONTRACT_VARIABLES,
     TOKEN_AUDIENCE,
@@ -21,8 +21,8 @@ from stratarouter_runtime.state.pod_contract import (
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stratarouter"
-EXECUTION_LABEL = "stratarouter.io/execution"
-ATTEMPT_LABEL = "stratarouter.io/attempt"
+EXECUTION_LABEL = f"{GROUP}/execution"
+ATTEMPT_LABEL = f"{GROUP}/attempt"
 POD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
 TOKEN_VOLUME = "stratarouter-token"
@@ -141,7 +141,7 @@ def build_pod(
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,
-                "kind": "Execution",
+                "kind": KIND_EXECUTION,
                 "name": name,
                 "uid": uid,
                 "controller": True,

@@ -11,6 +11,8 @@ from pydantic.alias_generators import to_camel
 GROUP = "stratarouter.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+GROUP_PATH = f"/apis/{API_VERSION}"
+"""The REST path of the group's resources: ``{GROUP_PATH}/namespaces/NS/executions/NAME``."""
 EXECUTIONS = "executions"
 """The plural of the Execution resource, in every API path and kopf handler."""
 SNAPSHOTS = "snapshots"
