@@ -7,7 +7,7 @@ as of this write: the run's current state (``load``, its last write) holds the c
 how the newest checkpoint of a namespace is found without reading the history.
 
 The writes of the newest checkpoint are saved as the run's current state only (``open``: the entry
-with its writes, a save that PostgreSQL stores as a delta against the entry), and go into the history
+with its writes: a save, which PostgreSQL stores as a delta against the entry when compression is on), and go into the history
 with the next checkpoint, as its ``parent_writes``: one history write per checkpoint, not one more
 per task. A checkpoint's writes are its own ``writes`` plus its child's ``parent_writes``.
 """
