@@ -40,11 +40,6 @@ WITH i AS (
       ON c.execution_id = n.id AND c.execution_created_at = n.created_at AND c.step = n.step
     FOR UPDATE OF c  -- the latest version, so concurrent rewriters never copy the same audit row
     RETURNING execution_id, step, seq
-), ranked AS (
-    SELECT c.execution_id AS id, c.step,
-           row_number() OVER (PARTITION BY c.execution_id ORDER BY c.step DESC) AS rn
-    FROM newest n JOIN checkpoints c ON c.execution_id = n.id AND c.execution_created_at = n.created_at
-    WHERE n.keep IS NOT NULL AND c.step <> n.step
 ), cp AS (
     INSERT INTO checkpoints AS c (execution_id, execution_created_at, step, attempt,
                                   codec, size_bytes, hash, state, seq)
@@ -56,9 +51,9 @@ WITH i AS (
                   WHERE o.execution_id = c.execution_id AND o.step = c.step AND o.seq = c.seq)
     RETURNING 1
 ), pruned AS (
-    DELETE FROM checkpoints c USING ranked r, ex
-    WHERE r.id = ex.id AND r.rn > ex.keep - 1
-      AND c.execution_id = r.id AND c.execution_created_at = ex.created_at AND c.step = r.step
+    DELETE FROM checkpoints c
+    USING newest n, strata_steps_beyond_retention(n.id, n.created_at, n.step, n.keep) b(step)
+    WHERE c.execution_id = n.id AND c.execution_created_at = n.created_at AND c.step = b.step
     RETURNING c.*
 ), pruned_audit AS (
     INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)

@@ -38,15 +38,10 @@ WITH ex AS (
     FROM ex WHERE $8::bool AND NOT EXISTS (SELECT 1 FROM rewritten)
 ), pruned AS (
     DELETE FROM checkpoints c
-    WHERE c.execution_id = $1 AND c.execution_created_at = (SELECT created_at FROM ex)
-      AND c.step <> $2::bigint
-      AND c.step <= (
-          SELECT o.step FROM checkpoints o
-          WHERE $8::bool AND (SELECT keep FROM ex) IS NOT NULL
-            AND o.execution_id = $1 AND o.execution_created_at = (SELECT created_at FROM ex)
-            AND o.step <> $2::bigint
-          ORDER BY o.step DESC
-          OFFSET (SELECT keep - 1 FROM ex) LIMIT 1)
+    USING ex, strata_steps_beyond_retention(
+        $1, ex.created_at, $2::bigint, CASE WHEN $8::bool THEN ex.keep END  -- a save prunes nothing
+    ) b(step)
+    WHERE c.execution_id = $1 AND c.execution_created_at = ex.created_at AND c.step = b.step
     RETURNING c.*
 ), pruned_audit AS (
     INSERT INTO events (execution_id, execution_created_at, seq, kind, step, attempt, at, size_bytes, hash)

@@ -116,20 +116,14 @@ FROM ex WHERE $8::bool
 """
 """CTE ``cp`` of WRITE_NEW: the step is assumed new; a unique violation sends the full WRITE."""
 
-# Retention, the rule of state/retention.py: the checkpoint just written stays, and of the others the
-# keep - 1 with the highest steps. The threshold is NULL (nothing scanned, nothing deleted) unless
-# this write keeps a retention.
+# Retention is strata_steps_beyond_retention (0005), state/retention.py's rule in SQL; it scans
+# nothing for an execution without a retention.
 _PRUNE: Final = """
 DELETE FROM checkpoints c
-WHERE c.execution_id = $1 AND c.execution_created_at = (SELECT created_at FROM ex)
-  AND c.step <> $2::bigint
-  AND c.step <= (
-      SELECT o.step FROM checkpoints o
-      WHERE $8::bool AND (SELECT keep FROM ex) IS NOT NULL
-        AND o.execution_id = $1 AND o.execution_created_at = (SELECT created_at FROM ex)
-        AND o.step <> $2::bigint
-      ORDER BY o.step DESC
-      OFFSET (SELECT keep - 1 FROM ex) LIMIT 1)
+USING ex, strata_steps_beyond_retention(
+    $1, ex.created_at, $2::bigint, CASE WHEN $8::bool THEN ex.keep END  -- a save prunes nothing
+) b(step)
+WHERE c.execution_id = $1 AND c.execution_created_at = ex.created_at AND c.step = b.step
 RETURNING c.*
 """
 """CTE ``pruned``: one write's checkpoints beyond the retention."""
@@ -284,20 +278,12 @@ RETURNING 1
 """
 """CTE ``cp``: the batch's newest checkpoints, new or replacing stored ones."""
 
-# Retention as _PRUNE keeps it: the new checkpoint stays, then the keep - 1 highest other steps (the
-# backend sends a batch with a retention here only with at most one history write per execution).
-_BATCH_RANKED: Final = """
-SELECT c.execution_id AS id, c.step,
-       row_number() OVER (PARTITION BY c.execution_id ORDER BY c.step DESC) AS rn
-FROM newest n JOIN checkpoints c ON c.execution_id = n.id AND c.execution_created_at = n.created_at
-WHERE n.keep IS NOT NULL AND c.step <> n.step
-"""
-"""CTE ``ranked``: the other stored checkpoints of each execution that keeps a retention, newest first."""
-
+# The backend sends a batch with a retention here only with at most one history write per execution,
+# so each prunes as one write does.
 _BATCH_PRUNE: Final = """
-DELETE FROM checkpoints c USING ranked r, ex
-WHERE r.id = ex.id AND r.rn > ex.keep - 1
-  AND c.execution_id = r.id AND c.execution_created_at = ex.created_at AND c.step = r.step
+DELETE FROM checkpoints c
+USING newest n, strata_steps_beyond_retention(n.id, n.created_at, n.step, n.keep) b(step)
+WHERE c.execution_id = n.id AND c.execution_created_at = n.created_at AND c.step = b.step
 RETURNING c.*
 """
 """CTE ``pruned``: the batch's checkpoints beyond the retention."""
@@ -326,7 +312,6 @@ WRITE_BATCH: Final = _with((*_BATCH_CTES, ("cp", _BATCH_CHECKPOINTS)), _BATCH_RE
 WRITE_BATCH_KEEP: Final = _with(
     (
         *_BATCH_CTES,
-        ("ranked", _BATCH_RANKED),
         ("cp", _BATCH_CHECKPOINTS),
         ("pruned", _BATCH_PRUNE),
         ("pruned_audit", _PRUNED_AUDIT),

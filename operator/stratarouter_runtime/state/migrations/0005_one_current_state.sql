@@ -54,3 +54,17 @@ AS $$ SELECT stored <= coalesce(writer, stored) $$;
 CREATE FUNCTION strata_status_after_write(status text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT CASE WHEN status IN ('pending', 'recovering') THEN 'running' ELSE status END $$;
+
+-- Retention, state/retention.py's steps_to_prune: after writing checkpoint `written` of an execution
+-- that keeps `keep`, the steps to prune are its other checkpoints but the keep - 1 highest; a NULL
+-- keep keeps all. STABLE: it reads the calling statement's snapshot (which need not see `written`).
+CREATE FUNCTION strata_steps_beyond_retention(
+    execution_id text, execution_created_at timestamptz, written bigint, keep integer
+) RETURNS SETOF bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+    SELECT c.step FROM checkpoints c
+    WHERE $4 IS NOT NULL AND c.execution_id = $1 AND c.execution_created_at = $2 AND c.step <> $3
+    ORDER BY c.step DESC
+    OFFSET $4 - 1
+$$;
