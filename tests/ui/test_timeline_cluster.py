@@ -89,6 +89,10 @@ def fetch(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def summary_step(driver: webdriver.Chrome) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, '#t-summary dd[data-key="Step"]').text)
+
+
 def history_after(url: str) -> int | None:
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     if "continue" not in query:
@@ -129,7 +133,7 @@ def test_a_reader_clicks_through_a_recovered_run(
         recovery = texts(driver, "#t-events tr.recovery td:last-child")
         assert len(recovery) == 1
         assert recovery[0].startswith("resumed after a ")
-        assert driver.find_element(By.CSS_SELECTOR, '#t-summary dd[data-key="Step"]').text == "5"
+        assert summary_step(driver) == "5"
 
         browser.click_point(driver, 2)
         wait_for("step 2's state", lambda: '"loss": 0.8' in driver.find_element(By.ID, "s-body").text)
@@ -142,6 +146,12 @@ def test_a_reader_clicks_through_a_recovered_run(
             for r in driver.find_elements(By.CSS_SELECTOR, "#dv-changes tbody tr")
         }
         assert changes == {"/loss": ["replace", "0.8", "0.7"], "/seen/-": ["add", "", "3"]}
+        # live: what the run writes next shows up without a reload
+        driver.find_element(By.ID, "dv-back").click()
+        wait_for("the timeline again", lambda: count(driver, "#t-chart circle.pt") == 5)
+        checkpoints(pg_dsn, f"{ns}/train", {6: {"loss": 0.4}, 7: {"loss": 0.3}}, attempt=2)
+        wait_for("steps 6 and 7", lambda: count(driver, '#t-chart circle[data-attempt="2"]') == 4, timeout=15)
+        wait_for("the live step", lambda: summary_step(driver) == "7")
         # the one refusal above is the only error the browser saw
         assert [e for e in browser.console_errors(driver) if "status of 403" not in e] == []
 
