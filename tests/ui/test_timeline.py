@@ -255,3 +255,20 @@ def test_a_run_of_10000_checkpoints_loads_one_page(driver: webdriver.Chrome, lar
     )
     assert count(driver, "#t-chart circle.pt") == 500
     assert browser.console_errors(driver) == []
+
+
+def test_failures_whose_events_are_gone(driver: webdriver.Chrome, served: standin.Served) -> None:
+    """The API server drops Events after an hour: the attempts still show, from the history's points,
+    and the last failure keeps its cause from status.recovery."""
+    served.change("train-llm", lambda run: run.events.clear())
+    driver.get(served.url + "#/executions/demo/train-llm")
+    wait_for("300 points", lambda: count(driver, "#t-chart circle.pt") == 300)
+    wait_for("two failures", lambda: count(driver, "#t-events tr.failure") == 2)
+    assert texts(driver, "#t-events tr.failure td:last-child") == [
+        "attempt 1 ended (its cause is no longer in the Events)",
+        "Evicted",
+    ]
+    assert texts(driver, "#t-events tr.failure td:nth-child(3)") == ["1", "2"]  # the attempts that failed
+    assert count(driver, "#t-overview g.span") == 3
+    assert count(driver, "#t-chart g.mark.failure") == 2
+    assert count(driver, "#t-events tr.recovery") == 0

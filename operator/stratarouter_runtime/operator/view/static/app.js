@@ -429,6 +429,32 @@ function timelineEvents(obj, events, snapshots) {
   return entries.sort((a, b) => a.at - b.at);
 }
 
+// Failures the Events no longer tell of (the API server keeps Events an hour by default): where the
+// points of this page go from one attempt to the next and no failure of that attempt is known, one is
+// added, with its cause when it is the last failure (status.recovery).
+function withDerivedFailures(current) {
+  const known = new Set(current.events.filter((e) => e.kind === "failure" && e.attempt).map((e) => e.attempt));
+  const recovery = (current.obj.status || {}).recovery || {};
+  const derived = [];
+  const points = current.points;
+  for (let i = 1; i < points.length; i++) {
+    const ended = points[i - 1];
+    if (ended.attempt === points[i].attempt || known.has(ended.attempt)) continue;
+    known.add(ended.attempt);
+    const last = recovery.failedAttempt === ended.attempt;
+    const cause = last ? `${recovery.reason}${recovery.exitCode != null ? ` (exit code ${recovery.exitCode})` : ""}` : null;
+    derived.push({
+      at: last && recovery.failedAt ? Date.parse(recovery.failedAt) : ended.time + 1,
+      kind: "failure",
+      attempt: ended.attempt,
+      step: ended.step,
+      text: cause || `attempt ${ended.attempt} ended (its cause is no longer in the Events)`,
+      detail: "from the history: the next checkpoint is another attempt's",
+    });
+  }
+  return derived.length ? current.events.concat(derived).sort((a, b) => a.at - b.at) : current.events;
+}
+
 // The attempts' spans over time: each failure ends one, each recovery starts the next.
 function attemptSpans(obj, events, now) {
   const meta = obj.metadata;
@@ -463,10 +489,11 @@ function scale(from, to, outFrom, outTo) {
 }
 
 function renderTimeline(current) {
+  const shown = { ...current, events: withDerivedFailures(current) };
   renderSummary(current.obj, current.stored);
-  renderOverview(current);
-  renderChart(current);
-  renderEvents(current.events);
+  renderOverview(shown);
+  renderChart(shown, current);
+  renderEvents(shown.events);
   const points = current.points;
   $("t-range").textContent = points.length
     ? `steps ${points[0].step}–${points[points.length - 1].step} (${points.length} on this page)`
@@ -531,13 +558,13 @@ function eventMarker(entry, cx, top, bottom) {
     svg("title", {}, `${clock(entry.at)} ${entry.kind}: ${entry.text}`));
 }
 
-function renderChart(current) {
+function renderChart(current, memo) {
   const points = current.points;
   // Drawn again only when something on it changed (a tick that brought nothing leaves it alone).
   const key = [points.length, points.length && points[0].step, points.length && points[points.length - 1].step,
     points.length && points[points.length - 1].attempt, current.events.length].join(":");
-  if (current.drawn === key) return;
-  current.drawn = key;
+  if (memo.drawn === key) return;
+  memo.drawn = key;
   const H = 260;
   const pad = { left: 56, right: 12, top: 14, bottom: 26 };
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "points", role: "img" });
