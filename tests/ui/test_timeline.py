@@ -254,6 +254,11 @@ def test_a_run_of_10000_checkpoints_loads_one_page(driver: webdriver.Chrome, lar
         lambda: driver.find_element(By.ID, "t-range").text.startswith(f"steps 9501{DASH}10000"),
     )
     assert count(driver, "#t-chart circle.pt") == 500
+    # nothing after the newest page: Next stays on it
+    driver.find_element(By.ID, "p-next").click()
+    time.sleep(0.5)
+    assert driver.find_element(By.ID, "t-range").text.startswith(f"steps 9501{DASH}10000")
+    assert count(driver, "#t-chart circle.pt") == 500
     assert browser.console_errors(driver) == []
 
 

@@ -301,16 +301,19 @@ async function followHistory(current) {
   // Only what came after the newest point shown; the oldest points leave the page as new ones arrive.
   const last = current.points[current.points.length - 1].step;
   const page = normalizePage(await getJSON(historyUrl(current.ref, last)));
+  if (!current.follow) return undefined; // paged away meanwhile
   current.points = current.points.concat(page.items).slice(-pageSize());
   current.after = current.points.length ? current.points[0].step - 1 : current.after;
   return undefined;
 }
 
-async function loadPage(current, after) {
+async function loadPage(current, after, keepIfEmpty = false) {
   const page = normalizePage(await getJSON(historyUrl(current.ref, after)));
+  if (keepIfEmpty && !page.items.length) return false;
   current.after = after;
   current.points = page.items;
   current.next = page.next;
+  return true;
 }
 
 // A history page: its checkpoints (no states) and the token of the next page, if there is one.
@@ -336,8 +339,8 @@ async function goToPage(which) {
   if (which === "prev") after = first - 1 - size * interval >= 0 ? first - 1 - size * interval : null;
   if (which === "next") after = current.points.length ? current.points[current.points.length - 1].step : null;
   try {
-    await loadPage(current, after);
-    if (which === "next" && !current.points.length) current.follow = true;
+    // Past the newest checkpoint, "Next" stays on the newest page and follows the run.
+    if (!(await loadPage(current, after, which === "next"))) current.follow = true;
     renderTimeline(current);
   } catch (err) {
     showError(err);
