@@ -176,41 +176,39 @@ def _resolve(execution_id: str, row: asyncpg.Record) -> bytes:
     return raw
 
 
+def _columns(ops: Sequence[WriteOp]) -> tuple[list[Any], ...]:
+    """Id, step and state columns of ``ops`` as arrays, in the batch statements' parameter order."""
+    return (
+        [o.execution_id for o in ops],
+        [o.step for o in ops],
+        [o.state.data for o in ops],
+        [o.state.codec for o in ops],
+        [o.state.size_bytes for o in ops],
+        [o.state.digest for o in ops],
+    )
+
+
 def _batch_args(ops: Sequence[WriteOp]) -> tuple[Any, ...] | None:
     """Fold writes into WRITE_BATCH's arrays, or None when one execution mixes attempts (or must_exist)
     in the batch (then the writes go one statement each, so fencing applies write by write)."""
     last: dict[str, WriteOp] = {}
     fences: dict[str, tuple[int | None, bool]] = {}
     hist_step: dict[str, int] = {}
-    hist: list[WriteOp] = []
     for op in ops:
-        key = op.execution_id
         fence = (op.attempt, op.must_exist)
-        if fences.setdefault(key, fence) != fence:
+        if fences.setdefault(op.execution_id, fence) != fence:
             return None
-        last[key] = op
+        last[op.execution_id] = op
         if op.history:
-            hist.append(op)
-            hist_step[key] = op.step
+            hist_step[op.execution_id] = op.step
     groups = list(last.values())
-    return (
-        [o.execution_id for o in groups],
-        [o.step for o in groups],
-        [o.attempt for o in groups],
-        [o.state.data for o in groups],
-        [o.state.codec for o in groups],
-        [o.state.size_bytes for o in groups],
-        [o.state.digest for o in groups],
-        [hist_step.get(o.execution_id) for o in groups],
-        [o.execution_id for o in hist],
-        [o.step for o in hist],
-        [o.state.data for o in hist],
-        [o.state.codec for o in hist],
-        [o.state.size_bytes for o in hist],
-        [o.state.digest for o in hist],
-        ops[-1].retention,
-        [o.must_exist for o in groups],
-    )
+    ids, steps, data, codecs, sizes, digests = _columns(groups)
+    attempts = [o.attempt for o in groups]
+    last_history = [hist_step.get(o.execution_id) for o in groups]
+    history = _columns([op for op in ops if op.history])
+    must_exist = [o.must_exist for o in groups]
+    retention = ops[-1].retention
+    return (ids, steps, attempts, data, codecs, sizes, digests, last_history, *history, retention, must_exist)
 
 
 def _one_history_write_each(ops: Sequence[WriteOp]) -> bool:
