@@ -47,6 +47,17 @@ async def independent_size(dsn: str) -> int:
         await conn.close()
 
 
+async def sampled(probe: StoreSize, dsn: str) -> int:
+    """One probe, checked against the size computed another way just before and just after it (autovacuum
+    may add a table's free-space and visibility maps meanwhile: sizes only grow while nothing is written)."""
+    low = await independent_size(dsn)
+    size = await probe.sample()
+    high = await independent_size(dsn)
+    assert size is not None
+    assert low <= size <= high, (low, size, high)
+    return size
+
+
 def incompressible(nbytes: int) -> str:
     return base64.b64encode(os.urandom(nbytes)).decode()
 
@@ -57,9 +68,7 @@ async def test_store_bytes_is_the_real_size_and_grows_with_writes(pg_dsn: str) -
         await state.start_execution("grow")
         await state.checkpoint("grow", 0, {"blob": "x"})
         try:
-            before = await probe.sample()
-            assert before is not None
-            assert before == await independent_size(pg_dsn)
+            before = await sampled(probe, pg_dsn)
             assert scraped("stratarouter_store_bytes") == before
             assert scraped("stratarouter_store_up") == 1
 
@@ -70,9 +79,7 @@ async def test_store_bytes_is_the_real_size_and_grows_with_writes(pg_dsn: str) -
                 written += len(blob)
             await state.flush()
 
-            after = await probe.sample()
-            assert after is not None
-            assert after == await independent_size(pg_dsn)
+            after = await sampled(probe, pg_dsn)
             assert scraped("stratarouter_store_bytes") == after
             assert after - before >= written // 2, (before, after, written)
         finally:
@@ -93,7 +100,7 @@ async def test_a_connection_the_server_dropped_is_replaced_by_the_next_probe(pg_
             finally:
                 await admin.close()
 
-            assert await probe.sample() == await independent_size(pg_dsn)
+            assert await sampled(probe, pg_dsn) > 0
             assert probe._conn is not None
             assert probe._conn.get_server_pid() != pid
             assert scraped("stratarouter_store_up") == 1
