@@ -7,9 +7,10 @@ as of this write: the run's current state (``load``, its last write) holds the c
 how the newest checkpoint of a namespace is found without reading the history.
 
 The writes of the newest checkpoint are saved as the run's current state only (``open``: the entry
-with its writes: a save, which PostgreSQL stores as a delta against the entry when compression is on), and go into the history
-with the next checkpoint, as its ``parent_writes``: one history write per checkpoint, not one more
-per task. A checkpoint's writes are its own ``writes`` plus its child's ``parent_writes``.
+with its writes; a save, which PostgreSQL stores as a delta against the entry when compression is
+on), and go into the history with the next checkpoint, as its ``parent_writes``: one history write
+per checkpoint, not one more per task. A checkpoint's writes are its own ``writes`` plus its
+child's ``parent_writes``.
 """
 
 from __future__ import annotations
@@ -62,17 +63,19 @@ def new_entry(
     channel_values = checkpoint["channel_values"]
     versions = checkpoint["channel_versions"]
     rest = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-    return {
+    entry: Entry = {
         STEP: step,
         NS: ns,
         ID: checkpoint["id"],
-        PARENT: parent_id,
-        CHECKPOINT: values.encode(rest, serde),
-        CHANNELS: {ch: values.encode(v, serde) for ch, v in channel_values.items() if ch in versions},
-        METADATA: values.encode(dict(metadata), serde),
+        CHECKPOINT: values.encode_fields(rest, serde),
+        CHANNELS: values.encode_fields({ch: v for ch, v in channel_values.items() if ch in versions}, serde),
+        METADATA: values.encode_fields(dict(metadata), serde),
         WRITES: [],
         HEADS: dict(heads),
     }
+    if parent_id is not None:
+        entry[PARENT] = parent_id
+    return entry
 
 
 def with_writes(
@@ -125,15 +128,15 @@ def config_of(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
 
 
 def metadata_of(entry: Entry, serde: SerializerProtocol) -> CheckpointMetadata:
-    return cast(CheckpointMetadata, values.decode(entry[METADATA], serde))
+    return cast(CheckpointMetadata, values.decode_fields(entry[METADATA], serde))
 
 
 def to_tuple(thread_id: str, entry: Entry, serde: SerializerProtocol) -> CheckpointTuple:
     ns = entry[NS]
-    checkpoint = cast(Checkpoint, values.decode(entry[CHECKPOINT], serde))
-    checkpoint["channel_values"] = {ch: values.decode(v, serde) for ch, v in entry[CHANNELS].items()}
+    checkpoint = cast(Checkpoint, values.decode_fields(entry[CHECKPOINT], serde))
+    checkpoint["channel_values"] = values.decode_fields(entry[CHANNELS], serde)
     pending: list[PendingWrite] = [(w[0], w[2], values.decode(w[3], serde)) for w in entry[WRITES]]
-    parent = entry[PARENT]
+    parent = entry.get(PARENT)
     return CheckpointTuple(
         config=config_of(thread_id, ns, entry[ID]),
         checkpoint=checkpoint,

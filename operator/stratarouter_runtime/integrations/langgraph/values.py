@@ -3,7 +3,8 @@ LangGraph's serializer.
 
 Plain values (what most graphs hold: strings, numbers, lists, dicts) are stored as themselves, so the
 store's zstd compression and its JSON tools see them; others (messages, ``Send``, bytes, tuples) are
-``serde.dumps_typed`` bytes in base64.
+``serde.dumps_typed`` bytes in base64. A bare None (LangGraph's branch channels hold one) is a marker
+of its own: the store checks every state containing a JSON ``null`` value by value, a slow walk.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 PLAIN = "v"
+NONE = "n"
 TYPED = "t"
 TYPED_BYTES = "b"
 
@@ -41,13 +43,26 @@ def is_plain_json(value: Any, depth: int = 0) -> bool:
 
 
 def encode(value: Any, serde: SerializerProtocol) -> dict[str, Any]:
+    if value is None:
+        return {NONE: 1}
     if is_plain_json(value):
         return {PLAIN: value}
     kind, data = serde.dumps_typed(value)
     return {TYPED: kind, TYPED_BYTES: base64.b64encode(data).decode("ascii")}
 
 
+def encode_fields(fields: dict[str, Any], serde: SerializerProtocol) -> dict[str, Any]:
+    """Each field of a dict encoded on its own (so one None or one odd value stays local)."""
+    return {key: encode(value, serde) for key, value in fields.items()}
+
+
+def decode_fields(stored: dict[str, Any], serde: SerializerProtocol) -> dict[str, Any]:
+    return {key: decode(value, serde) for key, value in stored.items()}
+
+
 def decode(stored: dict[str, Any], serde: SerializerProtocol) -> Any:
+    if NONE in stored:
+        return None
     if PLAIN in stored:
         return stored[PLAIN]
     return serde.loads_typed((stored[TYPED], base64.b64decode(stored[TYPED_BYTES])))
