@@ -27,16 +27,6 @@ PREFIX = "/proxy/under/a/prefix"
 DASH = "\N{EN DASH}"
 
 
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    why = browser.missing()
-    if why:
-        pytest.fail(why)
-    chrome = browser.start()
-    yield chrome
-    chrome.quit()
-
-
 @pytest.fixture
 def served() -> Iterator[standin.Served]:
     runs = [

@@ -43,16 +43,6 @@ LIST_EXECUTIONS = {
 LIST_EVENTS = {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}
 
 
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    why = browser.missing()
-    if why:
-        pytest.fail(why)
-    chrome = browser.start()
-    yield chrome
-    chrome.quit()
-
-
 @contextlib.contextmanager
 def kubectl_proxy(view: View, user: str | None = None) -> Iterator[str]:
     """``kubectl proxy`` on a free loopback port, as the admin or impersonating ``user``."""
