@@ -10,8 +10,10 @@ import copy
 from typing import Any
 
 import pytest
+from kubernetes_asyncio.client.exceptions import ApiException
 
-from stratarouter_runtime.operator.lifecycle import Lifecycle, reconcile
+from stratarouter_runtime.operator.context import Lifecycle
+from stratarouter_runtime.operator.lifecycle import reconcile
 from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.state import StateManager
 
@@ -191,4 +193,21 @@ async def test_a_restore_and_an_invalid_spec_patch_once(world: Any) -> None:
     _, patches = await one_pass(kube, lc)
     assert len(patches) == 1
     assert (patches[0]["phase"], patches[0]["reason"]) == ("Failed", "InvalidSpec")
+    assert await one_pass(kube, lc) == (None, [])
+
+
+async def test_a_pod_the_api_server_rejects_fails_the_run_in_one_patch(world: Any) -> None:
+    kube, lc, store = world
+
+    async def rejected(namespace: str, pod: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        raise ApiException(status=422, reason="Unprocessable Entity")
+
+    kube.create_pod = rejected
+    due, patches = await one_pass(kube, lc)
+    assert due is None
+    assert len(patches) == 1
+    assert (patches[0]["phase"], patches[0]["reason"]) == ("Failed", "InvalidTemplate")
+    stored = await store.get_execution(f"{NS}/{NAME}")
+    assert stored is not None
+    assert stored.status == "failed"
     assert await one_pass(kube, lc) == (None, [])

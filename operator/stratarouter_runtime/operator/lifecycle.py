@@ -13,55 +13,49 @@ never overlap. Every step is safe to repeat after a crash at any point:
   :meth:`Pass.clear_pods`), every other old pod is deleted;
 * a recovery's intent (failure seen, when, backoff) is in ``status.recovery`` before the replacement is
   made, so a restarted operator continues the wait instead of starting it over or counting twice;
-* status is patched after the pod exists, never before, so a pod is never "lost" by the status.
+* status is patched after the pod exists, never before, so a pod is never "lost" by the status;
+* a pass patches status at most once (:class:`~stratarouter_runtime.operator.record.PassRecord`), after
+  what it did. A recovery's intent is recorded by one pass and the replacement made by the next.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import json
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from stratarouter_runtime.operator import metrics
-from stratarouter_runtime.operator.events import EventType, post_event
-from stratarouter_runtime.operator.kube import Kube
+from stratarouter_runtime.operator.context import CheckpointMirror, Lifecycle
 from stratarouter_runtime.operator.outcomes import GiveUp, PodState, classify_pod, decide
 from stratarouter_runtime.operator.pods import (
     InvalidTemplateError,
     archived_execution_id,
     build_pod,
-    execution_id,
     pod_name,
     pod_selector,
 )
+from stratarouter_runtime.operator.record import PassRecord
 from stratarouter_runtime.operator.resources.conditions import (
-    ConditionStatus,
     ConditionType,
     Reason,
     now_utc,
-    with_condition,
 )
 from stratarouter_runtime.operator.resources.execution import (
     TERMINAL_PHASES,
     ExecutionSpec,
-    ExecutionStatus,
-    LastCheckpoint,
     Phase,
     RecoveryStatus,
     RestoredFrom,
 )
-from stratarouter_runtime.operator.settings import OperatorSettings
-from stratarouter_runtime.operator.tracking import ClusterView
 from stratarouter_runtime.state.errors import StateError
 
 if TYPE_CHECKING:
-    from stratarouter_runtime.state import StateManager
-    from stratarouter_runtime.state.models import Checkpoint, Execution
+    from stratarouter_runtime.state.models import Execution
 
 log = logging.getLogger(__name__)
 
@@ -71,46 +65,8 @@ RETRY_SOON_SECONDS = 1.0
 SNAPSHOT_WAIT_SECONDS = 10.0
 
 
-class CheckpointMirror(Protocol):
-    """The checkpoint API's mirror of ``status.lastCheckpoint`` (``api.status.StatusCoalescer``)."""
-
-    def rewound(self, namespace: str, name: str, attempt: int) -> None:
-        """The operator wrote ``lastCheckpoint`` from the store for ``attempt``: drop what an older
-        attempt left pending, and send the whole ``lastCheckpoint`` next time."""
-
-
 class ForeignPodError(RuntimeError):
     """The attempt's pod name is held by a pod the operator did not create and could not remove yet."""
-
-
-@dataclasses.dataclass
-class Lifecycle:
-    """Everything a reconcile pass needs; one per operator process, on ``memo.lifecycle``."""
-
-    kube: Kube
-    store: StateManager
-    settings: OperatorSettings
-    view: ClusterView = dataclasses.field(default_factory=ClusterView)
-    phases: dict[tuple[str, str], Phase] = dataclasses.field(default_factory=dict)
-    background: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
-
-    def track_phase(self, namespace: str, name: str, phase: Phase | None) -> None:
-        """Keep the executions-by-phase gauge right (None = the Execution is gone)."""
-        key = (namespace, name)
-        old = self.phases.pop(key, None)
-        if phase:
-            self.phases[key] = phase
-        for value in {old, phase} - {None}:
-            assert value is not None
-            metrics.EXECUTIONS_BY_PHASE.labels(phase=value).set(
-                sum(1 for p in self.phases.values() if p == value)
-            )
-
-    def spawn(self, coro: Any) -> None:
-        """Run a best-effort coroutine (an Event) without holding up the pass."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
 
 
 def attempt_of(execution: str, pod: str) -> int | None:
@@ -122,30 +78,8 @@ def attempt_of(execution: str, pod: str) -> int | None:
     return int(digits)
 
 
-def wire(status: ExecutionStatus) -> dict[str, Any]:
-    """``status`` as the API server holds it: camelCase, every field (None for an absent one)."""
-    return status.model_dump(by_alias=True, mode="json")
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
-
-
-def readable(exc: ValidationError) -> str:
-    """A pydantic error as one line naming the spec fields."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"spec.{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
 def api_message(exc: ApiException) -> str:
     """The API server's own message for a rejected request."""
-    import json
-
     body = getattr(exc, "body", None)
     if body:
         try:
@@ -153,92 +87,6 @@ def api_message(exc: ApiException) -> str:
         except (ValueError, AttributeError):
             return str(body)[:1000]
     return f"{exc.status} {exc.reason}"
-
-
-class PassRecord:
-    """What one reconcile pass writes about its Execution: the typed status, sent in ONE patch by
-    :meth:`flush` (only what changed), its Events, and a terminal failure."""
-
-    def __init__(self, lc: Lifecycle, obj: dict[str, Any], mirror: CheckpointMirror | None = None) -> None:
-        self.lc = lc
-        self.mirror = mirror
-        self.kube = lc.kube
-        self.store = lc.store
-        self.obj = obj
-        meta = obj["metadata"]
-        self.namespace: str = meta["namespace"]
-        self.name: str = meta["name"]
-        self.uid: str = meta["uid"]
-        self.generation: int | None = meta.get("generation")
-        self.id = execution_id(self.namespace, self.name)
-        self.status = ExecutionStatus.model_validate(obj.get("status") or {})
-        self.sent = wire(self.status)
-        """The status as the API server has it (the last patch's fields included)."""
-        self.checkpoint_rewritten = False
-        lc.track_phase(self.namespace, self.name, self.status.phase)
-
-    def cond(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str = "") -> None:
-        self.status.conditions = with_condition(
-            self.status.conditions, type_, status, reason, message, generation=self.generation
-        )
-
-    def has_condition(self, type_: ConditionType) -> bool:
-        return any(cond.type == type_ for cond in self.status.conditions)
-
-    async def flush(self) -> None:
-        """Merge-patch the status fields the pass changed (None deletes) and observedGeneration; no patch
-        when nothing changed. A ``lastCheckpoint`` the pass set from the store is always sent, and the
-        checkpoint API's mirror told, so no pending checkpoint of an older attempt lands after it."""
-        self.status.observed_generation = self.generation
-        now = wire(self.status)
-        changed = {key: value for key, value in now.items() if value != self.sent.get(key)}
-        if self.checkpoint_rewritten:
-            changed["lastCheckpoint"] = now["lastCheckpoint"]
-        if not changed:
-            return
-        before = self.sent["phase"]
-        self.obj = await self.kube.patch_execution_status(self.namespace, self.name, changed)
-        metrics.note_phase(before, self.obj.get("status") or {})  # stratarouter_executions_finished_total
-        self.sent = now
-        self.lc.track_phase(self.namespace, self.name, self.status.phase)
-        if self.checkpoint_rewritten and self.mirror is not None:
-            self.mirror.rewound(self.namespace, self.name, self.status.attempt)
-        self.checkpoint_rewritten = False
-
-    def rewrite_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """``status.lastCheckpoint`` from the store (the coalescer's shape: time to the second)."""
-        self.status.last_checkpoint = LastCheckpoint(
-            step=checkpoint.step,
-            time=checkpoint.timestamp.replace(microsecond=0),
-            size_bytes=checkpoint.size_bytes,
-        )
-        self.checkpoint_rewritten = True
-
-    def event(self, reason: str, message: str, type_: EventType = "Normal") -> None:
-        self.lc.spawn(post_event(self.kube, self.obj, reason, message, type_))
-
-    async def give_up(self, reason: Reason, message: str) -> None:
-        """Terminal failure: Failed with ``reason``, patched at once and only then recorded in the store
-        (a crash in between repeats the give-up, never starts a run the store calls failed)."""
-        status = self.status
-        self.cond(ConditionType.FAILED, "True", reason, message)
-        self.cond(ConditionType.RUNNING, "False", Reason.FINISHED, "the execution failed")
-        if self.has_condition(ConditionType.RECOVERING):
-            self.cond(ConditionType.RECOVERING, "False", reason, message)
-        status.phase, status.reason, status.message = Phase.FAILED, reason, message
-        status.completion_time = now_utc()
-        await self.flush()
-        try:
-            await self.store.fail(self.id, f"{reason}: {message}", attempt=status.attempt or None)
-        except StateError as exc:  # never started in the store (invalid spec), or already final
-            log.debug("store fail(%s): %s", self.id, exc)
-        self.event(reason, message, "Warning")
-
-    async def refuse(self, exc: ValidationError) -> None:
-        """An invalid spec: Failed/InvalidSpec once. Nothing is retried; a spec change starts a new pass."""
-        if self.status.phase != Phase.FAILED:
-            await self.give_up(Reason.INVALID_SPEC, f"invalid spec: {readable(exc)}")
-        await self.flush()
 
 
 class Pass(PassRecord):
@@ -373,12 +221,8 @@ class Pass(PassRecord):
         self.cond(ConditionType.RUNNING, "False", Reason.FINISHED, "the workload finished")
         if status.phase == Phase.RECOVERING:
             self.cond(ConditionType.RECOVERING, "False", Reason.FINISHED, "the workload finished")
-        status.phase, status.reason, status.message = (
-            Phase.SUCCEEDED,
-            Reason.SUCCEEDED,
-            f"pod {name} exited 0",
-        )
-        status.completion_time = now_utc()
+        status.phase, status.reason = Phase.SUCCEEDED, Reason.SUCCEEDED
+        status.message, status.completion_time = f"pod {name} exited 0", now_utc()
 
     # -- recovery ------------------------------------------------------------------------------
     async def on_failure(self, state: PodState, name: str) -> float | None:

@@ -26,9 +26,9 @@ from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
 from stratarouter_runtime.operator import handlers  # noqa: F401 - registers the resource handlers
+from stratarouter_runtime.operator.context import Lifecycle
 from stratarouter_runtime.operator.diffbase import SlimDiffBaseStorage
 from stratarouter_runtime.operator.kube import Kube
-from stratarouter_runtime.operator.lifecycle import Lifecycle
 from stratarouter_runtime.operator.pods import POD_SELECTOR
 from stratarouter_runtime.operator.resources.base import FINALIZER, GROUP
 from stratarouter_runtime.operator.settings import OperatorSettings

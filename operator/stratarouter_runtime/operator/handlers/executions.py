@@ -14,7 +14,8 @@ from typing import Any
 
 import kopf
 
-from stratarouter_runtime.operator.lifecycle import Lifecycle, reconcile
+from stratarouter_runtime.operator.context import Lifecycle
+from stratarouter_runtime.operator.lifecycle import reconcile
 from stratarouter_runtime.operator.pods import execution_id
 from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, VERSION
 from stratarouter_runtime.operator.resources.execution import TERMINAL_PHASES

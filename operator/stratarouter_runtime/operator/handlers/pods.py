@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from stratarouter_runtime.operator.lifecycle import Lifecycle
+from stratarouter_runtime.operator.context import Lifecycle
 from stratarouter_runtime.operator.pods import EXECUTION_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 
 

@@ -9,10 +9,17 @@ from typing import Any
 
 import kopf
 
-from stratarouter_runtime.operator.lifecycle import Lifecycle, parse_time
+from stratarouter_runtime.operator.context import Lifecycle
 from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, VERSION
 from stratarouter_runtime.operator.resources.execution import TERMINAL_PHASES
 from stratarouter_runtime.operator.settings import retention_interval_from_env
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time from status (``Z`` or an offset) in UTC; None when empty."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _finished(status: Any, **_: Any) -> bool:
