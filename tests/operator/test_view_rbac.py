@@ -206,8 +206,8 @@ def kwok_run(executions: Executions, pg_dsn: str, name: str) -> None:
     executions.fail(f"{name}-a1", 137)
     executions.wait_status(name, "attempt 2's pod", lambda s: s.get("podName") == f"{name}-a2")
     executions.wait_pod_running(f"{name}-a2")
-    checkpoints(pg_dsn, eid, {4: {"loss": 0.6, "seen": [1, 2, 3, 4]},
-                              5: {"loss": 0.5, "seen": [1, 2, 3, 4, 5], "done": True}}, attempt=2)  # fmt: skip
+    last = {4: {"loss": 0.6, "seen": [1, 2, 3, 4]}, 5: {"loss": 0.5, "seen": [1, 2, 3, 4, 5], "done": True}}
+    checkpoints(pg_dsn, eid, last, attempt=2)
 
 
 # -- tests ---------------------------------------------------------------------------------------------
@@ -298,12 +298,15 @@ def test_pages(view: View, executions: Executions, pg_dsn: str) -> None:
     code, page = view.raw(f"{path}?limit=100000")
     assert len(page["items"]) == 1000
     code, audit = view.raw(execution_path(view.namespace, "long", "audit") + "?limit=10")
-    assert len(audit["items"]) == 10 and audit["metadata"]["continue"]
+    assert len(audit["items"]) == 10
+    assert audit["metadata"]["continue"]
     # a token from another list is refused, not misread
     code, err = view.raw(f"{execution_path(view.namespace, 'long', 'audit')}?continue={token or 'x'}")
-    assert code != 0 and "BadRequest" in err, err
+    assert code != 0
+    assert "BadRequest" in err, err
     code, err = view.raw(f"{path}?continue={audit['metadata']['continue']}")
-    assert code != 0 and "not a token from a page of this history list" in err, err
+    assert code != 0
+    assert "not a token from a page of this history list" in err, err
 
 
 def test_get_alone_cannot_write(view: View, executions: Executions, pg_dsn: str) -> None:
@@ -318,7 +321,8 @@ def test_get_alone_cannot_write(view: View, executions: Executions, pg_dsn: str)
                            "spec": {"executionName": "guarded", "step": 3}})  # fmt: skip
     writes = {
         "snapshot": ("create", "-f", "-"),
-        "suspend": ("patch", "execution", "guarded", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}'),
+        "suspend": ("patch", "execution", "guarded", "-n", ns, "--type=merge",
+                    "-p", '{"spec":{"suspend":true}}'),
         "restore": ("patch", "execution", "guarded", "-n", ns, "--type=merge",
                     "-p", '{"spec":{"restoreFrom":{"snapshot":"s1"}}}'),
     }  # fmt: skip
@@ -326,7 +330,8 @@ def test_get_alone_cannot_write(view: View, executions: Executions, pg_dsn: str)
         done = view.kubectl(*args, user="reader", input=snapshot if what == "snapshot" else None)
         assert done.returncode != 0, f"{what} as a get-only user succeeded: {done.stdout}"
         verb, resource = ("create", "snapshots") if what == "snapshot" else ("patch", "executions")
-        assert f'User "reader" cannot {verb} resource "{resource}" in API group "stratarouter.io"' in done.stderr
+        denied = f'User "reader" cannot {verb} resource "{resource}" in API group "stratarouter.io"'
+        assert denied in done.stderr, done.stderr
     assert executions.get("guarded")["spec"].get("suspend") in (None, False)
     # ... while reading works for the same user
     assert view.raw(execution_path(ns, "guarded", "status"), user="reader")[0] == 0

@@ -19,7 +19,7 @@ from stratarouter_runtime.plugin.exits import (
     PluginError,
 )
 
-_FROM_SERVER = re.compile(r"Error from server \((\w+)\)")
+_FROM_SERVER = re.compile(r"[Ee]rror from server \((\w+)\)")  # kubectl logs says "error from server"
 NOT_SERVED = "the server could not find the requested resource"
 """What the API server says for a path no API serves: here, the view API not registered."""
 UNABLE = "the server is currently unable to handle the request"

@@ -51,6 +51,22 @@ def size(n: int | None) -> str:
     return f"{n}B"
 
 
+def sort_key(value: str | None) -> str:
+    """An ISO timestamp (any offset, any precision) as a string that sorts in time order. A time to the
+    second (an Event's) sorts at the end of its second: what it reports follows what that second saw."""
+    if not value:
+        return ""
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if "." not in value and parsed.microsecond == 0:
+        parsed = parsed.replace(microsecond=999_999)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
 def short_time(value: str | None) -> str:
     """An ISO timestamp as ``2026-12-01T10:00:01Z`` (seconds, UTC)."""
     if not value:

@@ -99,7 +99,7 @@ def history(ctx: Ctx, name: str) -> None:
         at = e.get("lastTimestamp") or e.get("eventTime") or ""
         what = f"{e.get('type', 'Normal')} {e.get('reason', '')}".strip()
         rows.append((at, ["", "", "", "event", f"{what}: {e.get('message', '')}"]))
-    rows.sort(key=lambda r: output.short_time(r[0]))
+    rows.sort(key=lambda r: output.sort_key(r[0]))
     output.table(["time", "step", "attempt", "size", "what", "detail"],
                  [[output.short_time(at), *row] for at, row in rows])  # fmt: skip
     recovery = status.get("recovery")

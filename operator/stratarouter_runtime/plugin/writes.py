@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from stratarouter_runtime.plugin.exits import NOT_FOUND, PluginError
+from stratarouter_runtime.plugin.exits import FAILED, NOT_FOUND, PluginError
 from stratarouter_runtime.plugin.kubectl import EXECUTIONS, SNAPSHOTS, Ctx
 
 
@@ -41,11 +41,27 @@ def snapshot(ctx: Ctx, name: str, step: int | None, snapshot: str | None, wait: 
                           what=f"creating snapshot {ctx.namespace}/{snap}")  # fmt: skip
     print(out, end="")
     if wait:
-        ctx.kubectl.run(
-            ["wait", f"{SNAPSHOTS}/{snap}", "-n", ctx.namespace, "--for=jsonpath={.status.phase}=Ready",
-             f"--timeout={wait:g}s"],
-            what=f"waiting for snapshot {snap} to be Ready",
-        )  # fmt: skip
+        wait_ready(ctx, snap, wait)
+
+
+def wait_ready(ctx: Ctx, snap: str, seconds: float) -> None:
+    """Poll the Snapshot (``get`` only: no list/watch right needed) until Ready; Failed is an error."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = ctx.kubectl.json(
+            ["get", SNAPSHOTS, snap, "-n", ctx.namespace], what=f"reading snapshot {snap}"
+        )
+        status = found.get("status") or {}
+        if status.get("phase") == "Ready":
+            return
+        if status.get("phase") == "Failed":
+            raise PluginError(FAILED, f"snapshot {snap} failed: {status.get('message') or status}")
+        if time.monotonic() > deadline:
+            raise PluginError(
+                FAILED,
+                f"snapshot {snap} not Ready after {seconds:g}s: {status.get('message') or 'no status yet'}",
+            )
+        time.sleep(0.5)
 
 
 def _patch(ctx: Ctx, name: str, spec: dict[str, object], what: str) -> None:
