@@ -34,13 +34,14 @@ class Diff:
         return True
 
 
-def _same(a: Any, b: Any) -> bool:
-    # JSON has no bool/int distinction problem in equality, but Python does: True == 1.
-    return type(a) is type(b) and a == b
+def _same_scalar(a: Any, b: Any) -> bool:
+    # Python's == says True == 1 == 1.0, JSON does not: the types must match too. Containers are
+    # never compared whole ({"x": 1} == {"x": True} in Python): they are walked.
+    return type(a) is type(b) and not isinstance(a, dict | list) and a == b
 
 
 def _walk(a: Any, b: Any, path: tuple[str, ...], out: Diff) -> bool:
-    if _same(a, b):
+    if _same_scalar(a, b):
         return True
     if isinstance(a, dict) and isinstance(b, dict):
         for key in a:

@@ -100,18 +100,20 @@ async def history(request: web.Request) -> web.Response:
     after = decode_continue(request, "history")
     items: list[dict[str, Any]] = []
     more = False
-    source = batches(request.app[STORE_KEY], eid, after, limit + 1)  # one more: is there a next page?
-    try:
-        async for batch in source:
-            for cp in batch:
-                if len(items) == limit:
-                    more = True
+    # the store hands states over with the checkpoints: a page holds one of the few memory-heavy slots
+    async with request.app[SLOTS_KEY].hold():
+        source = batches(request.app[STORE_KEY], eid, after, limit + 1)  # one more: is there a next page?
+        try:
+            async for batch in source:
+                for cp in batch:
+                    if len(items) == limit:
+                        more = True
+                        break
+                    items.append(checkpoint_meta(cp))
+                if more:
                     break
-                items.append(checkpoint_meta(cp))
-            if more:
-                break
-    finally:
-        await source.aclose()
+        finally:
+            await source.aclose()
     if not items and after is None and await request.app[STORE_KEY].get_execution(eid) is None:
         raise errors.ExecutionNotFound(eid)
     meta = _meta(request)
