@@ -25,21 +25,42 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
-def is_plain_json(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` survives a JSON round trip as an equal value of the same types."""
-    if depth > _MAX_PLAIN_DEPTH:
-        return False
-    if value is None or isinstance(value, bool | str):
+def _is_plain_scalar(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return True
-    if isinstance(value, int):
-        return type(value) is int and _INT_MIN <= value <= _INT_MAX
-    if isinstance(value, float):
-        return type(value) is float and math.isfinite(value)
-    if type(value) is list:
-        return all(is_plain_json(item, depth + 1) for item in value)
-    if type(value) is dict:
-        return all(type(k) is str and is_plain_json(v, depth + 1) for k, v in value.items())
-    return False
+    if kind is int:
+        return bool(_INT_MIN <= value <= _INT_MAX)
+    return kind is float and math.isfinite(value)
+
+
+def is_plain_json(value: Any) -> bool:
+    """Whether ``value`` survives a JSON round trip as an equal value of the same types.
+
+    A loop over an explicit stack, not recursion: it runs over every channel value of every
+    checkpoint, and an agent's transcript is a long list of small dicts.
+    """
+    if type(value) is not list and type(value) is not dict:
+        return _is_plain_scalar(value)
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > _MAX_PLAIN_DEPTH:
+            return False
+        if type(container) is dict:
+            for key in container:
+                if type(key) is not str:
+                    return False
+            items = container.values()
+        else:
+            items = container
+        for item in items:
+            kind = type(item)
+            if kind is list or kind is dict:
+                stack.append((item, depth + 1))
+            elif not (kind is str or _is_plain_scalar(item)):
+                return False
+    return True
 
 
 def encode(value: Any, serde: SerializerProtocol) -> dict[str, Any]:
