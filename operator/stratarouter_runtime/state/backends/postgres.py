@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import orjson
@@ -389,30 +389,32 @@ class PostgresBackend(StateBackend):
         if self._deltas is not None and not op.history and await self._save_delta(conn, op):
             return
         prune = op.history and (op.retention is not None or op.execution_id in self._retained)
-        args = _args(op)
         try:
-            if optimistic or not op.history:  # a save touches no checkpoint row: WRITE_NEW is exact
-                try:
-                    keep = await conn.fetchval(sql.WRITE_NEW_KEEP if prune else sql.WRITE_NEW, *args)
-                except asyncpg.UniqueViolationError:  # the step exists: rewrite it below
-                    if not op.history:
-                        raise
-                else:
-                    self._after_write(op, keep)
-                    return
-            statement = sql.WRITE_KEEP if prune else sql.WRITE
-            for tries_left in range(RACE_RETRIES, -1, -1):
-                try:
-                    keep = await conn.fetchval(statement, *args)
-                    break
-                except asyncpg.UniqueViolationError:  # raced another writer of this new step: now it exists
-                    if not tries_left:
-                        raise
+            keep = await self._send_write(conn, op, prune, optimistic)
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == STALE_SQLSTATE:
                 raise _stale(exc, op.execution_id, op.attempt) from None
             raise
         self._after_write(op, keep)
+
+    @staticmethod
+    async def _send_write(conn: Conn, op: WriteOp, prune: bool, optimistic: bool) -> int | None:
+        """The retention that applied to ``op``, written by WRITE_NEW when that is exact (a save) or
+        allowed (``optimistic``), else by WRITE, re-sent when it raced another writer of a new step."""
+        args = _args(op)
+        new, statement = (sql.WRITE_NEW_KEEP, sql.WRITE_KEEP) if prune else (sql.WRITE_NEW, sql.WRITE)
+        if optimistic or not op.history:  # a save touches no checkpoint row: WRITE_NEW is exact
+            try:
+                return cast(int | None, await conn.fetchval(new, *args))
+            except asyncpg.UniqueViolationError:  # the step exists: rewrite it below
+                if not op.history:
+                    raise
+        for _ in range(RACE_RETRIES):
+            try:
+                return cast(int | None, await conn.fetchval(statement, *args))
+            except asyncpg.UniqueViolationError:  # raced another writer of this new step: now it exists
+                pass
+        return cast(int | None, await conn.fetchval(statement, *args))
 
     def _after_write(self, op: WriteOp, keep: int | None) -> None:
         if keep is not None and op.retention is None:

@@ -5,7 +5,11 @@
 --     state_base_step (backends/pg_delta.py; the backend applies it);
 --   * NULL after a history checkpoint: the checkpoint row at current_step (stored once, not twice).
 -- The FAST checkpoints of 0004 (a new highest step inserted without touching the row, folded in by
--- every reader) are folded into their rows here, once, and their marks dropped.
+-- every reader) are folded into their rows here, once, and their marks dropped. Measured when they
+-- went: the row update costs a checkpoint 116 more WAL bytes (1,471 instead of 1,355), a fifth less
+-- statement rate with fsync off and about a tenth less with fsync on (medians of 40 alternating
+-- slices on a loaded 2-core machine; bench-sdk's ratios moved within their noise). In exchange no
+-- reader probes the newest checkpoint of every execution it returns.
 
 UPDATE executions e SET
     current_step = head.step,
