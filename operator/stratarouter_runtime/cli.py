@@ -84,6 +84,7 @@ GROUPS = {
     "namespaces": "namespaces",
     "api": "checkpoint API",
     "tokens": "workload pods' tokens",
+    "view": "view API (view.stratarouter.io, the aggregated API users read runs through; docs/plugin.md)",
     "status": "status patches and retention",
     "peering": "several replicas (kopf peering; default: standalone)",
     "handlers": "handlers",
@@ -190,6 +191,39 @@ SETTING_OPTIONS: tuple[SettingOption, ...] = (
         ("--api-keepalive-seconds",),
         "how long an idle keep-alive connection stays open",
         "api",
+        "SECONDS",
+    ),
+    SettingOption(
+        "view_enabled",
+        "STRATA_VIEW_ENABLED",
+        ("--view-enabled",),
+        "serve the view API (TLS; an APIService makes the API server proxy users' reads to it)",
+        "view",
+    ),
+    SettingOption("view_host", "STRATA_VIEW_HOST", ("--view-host",), "address it listens on", "view", "HOST"),
+    SettingOption("view_port", "STRATA_VIEW_PORT", ("--view-port",), "its port", "view", "PORT"),
+    SettingOption(
+        "view_tls_cert_file",
+        "STRATA_VIEW_TLS_CERT_FILE",
+        ("--view-tls-cert-file",),
+        "its serving certificate (PEM; required with --view-enabled)",
+        "view",
+        "FILE",
+    ),
+    SettingOption(
+        "view_tls_key_file",
+        "STRATA_VIEW_TLS_KEY_FILE",
+        ("--view-tls-key-file",),
+        "its private key (PEM)",
+        "view",
+        "FILE",
+    ),
+    SettingOption(
+        "view_authz_cache_seconds",
+        "STRATA_VIEW_AUTHZ_CACHE_SECONDS",
+        ("--view-authz-cache-seconds",),
+        "how long a SubjectAccessReview's answer is reused per user and Execution",
+        "view",
         "SECONDS",
     ),
     SettingOption(
@@ -379,7 +413,7 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
                 help=f"the whole cluster, even if {option.env} names namespaces (sets it empty)",
             )
             continue
-        if option.field == "run_migrations":
+        if option.field in ("run_migrations", "view_enabled"):
             group.add_argument(
                 *option.flags,
                 dest=option.field,
