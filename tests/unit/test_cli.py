@@ -26,6 +26,11 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "api_header_timeout_seconds": ("2.5", 2.5),
     "api_body_timeout_seconds": ("12", 12.0),
     "api_keepalive_seconds": ("20", 20.0),
+    "view_host": ("127.0.0.1", "127.0.0.1"),
+    "view_port": ("9443", 9443),
+    "view_tls_cert_file": ("/tls/tls.crt", "/tls/tls.crt"),
+    "view_tls_key_file": ("/tls/tls.key", "/tls/tls.key"),
+    "view_authz_cache_seconds": ("5", 5.0),
     "pod_token_seconds": ("1200", 1200),
     "token_cache_seconds": ("0", 0.0),
     "token_review_concurrency": ("3", 3),
@@ -39,7 +44,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "handler_retries": ("3", 3),
     "handler_backoff_seconds": ("0.5", 0.5),
 }
-SPECIAL = {"watch_namespaces", "run_migrations"}  # flags without a value: tested one by one below
+# flags without a value: tested one by one below
+SPECIAL = {"watch_namespaces", "run_migrations", "view_enabled"}
 BY_FIELD = {option.field: option for option in cli.SETTING_OPTIONS}
 
 
@@ -115,6 +121,15 @@ def test_migrations_on_and_off() -> None:
     assert settings("--no-run-migrations").run_migrations is False
     off = {**DB, "STRATA_RUN_MIGRATIONS": "false"}
     assert settings("--run-migrations", environ=off).run_migrations is True
+
+
+def test_view_api_on_and_off() -> None:
+    assert cli.operator_environment(parse("--view-enabled")) == {"STRATA_VIEW_ENABLED": "true"}
+    assert settings("--view-enabled").view_enabled is True
+    on = {**DB, "STRATA_VIEW_ENABLED": "true"}
+    assert settings(environ=on).view_enabled is True
+    assert settings("--no-view-enabled", environ=on).view_enabled is False
+    assert settings().view_enabled is False
 
 
 def test_logging_and_health_options() -> None:
