@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
@@ -33,7 +31,7 @@ import yaml
 
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.node import pod_placement
-from stratarouter_dev.ports import free_port
+from stratarouter_dev.operator_process import OperatorProcess, operator_environment
 from stratarouter_runtime.operator.resources.base import GROUP_PATH
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +40,8 @@ NAMESPACE = "stratarouter-demo"
 FAIL_AT_STEP = 6
 #: Enough for the workload's Python; its deliberate allocation after step 6 overruns it.
 MEMORY_LIMIT = "96Mi"
+#: How long the operator may take to answer /healthz (imports, login, CRD discovery on a busy machine).
+OPERATOR_START_SECONDS = 90.0
 
 Obj = dict[str, Any]
 
@@ -90,9 +90,8 @@ class Demo:
         self.workdir = Path(tempfile.mkdtemp(prefix="strata-demo-"))
         self.cluster: Any = None
         self.postgres: Any = None
-        self.operator: subprocess.Popen[bytes] | None = None
+        self.operator: OperatorProcess | None = None
         self.operator_log = self.workdir / "operator.log"
-        self.api_port = free_port()
         self.log_followers: list[subprocess.Popen[str]] = []
 
     # infrastructure
@@ -126,7 +125,10 @@ class Demo:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.api_host}:{self.api_port}"
+        """The operator's checkpoint API (where pods reach it)."""
+        if self.operator is None:
+            raise DemoError("the operator is not started")
+        return self.operator.api_url
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         out: str = self.cluster.kubectl(*args, input=input)
@@ -149,31 +151,11 @@ class Demo:
         )
 
     def start_operator(self, *, verbose: bool = True) -> None:
+        env = operator_environment(self.cluster.kubeconfig, self.postgres.dsn, api_host=self.api_host)
+        self.operator = OperatorProcess(env, NAMESPACE, self.operator_log, verbose=verbose)
         say(f"Starting the operator: `stratarouter operator` (handlers + checkpoint API on {self.api_url})")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
-            "STRATA_DB_URL": self.postgres.dsn,
-            "STRATA_API_HOST": self.api_host,
-            "STRATA_API_PORT": str(self.api_port),
-            "STRATA_API_URL_FOR_PODS": self.api_url,
-            "PYTHONUNBUFFERED": "1",
-        }
-        cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator", "--standalone"]
-        cmd += ["-n", NAMESPACE] + (["--verbose"] if verbose else [])
-        with self.operator_log.open("ab") as log:
-            self.operator = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_until("the operator's /healthz", self._operator_healthy, timeout=90, every=0.3)
+        self.operator.start(timeout=OPERATOR_START_SECONDS)
         print(f"    healthy; log: {self.operator_log}")
-
-    def _operator_healthy(self) -> bool:
-        if self.operator is not None and self.operator.poll() is not None:
-            raise DemoError(f"the operator exited with {self.operator.returncode}")
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/healthz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
 
     # the run
     def execution(self, name: str) -> Obj:
@@ -289,13 +271,8 @@ class Demo:
             if follower.poll() is None:
                 follower.kill()
                 follower.wait(timeout=10)
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.send_signal(signal.SIGTERM)
-            try:
-                self.operator.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait(timeout=10)
+        if self.operator is not None:
+            self.operator.stop()
         if self.cluster is not None:
             self.cluster.stop()
         if self.postgres is not None:

@@ -67,9 +67,9 @@ def test_a_token_review_while_the_api_server_is_down_is_answered_503(tmp_path: P
     """What the bounded and full runs saw during kube-apiserver restarts (``GET /v1/state: 500``: a
     connection error escaped the TokenReview), made deterministic: a pod's first request while the API
     server is away must be retryable (503)."""
-    from stratarouter_dev.chaos.operator import OperatorProcess
     from stratarouter_dev.chaos.run import GROUP_PATH, execution_body
     from stratarouter_dev.demo import NAMESPACE, Demo
+    from stratarouter_dev.operator_process import OperatorProcess, operator_environment
     from stratarouter_dev.pods import is_running, request_pod_token, wait_for_pod
 
     demo = Demo()
@@ -78,7 +78,8 @@ def test_a_token_review_while_the_api_server_is_down_is_answered_503(tmp_path: P
     try:
         demo.start_infrastructure(real_node=False)
         demo.apply_crds()
-        operator = OperatorProcess(demo.cluster.kubeconfig, demo.postgres.dsn, NAMESPACE, tmp_path / "op.log")
+        env = operator_environment(demo.cluster.kubeconfig, demo.postgres.dsn)
+        operator = OperatorProcess(env, NAMESPACE, tmp_path / "op.log")
         operator.start()
         demo.api.request("POST", f"{GROUP_PATH}/namespaces/{NAMESPACE}/executions", execution_body("probe"))
         pod = wait_for_pod(demo.api, NAMESPACE, "probe-a1", is_running, timeout=60, what="Running")

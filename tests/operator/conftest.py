@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -27,13 +23,13 @@ import pytest
 
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.node import RealNode
+from stratarouter_dev.operator_process import OperatorProcess
+from stratarouter_dev.operator_process import operator_environment as dev_operator_environment
 from stratarouter_dev.pods import fail_pod, is_running, wait_for_pod
-from stratarouter_dev.ports import free_port
-from stratarouter_runtime.operator.resources.base import MERGE_PATCH
+from stratarouter_runtime.operator.resources.base import GROUP_PATH, MERGE_PATCH
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
-GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 
 WAIT_SECONDS = 60.0
 
@@ -91,81 +87,14 @@ def namespace(kube: KubeApi, crds: None, cluster_namespace: str) -> Iterator[str
             )
 
 
-@dataclass
-class OperatorProcess:
-    """``stratarouter operator`` as a subprocess (so a test can SIGKILL it like a crashed pod)."""
-
-    env: dict[str, str]
-    namespace: str
-    log_path: Path
-    api_port: int
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-
-    @property
-    def api_url(self) -> str:
-        return f"http://{self.env['STRATA_API_HOST']}:{self.api_port}"
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.starts += 1
-        log = self.log_path.open("ab")
-        log.write(f"\n===== start #{self.starts} =====\n".encode())
-        log.flush()
-        cmd = [sys.executable, "-m", "stratarouter_runtime.cli", "operator"]
-        if not self.env.get("STRATA_PEERING"):
-            cmd.append("--standalone")
-        cmd += ["-n", self.namespace, "--verbose"]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        wait_until("the operator's /healthz", self.healthy, timeout=60, every=0.2)
-
-    def healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.logs()[-4000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/healthz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"{self.api_url}/metrics", timeout=5) as resp:
-            text: str = resp.read().decode()
-        return text
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Stop it the hard way (SIGKILL) or the polite way (SIGTERM)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+#: What the tests' operators run with: retention sweeps every second, handler retries after 0.5 s.
+TEST_SETTINGS = {"STRATA_RETENTION_INTERVAL_SECONDS": "1", "STRATA_HANDLER_BACKOFF_SECONDS": "0.5"}
 
 
 def operator_environment(kubeconfig: Path, pg_dsn: str, api_host: str = "127.0.0.1") -> dict[str, str]:
-    """The environment of an operator process that logs in with ``kubeconfig`` and stores in ``pg_dsn``.
-
-    Its checkpoint API listens on ``api_host``: loopback for kwok pods (a test plays their processes on
-    the host), the real node's bridge gateway for pods in real containers.
-    """
-    port = free_port()
-    return {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "STRATA_DB_URL": pg_dsn,
-        "STRATA_API_HOST": api_host,
-        "STRATA_API_PORT": str(port),
-        "STRATA_API_URL_FOR_PODS": f"http://{api_host}:{port}",
-        "STRATA_RETENTION_INTERVAL_SECONDS": "1",
-        "STRATA_HANDLER_BACKOFF_SECONDS": "0.5",
-        "PYTHONUNBUFFERED": "1",
-    }
+    """An operator's environment (:func:`stratarouter_dev.operator_process.operator_environment`) with
+    the tests' settings."""
+    return dev_operator_environment(kubeconfig, pg_dsn, api_host=api_host, **TEST_SETTINGS)
 
 
 @pytest.fixture
@@ -187,14 +116,9 @@ def operator_process(
     operator_env: dict[str, str], namespace: str, tmp_path: Path
 ) -> Iterator[OperatorProcess]:
     """An operator process, not yet started (for tests that need to set things up first)."""
-    op = OperatorProcess(
-        env=operator_env,
-        namespace=namespace,
-        log_path=tmp_path / "operator.log",
-        api_port=int(operator_env["STRATA_API_PORT"]),
-    )
+    op = OperatorProcess(operator_env, namespace, tmp_path / "operator.log")
     yield op
-    op.kill(signal.SIGTERM)
+    op.stop()
     print(f"--- operator log ({op.log_path}) ---\n{op.logs()[-6000:]}")
 
 

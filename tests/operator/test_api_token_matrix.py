@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import subprocess
 import time
 import uuid
@@ -435,9 +434,7 @@ async def test_a_pod_of_another_namespace_writes_only_its_own_execution(
     B's current pod, calling A's operator, writes B's ``job`` and never A's: the Execution comes from
     the token's pod. A pod in B with B's ``job`` labels that is not its current pod is refused."""
     env_b = operator_environment(cluster.kubeconfig, pg_dsn)
-    operator_b = OperatorProcess(
-        env_b, other_namespace, tmp_path / "operator-b.log", int(env_b["STRATA_API_PORT"])
-    )
+    operator_b = OperatorProcess(env_b, other_namespace, tmp_path / "operator-b.log")
     try:
         operator_b.start()
         in_b = Executions(kube, other_namespace)
@@ -471,5 +468,5 @@ async def test_a_pod_of_another_namespace_writes_only_its_own_execution(
         assert await stored(pg_dsn, id_a) == before
         assert (await stored(pg_dsn, id_b))["history"] == [(7, 1, {"ns": "b"})]
     finally:
-        operator_b.kill(signal.SIGTERM)
+        operator_b.stop()
         print(f"--- operator B log ---\n{operator_b.logs()[-4000:]}")

@@ -215,7 +215,6 @@ def test_a_kept_failed_pods_logs_are_readable_on_the_real_node(
     from tests.operator.test_real_failures import FAIL_AT, real_template
 
     operator_process.env.update(real_operator_env)
-    operator_process.api_port = int(real_operator_env["STRATA_API_PORT"])
     operator_process.start()
     executions.post("logs", {"template": real_template("exit:3"), "recovery": {"backoffSeconds": 0}})
     executions.created.append("logs")

@@ -56,7 +56,7 @@ async def test_killed_during_recovery_backoff(
     assert executions.env("crash-a2")["STRATA_RESUME_STEP"] == "6"
     history = await workload.get_history(f"{ns}/crash")
     assert [c.step for c in history] == list(range(7)), "no acknowledged checkpoint lost"
-    assert operator.starts == 2
+    assert operator.generation == 2
 
 
 async def test_killed_right_after_failure_seen_repeatedly(
@@ -132,7 +132,6 @@ def second_replica(first: OperatorProcess, tmp_path: Path, **env: str) -> Operat
         },
         namespace=first.namespace,
         log_path=tmp_path / "operator-2.log",
-        api_port=port,
     )
 
 
@@ -148,7 +147,7 @@ def two_replicas(
         wait_until("both replicas in the peering object", lambda: len(kube.get(path).get("status", {})) == 2)
         yield
     finally:
-        second.kill(signal.SIGTERM)
+        second.stop()
         print(f"--- second operator log ---\n{second.logs()[-4000:]}")
 
 

@@ -11,7 +11,7 @@ from stratarouter_dev.chaos.faults import (
     FaultPlan,
     schedule,
 )
-from stratarouter_dev.chaos.operator import samples
+from stratarouter_dev.chaos.metrics import samples
 from stratarouter_dev.chaos.records import (
     Ack,
     AuditRecord,

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from stratarouter_dev.chaos.operator import OperatorProcess
+from stratarouter_dev.operator_process import OperatorProcess
 from stratarouter_dev.tcpproxy import CutMode, TcpProxy
 
 OPERATOR_KILL = "operator SIGKILL"

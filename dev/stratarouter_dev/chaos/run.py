@@ -15,7 +15,7 @@ from typing import Any
 
 from stratarouter_dev.chaos import invariants as inv
 from stratarouter_dev.chaos.faults import KINDS, FaultPlan, Injected, Injector, schedule
-from stratarouter_dev.chaos.operator import OperatorProcess, samples
+from stratarouter_dev.chaos.metrics import samples
 from stratarouter_dev.chaos.podwatch import PodTimeline
 from stratarouter_dev.chaos.records import (
     AuditRecord,
@@ -26,6 +26,7 @@ from stratarouter_dev.chaos.records import (
 )
 from stratarouter_dev.chaos.workers import Journal, WorkerPlan, Workers
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_dev.operator_process import OperatorProcess, operator_environment
 from stratarouter_dev.tcpproxy import TcpProxy
 from stratarouter_runtime.operator.resources.base import API_VERSION, GROUP_PATH, KIND_EXECUTION
 
@@ -204,9 +205,10 @@ def run_chaos(config: ChaosConfig) -> ChaosResult:
         proxy = TcpProxy("127.0.0.1", demo.postgres.port).start()
         proxied = demo.postgres.dsn.replace(f":{demo.postgres.port}/", f":{proxy.port}/")
         say(f"The operator's store DSN points at the cuttable proxy: {proxied}")
-        operator = OperatorProcess(
-            demo.cluster.kubeconfig, proxied, NAMESPACE, log_dir / "operator.log", api_host=demo.api_host
+        env = operator_environment(
+            demo.cluster.kubeconfig, proxied, api_host=demo.api_host, STRATA_HANDLER_BACKOFF_SECONDS="0.5"
         )
+        operator = OperatorProcess(env, NAMESPACE, log_dir / "operator.log", verbose=False)
         operator.start()
         timeline = PodTimeline(demo.api, NAMESPACE)
         timeline.start_and_wait()
