@@ -92,8 +92,8 @@ class Contender(ABC):
         raise NotSupported("no storage run")
 
     async def graph_run(self, key: str, steps: int) -> float:
-        """Run ``bench.peers.langgraph_graph`` for ``steps`` steps on this library's LangGraph
-        checkpointer; return the seconds the graph took."""
+        """Continue ``bench.peers.langgraph_graph``'s thread ``key`` on this library's LangGraph
+        checkpointer until it has ``steps`` steps; return the seconds the graph took."""
         raise NotSupported("no LangGraph checkpointer")
 
 

@@ -1,8 +1,9 @@
 """The LangGraph graph both checkpointers run for ``bench.sdk``'s graph rows: an agent's transcript.
 
 One node appends the transcript's next message (the storage run's, deterministic) each super-step
-and loops until ``steps``; every step is checkpointed with ``durability="sync"``, so a step's time
-includes its checkpoint being durable, whichever saver holds it.
+and loops until the thread has ``steps`` of them; every step is checkpointed with
+``durability="sync"``, so a step's time includes its checkpoint being durable, whichever saver holds
+it. A thread is run in turns (an agent's conversation): each turn continues it to a further ``steps``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class Transcript(TypedDict):
 
 
 def _respond(state: Transcript) -> dict[str, Any]:
-    return {"step": state["step"] + 1, "messages": [transcript_message(state["step"])]}
+    step = state.get("step", 0)
+    return {"step": step + 1, "messages": [transcript_message(step)]}
 
 
 def _more(state: Transcript) -> str:
@@ -32,7 +34,7 @@ def _more(state: Transcript) -> str:
 
 
 async def run_graph(saver: BaseCheckpointSaver[Any], thread_id: str, steps: int) -> float:
-    """Run the graph for ``steps`` super-steps on a new thread; return the seconds it took."""
+    """Continue the thread (new or not) until it has ``steps`` messages; return the seconds it took."""
     builder = StateGraph(Transcript)
     builder.add_node("respond", _respond)
     builder.add_edge(START, "respond")
@@ -40,7 +42,7 @@ async def run_graph(saver: BaseCheckpointSaver[Any], thread_id: str, steps: int)
     graph = builder.compile(checkpointer=saver)
     config: Any = {"configurable": {"thread_id": thread_id}, "recursion_limit": steps + 10}
     started = time.perf_counter()
-    final = await graph.ainvoke({"steps": steps, "step": 0, "messages": []}, config, durability="sync")
+    final = await graph.ainvoke({"steps": steps}, config, durability="sync")
     took = time.perf_counter() - started
     if len(final["messages"]) != steps:
         raise AssertionError(f"the graph made {len(final['messages'])} messages, expected {steps}")
