@@ -77,40 +77,8 @@ def build_pod(
     pname = pod_name(name, attempt)
     if len(pname) > MAX_POD_NAME:
         raise InvalidTemplateError(f"execution name too long: pod name {pname!r} exceeds {MAX_POD_NAME}")
-    tmeta: dict[str, Any] = copy.deepcopy(template.get("metadata") or {})
-    spec: dict[str, Any] = copy.deepcopy(template.get("spec") or {})
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        raise InvalidTemplateError("spec.template.spec.containers must list at least one container")
-    restart_policy = spec.get("restartPolicy", "Never")
-    if restart_policy != "Never":
-        raise InvalidTemplateError(
-            f"spec.template.spec.restartPolicy must be Never (got {restart_policy!r}): "
-            "the operator restarts failed pods itself, from the last checkpoint"
-        )
-    spec["restartPolicy"] = "Never"
-
-    volumes = list(spec.get("volumes") or [])
-    if any(v.get("name") == TOKEN_VOLUME for v in volumes if isinstance(v, dict)):
-        raise InvalidTemplateError(f"volume name {TOKEN_VOLUME!r} is reserved for the stratarouter token")
-    volumes.append(
-        {
-            "name": TOKEN_VOLUME,
-            "projected": {
-                "sources": [
-                    {
-                        "serviceAccountToken": {
-                            "audience": TOKEN_AUDIENCE,
-                            "expirationSeconds": token_seconds,
-                            "path": "token",
-                        }
-                    }
-                ]
-            },
-        }
-    )
-    spec["volumes"] = volumes
-
+    spec = _pod_spec(template.get("spec") or {})
+    spec["volumes"] = [*_user_volumes(spec), _token_volume(token_seconds)]
     env = contract_env(
         execution_id=execution_id(namespace, name),
         attempt=attempt,
@@ -119,25 +87,17 @@ def build_pod(
         checkpoint_interval=checkpoint_interval,
         enable_compression=None if compression is None else compression == "zstd",
     )
-    new_containers = []
-    for index, container in enumerate(containers):
-        if not isinstance(container, dict) or not container.get("name"):
-            raise InvalidTemplateError(f"spec.template.spec.containers[{index}] needs a name")
-        c = dict(container)
-        user_env = [e for e in c.get("env") or [] if e.get("name") not in CONTRACT_VARIABLES]
-        c["env"] = user_env + copy.deepcopy(env)
-        mounts = [m for m in c.get("volumeMounts") or [] if m.get("mountPath") != TOKEN_DIR]
-        mounts.append({"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
-        c["volumeMounts"] = mounts
-        new_containers.append(c)
-    spec["containers"] = new_containers
-
-    labels = dict(tmeta.get("labels") or {})
-    labels.update({MANAGED_BY_LABEL: MANAGED_BY, EXECUTION_LABEL: name, ATTEMPT_LABEL: str(attempt)})
+    spec["containers"] = [_with_contract(c, index, env) for index, c in enumerate(spec["containers"])]
+    tmeta: dict[str, Any] = template.get("metadata") or {}
     metadata: dict[str, Any] = {
         "name": pname,
         "namespace": namespace,
-        "labels": labels,
+        "labels": {
+            **(tmeta.get("labels") or {}),
+            MANAGED_BY_LABEL: MANAGED_BY,
+            EXECUTION_LABEL: name,
+            ATTEMPT_LABEL: str(attempt),
+        },
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,
@@ -152,3 +112,46 @@ def build_pod(
     if tmeta.get("annotations"):
         metadata["annotations"] = dict(tmeta["annotations"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def _pod_spec(template_spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the template's pod spec, checked for what an attempt's pod must be."""
+    spec = copy.deepcopy(template_spec)
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise InvalidTemplateError("spec.template.spec.containers must list at least one container")
+    restart_policy = spec.get("restartPolicy", "Never")
+    if restart_policy != "Never":
+        raise InvalidTemplateError(
+            f"spec.template.spec.restartPolicy must be Never (got {restart_policy!r}): "
+            "the operator restarts failed pods itself, from the last checkpoint"
+        )
+    spec["restartPolicy"] = "Never"
+    return spec
+
+
+def _user_volumes(spec: dict[str, Any]) -> list[Any]:
+    volumes = list(spec.get("volumes") or [])
+    if any(v.get("name") == TOKEN_VOLUME for v in volumes if isinstance(v, dict)):
+        raise InvalidTemplateError(f"volume name {TOKEN_VOLUME!r} is reserved for the stratarouter token")
+    return volumes
+
+
+def _token_volume(token_seconds: int) -> dict[str, Any]:
+    """The projected service-account token the checkpoint API accepts (its audience, its lifetime)."""
+    token = {"audience": TOKEN_AUDIENCE, "expirationSeconds": token_seconds, "path": "token"}
+    return {"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}
+
+
+def _with_contract(container: Any, index: int, env: list[dict[str, str]]) -> dict[str, Any]:
+    """The container with the contract's variables (replacing the template's own values of them)
+    and the token mounted read-only."""
+    if not isinstance(container, dict) or not container.get("name"):
+        raise InvalidTemplateError(f"spec.template.spec.containers[{index}] needs a name")
+    user_env = [e for e in container.get("env") or [] if e.get("name") not in CONTRACT_VARIABLES]
+    mounts = [m for m in container.get("volumeMounts") or [] if m.get("mountPath") != TOKEN_DIR]
+    return {
+        **container,
+        "env": user_env + copy.deepcopy(env),
+        "volumeMounts": [*mounts, {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True}],
+    }
