@@ -43,12 +43,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.operator import GROUP_PATH, TEMPLATE, _children, _cpu_seconds, apiserver_counts, pct
+from bench.cluster_probe import TEMPLATE, _children, _cpu_seconds, apiserver_counts, pct
 from bench.sdk_workload import make_state
 from stratarouter_dev.demo import NAMESPACE, Demo, wait_until
 from stratarouter_dev.kubeapi import KubeApiError
 from stratarouter_dev.pods import request_pod_token
 from stratarouter_dev.ports import free_port
+from stratarouter_runtime.operator.resources.base import GROUP_PATH
 from stratarouter_runtime.state import StateManager
 
 RESULTS = Path(__file__).parent / "results" / "api-path.md"

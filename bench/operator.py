@@ -67,16 +67,16 @@ from typing import Any
 
 import aiohttp
 
+from bench.cluster_probe import TEMPLATE, _children, _cpu_seconds, apiserver_counts, pct
 from stratarouter_dev import images
 from stratarouter_dev.cluster import real_node_wanted
 from stratarouter_dev.demo import NAMESPACE, Demo, wait_until
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
 from stratarouter_dev.node import RealNode, pod_placement
 from stratarouter_dev.pods import fail_pod, is_running, request_pod_token, wait_for_pod
+from stratarouter_runtime.operator.resources.base import GROUP_PATH
 
-GROUP_PATH = "/apis/stratarouter.io/v1alpha1"
 RESULTS = Path(__file__).parent / "results" / "operator.md"
-TEMPLATE = {"spec": {"containers": [{"name": "work", "image": "example.invalid/work:1"}]}}
 LAG_TOLERANCE_SECONDS = 1.0
 """What the status lag may exceed the budget's promise by: a patch's round trip and the watch's delivery
 on a busy API server, and the patch interval's granularity."""
@@ -85,13 +85,6 @@ LAG_TOLERANCE_SHARE = 0.1
 exact under load)."""
 GRACE_EXTRA_SECONDS = 10.0
 """After the window the watch may take the promised lag plus this long to show every last step."""
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def pod_exists(api: KubeApi, name: str) -> bool:
@@ -607,49 +600,6 @@ class StatusWatch(threading.Thread):
                     last = (obj.get("status") or {}).get("lastCheckpoint")
                     if last:
                         self.seen.setdefault(obj["metadata"]["name"], []).append((now, int(last["step"])))
-
-
-def apiserver_counts(api: KubeApi) -> dict[str, float]:
-    """apiserver_request_total summed for the verbs the checkpoint path uses."""
-    wanted = {
-        ("POST", "tokenreviews", ""),
-        ("GET", "pods", ""),
-        ("GET", "executions", ""),
-        ("PATCH", "executions", "status"),
-    }
-    totals: dict[str, float] = {}
-    for line in api.text("/metrics", timeout=30).splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
-        labels = dict(kv.split("=", 1) for kv in labels_text.split('",') if "=" in kv)
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
-        if key in wanted:
-            name = "/".join(k for k in key if k)
-            totals[name] = totals.get(name, 0.0) + float(value)
-    return totals
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def cpu_by_component(demo: Demo) -> dict[str, float]:
