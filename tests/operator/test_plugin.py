@@ -134,6 +134,11 @@ def test_every_command_against_a_run(strata: Strata, executions: Executions, pg_
         == "Running"
     )
 
+    # --kubeconfig and --context go to kubectl: nobody's environment, reader's kubeconfig, reader's rights
+    strata("nobody", "--kubeconfig", str(strata.kubeconfigs["reader"]), "status", "train")
+    done = strata("reader", "status", "train", "--context", "elsewhere", code=exits.FAILED)
+    assert "context elsewhere" in done.stderr, done.stderr  # kubectl's own message names it
+
     # -- history: checkpoints, the attempts, the failure between them and its cause
     done = strata("reader", "history", "train")
     rows = lines(done)
