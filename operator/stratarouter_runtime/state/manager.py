@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from stratarouter_runtime.state import validation as check
 from stratarouter_runtime.state.backends import ALIASES, create_backend
-from stratarouter_runtime.state.backends.base import StateBackend, WriteOp
+from stratarouter_runtime.state.backends.base import ForkSource, StateBackend, WriteOp
 from stratarouter_runtime.state.batching import GroupCommitter, WriteBuffer
 from stratarouter_runtime.state.codec import StateCodec, decode
 from stratarouter_runtime.state.config import StateConfig, config_from_env, environ
@@ -455,6 +455,48 @@ class StateManager:
         if (attempt := self._attempts.get(execution_id)) is not None:
             self._remember(new_id, attempt)
         return renamed
+
+    async def fork(
+        self,
+        source_id: str,
+        new_id: str,
+        step: int | None = None,
+        *,
+        snapshot: str | None = None,
+        attempt: int = 1,
+        labels: dict[str, str] | None = None,
+        checkpoint_retention: int | None = None,
+    ) -> Execution:
+        """Start the new execution ``new_id`` from the history checkpoint of ``source_id`` at ``step``
+        (None: its newest), or from its snapshot ``snapshot``; returns the new execution (running,
+        ``attempt``). One atomic store call: the state becomes ``new_id``'s current state and first
+        history checkpoint, and its audit trail opens with a ``forked`` event naming the source and
+        step. The source is only read. A snapshot's stored copy is used, so it forks a step retention
+        has pruned since, or a run deleted with ``keep_snapshots``. ``labels`` and
+        ``checkpoint_retention`` are the new run's own, as in :meth:`start_execution`.
+
+        Refused: ``new_id`` exists (InvalidArgumentError), the source is missing (ExecutionNotFound,
+        SnapshotNotFound) or has no checkpoint at ``step``, never written or pruned by retention
+        (CheckpointNotFound).
+        """
+        check.execution_id(source_id)
+        check.execution_id(new_id, "new_id")
+        if step is not None:
+            check.step(step)
+            if snapshot is not None:
+                raise InvalidArgumentError("fork from a step or from a snapshot, not both")
+        if snapshot is not None:
+            check.snapshot_name(snapshot)
+        check.attempt(attempt)
+        retention = check.positive_int(checkpoint_retention, "checkpoint_retention", allow_none=True)
+        valid_labels = check.labels(labels)
+        await self._flush_pending()
+        source = ForkSource(step=step, snapshot=snapshot)
+        forked = await self._backend.fork_execution(
+            source_id, new_id, source, attempt, valid_labels, retention
+        )
+        self._remember(new_id, forked.attempt)
+        return forked
 
     async def cleanup(
         self,

@@ -108,6 +108,15 @@ class StoredState:
 
 
 @dataclass(frozen=True, slots=True)
+class ForkSource:
+    """What a fork starts from: a history checkpoint (``step``; None: the newest) of the source
+    execution, or its snapshot ``snapshot`` (its stored copy, which outlives retention and the run)."""
+
+    step: int | None = None
+    snapshot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoreCounts:
     total_executions: int
     active_executions: int
@@ -234,3 +243,20 @@ class StateBackend(ABC):
     # -- housekeeping -------------------------------------------------------------------------
     @abstractmethod
     async def counts(self) -> StoreCounts: ...
+
+    # -- forks --------------------------------------------------------------------------------
+    @abstractmethod
+    async def fork_execution(
+        self,
+        source_id: str,
+        new_id: str,
+        source: ForkSource,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
+        """Start ``new_id`` (running, ``attempt``) from a state of ``source_id``, atomically: that state
+        becomes its current state and its first history checkpoint, after a ``forked`` audit event
+        (detail: ``execution``, ``step``, and ``snapshot`` for a snapshot). The source is only read.
+        InvalidArgumentError if ``new_id`` exists; ExecutionNotFound, CheckpointNotFound (never written
+        or pruned) or SnapshotNotFound for a missing source."""

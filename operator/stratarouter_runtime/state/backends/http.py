@@ -28,7 +28,13 @@ import aiohttp
 import orjson
 
 from stratarouter_runtime.state import codec
-from stratarouter_runtime.state.backends.base import StateBackend, StoreCounts, StoredState, WriteOp
+from stratarouter_runtime.state.backends.base import (
+    ForkSource,
+    StateBackend,
+    StoreCounts,
+    StoredState,
+    WriteOp,
+)
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
     ExecutionNotFound,
@@ -334,6 +340,17 @@ class HttpBackend(StateBackend):
 
     async def counts(self) -> StoreCounts:
         raise self._not_for_pods("get_metrics()")
+
+    async def fork_execution(
+        self,
+        source_id: str,
+        new_id: str,
+        source: ForkSource,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
+        raise self._not_for_pods("fork() (apply an Execution with spec.startFrom instead)")
 
 
 def _checkpoint(execution_id: str, item: dict[str, Any]) -> Checkpoint:

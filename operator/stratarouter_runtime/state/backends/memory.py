@@ -14,6 +14,7 @@ from typing import Any
 from stratarouter_runtime.state import codec, retention
 from stratarouter_runtime.state.backends.base import (
     ATTEMPTS_EXHAUSTED,
+    ForkSource,
     StateBackend,
     StoreCounts,
     StoredState,
@@ -405,3 +406,39 @@ class MemoryBackend(StateBackend):
         )
         size += sum(len(b.data) for b in self._snapshots.values())
         return StoreCounts(total, active, checkpoints, size)
+
+    # -- forks --------------------------------------------------------------------------------
+    async def fork_execution(
+        self,
+        source_id: str,
+        new_id: str,
+        source: ForkSource,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
+        if new_id in self._execs:
+            raise InvalidArgumentError(f"execution {new_id!r} exists already")
+        detail: dict[str, Any] = {"execution": source_id}
+        if source.snapshot is not None:
+            found = self._snapshots.get((source_id, source.snapshot))
+            if found is None:
+                raise SnapshotNotFound(source_id, source.snapshot)
+            detail["snapshot"] = source.snapshot
+        else:
+            run = self._get(source_id)
+            step = run.last_checkpoint_step if source.step is None else source.step
+            found = None if step is None else run.history.get(step)
+            if found is None:
+                raise CheckpointNotFound(source_id, source.step)
+        now = _now()
+        blob = _Blob(found.step, attempt, found.data, found.codec, found.size_bytes, found.digest, now)
+        ex = _Exec(new_id, ExecutionStatus.RUNNING, attempt, now, now, blob.step, blob.step)
+        ex.labels, ex.checkpoint_retention = dict(labels or {}), checkpoint_retention
+        ex.state, ex.history = blob, {blob.step: blob}
+        self._execs[new_id] = ex
+        size, digest = blob.size_bytes, blob.digest.hex()
+        detail["step"] = blob.step
+        self._event(ex, "forked", blob.step, size_bytes=size, hash=digest, detail=detail)
+        self._event(ex, "checkpoint", blob.step, size_bytes=size, hash=digest)
+        return ex.model()

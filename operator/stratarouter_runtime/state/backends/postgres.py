@@ -39,6 +39,7 @@ from stratarouter_runtime.state.backends import pg_delta, pg_partitions
 from stratarouter_runtime.state.backends import postgres_sql as sql
 from stratarouter_runtime.state.backends.base import (
     ATTEMPTS_EXHAUSTED,
+    ForkSource,
     StateBackend,
     StoreCounts,
     StoredState,
@@ -766,3 +767,36 @@ class PostgresBackend(StateBackend):
         row = await self._run(lambda conn: conn.fetchrow(sql.COUNTS))
         assert row is not None
         return StoreCounts(row["total"], row["active"], row["checkpoints"], int(row["bytes"]))
+
+    # -- forks --------------------------------------------------------------------------------
+    async def fork_execution(
+        self,
+        source_id: str,
+        new_id: str,
+        source: ForkSource,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
+        labels_json = orjson.dumps(labels or {}).decode()
+        if source.snapshot is not None:
+            statement, where = sql.FORK_FROM_SNAPSHOT, source.snapshot
+        else:
+            statement, where = sql.FORK_FROM_STEP, source.step
+        args = (source_id, new_id, where, attempt, labels_json, checkpoint_retention)
+
+        async def run(conn: Conn) -> Execution:
+            row = await conn.fetchrow(statement, *args)
+            if row is not None:
+                return _execution(row)
+            if await conn.fetchval(sql.EXISTS, new_id) is not None:
+                raise InvalidArgumentError(f"execution {new_id!r} exists already")
+            if source.snapshot is not None:
+                raise SnapshotNotFound(source_id, source.snapshot)
+            await self._require(conn, source_id)
+            raise CheckpointNotFound(source_id, source.step)
+
+        execution = await self._run(run)
+        if checkpoint_retention is not None:
+            self._learn([new_id])
+        return execution

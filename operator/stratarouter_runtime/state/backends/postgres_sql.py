@@ -634,3 +634,54 @@ SELECT count(*) AS total,
      + pg_total_relation_size('executions') + pg_total_relation_size('snapshots') AS bytes
 FROM executions
 """
+
+# -- forks -------------------------------------------------------------------------------------
+
+
+def _fork(source: str, detail: str) -> str:
+    """Start execution $2 (attempt $4, labels $5, retention $6) from ``source`` (a SELECT of one state:
+    step, codec, size_bytes, hash, state): the state becomes its current state and its first history
+    checkpoint, after a ``forked`` audit event whose detail is ``detail``. No row when $2 exists already
+    or ``source`` finds nothing; the source is only read."""
+    execution = f"""
+INSERT INTO executions (id, status, attempt, current_step, last_checkpoint_step, labels, checkpoint_retention,
+                        state_codec, state_size, state_hash)
+SELECT $2, 'running', $4::int, step, step, $5::jsonb, $6::int, codec, size_bytes, hash FROM source
+ON CONFLICT (id) DO NOTHING
+RETURNING {EXECUTION_COLUMNS}
+"""
+    event = f"""
+INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes, hash, detail)
+SELECT ex.id, ex.created_at, 'forked', source.step, ex.attempt, source.size_bytes, source.hash,
+       {detail.strip()}
+FROM ex, source
+RETURNING execution_id, execution_created_at, step, attempt
+"""
+    # reads ev, so the checkpoint (its own audit row) takes its seq after the forked event's
+    checkpoint = """
+INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt, codec, size_bytes, hash, state)
+SELECT ev.execution_id, ev.execution_created_at, ev.step, ev.attempt, source.codec, source.size_bytes,
+       source.hash, source.state
+FROM ev, source
+"""
+    return _with(
+        (("source", source), ("ex", execution), ("ev", event), ("cp", checkpoint)), "SELECT * FROM ex"
+    )
+
+
+FORK_FROM_STEP: Final = _fork(
+    """
+SELECT c.step, c.codec, c.size_bytes, c.hash, c.state
+FROM executions e JOIN checkpoints c ON c.execution_id = e.id AND c.execution_created_at = e.created_at
+WHERE e.id = $1 AND c.step = coalesce($3::bigint, e.last_checkpoint_step)
+""",
+    "jsonb_build_object('execution', $1::text, 'step', source.step)",
+)
+"""Fork execution $1 at its history checkpoint $3 (NULL: its newest) into the new execution $2."""
+
+FORK_FROM_SNAPSHOT: Final = _fork(
+    "SELECT step, codec, size_bytes, hash, state FROM snapshots WHERE execution_id = $1 AND name = $3",
+    "jsonb_build_object('execution', $1::text, 'step', source.step, 'snapshot', $3::text)",
+)
+"""Fork snapshot $3 of execution $1 (its stored copy: the execution and its checkpoint need not exist any
+more) into the new execution $2."""
