@@ -14,6 +14,11 @@ checkpointed; the total must come out as 1 + 2 + ... + STEPS however often it is
 In an Execution's pod (``examples/langgraph-execution.yaml``) the same script talks to the operator's
 checkpoint API: ``StateManager.from_env()`` picks it, the thread is the Execution's own run, and the
 operator fences the failed pod's attempt before it starts the next one.
+
+To show a recovery, its first attempt can be made to die for real once item ``FAIL_AT_STEP`` is
+checkpointed, as it starts the next item, the way ``FAIL_HOW`` says (as in ``examples/workload.py``):
+``exit:N`` (exit with code N), ``oom`` (allocate memory until the container's memory limit OOM-kills
+it) or ``hang`` (stop making progress, for a kill from outside). Later attempts never fail on purpose.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import operator
 import os
 import sys
+import time
 from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -41,7 +47,30 @@ def plan(state: Agent) -> dict[str, Any]:
     return {"todo": list(range(1, int(os.environ.get("STEPS", "12")) + 1)), "total": 0}
 
 
+def fail_for_real(how: str) -> None:
+    """Die the way ``how`` says (see the module docstring); returns only for an unknown ``how``."""
+    print(f"failing on purpose: {how}", flush=True)
+    if how.startswith("exit:"):
+        os._exit(int(how.removeprefix("exit:")))  # at once: no cleanup, as a crash would
+    if how == "oom":
+        hog = []
+        while True:  # the kernel's OOM killer ends this once the memory limit is reached
+            hog.append(bytearray(16 << 20))
+            time.sleep(0.01)
+    if how == "hang":
+        while True:  # blocks the event loop: nothing more is checkpointed
+            time.sleep(60)
+    print(f"unknown FAIL_HOW={how!r}; carrying on", flush=True)
+
+
+#: The attempt this process runs (1 for the first); only the first one fails on purpose.
+ATTEMPT = 1
+
+
 async def work(state: Agent) -> dict[str, Any]:
+    fail_at = int(os.environ.get("FAIL_AT_STEP", "0"))
+    if 0 < fail_at == len(state["done"]) and ATTEMPT == 1:  # item FAIL_AT_STEP is checkpointed
+        fail_for_real(os.environ.get("FAIL_HOW", "exit:1"))
     item = state["todo"][len(state["done"])]
     await asyncio.sleep(float(os.environ.get("STEP_SECONDS", "0.3")))  # the "work" of the item
     total = state["total"] + item
@@ -70,6 +99,7 @@ def build(saver: StrataCheckpointSaver) -> Any:
 
 
 async def main() -> int:
+    global ATTEMPT
     async with StateManager.from_env() as state:
         thread_id = state.execution_id or "langgraph-agent"
         saver = StrataCheckpointSaver(state, run_prefix="")  # the thread is the run of that id
@@ -85,6 +115,7 @@ async def main() -> int:
         else:  # alone on its run: take it over with the next attempt, fencing any older writer
             next_attempt = 1 if stored is None else stored.attempt + 1
             attempt = (await saver.start_thread(thread_id, attempt=next_attempt)).attempt
+        ATTEMPT = attempt or 1
         snapshot = await graph.aget_state(config)
         if snapshot.next:
             done = len(snapshot.values.get("done", []))

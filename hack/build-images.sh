@@ -3,7 +3,8 @@
 # registry, and prints the directory that holds them:
 #   pause.tar     localhost/stratarouter-pause:<TAG>           the pod sandbox, Kubernetes' pause.c built static
 #   operator.tar  docker.io/library/stratarouter-operator:dev   the wheel with its [operator] extra
-#   example.tar   docker.io/library/stratarouter-example:dev    the SDK alone and examples/workload.py
+#   example.tar   docker.io/library/stratarouter-example:dev    the SDK with its [langgraph] extra (no
+#                 [operator] extra), examples/workload.py and examples/langgraph_agent.py
 # Each file is an OCI image layout in a tar whose index names the full reference, so
 #   ctr -n k8s.io images import --all-platforms FILE.tar
 # creates exactly that image. The operator and example images are a Debian bookworm base (mmdebstrap,
@@ -42,7 +43,8 @@ pause_ref=localhost/stratarouter-pause:$pause_tag
 # The tracked files the wheel and the example are made of; the wheel is built from a copy of exactly these,
 # so an untracked file in operator/ can neither leak into an image nor go unnoticed by the key.
 inputs() {
-	(cd "$root" && git ls-files -z -- operator pyproject.toml README.md examples/workload.py) |
+	(cd "$root" && git ls-files -z -- operator pyproject.toml README.md examples/workload.py \
+		examples/langgraph_agent.py) |
 		while IFS= read -r -d '' f; do if [ -f "$root/$f" ]; then printf '%s\0' "$f"; fi; done
 }
 base_key=$({ cat "$here/build-images.sh"; echo "$suite $packages"; } | sha256sum | cut -c1-12)
@@ -207,9 +209,10 @@ site() {
 	(cd "$1/opt/site" && ls -d -- *.dist-info | sed 's/\.dist-info$//') >"$tmp/out/$3-packages.txt"
 }
 site "$tmp/operator/root" "$wheel[operator]" operator
-site "$tmp/example/root" "$wheel" example
+# The example image runs both examples: workload.py needs the SDK alone, langgraph_agent.py also LangGraph.
+site "$tmp/example/root" "$wheel[langgraph]" example
 mkdir -p "$tmp/example/root/app"
-cp "$root/examples/workload.py" "$tmp/example/root/app/workload.py"
+cp "$root/examples/workload.py" "$root/examples/langgraph_agent.py" "$tmp/example/root/app/"
 chmod -R u=rwX,go=rX "$tmp/operator/root" "$tmp/example/root"
 log "wheel and site-packages built in $(since "$t") ($(wc -l <"$tmp/out/operator-packages.txt") packages for the operator, $(wc -l <"$tmp/out/example-packages.txt") for the example)"
 
@@ -243,11 +246,11 @@ t=$EPOCHREALTIME
 tar_layer "$tmp/example/layer.tar" "$tmp/example/root" --owner=0 --group=0 app opt
 from_base "$tmp/example/layout" "$example_ref"
 umoci raw add-layer --image "$tmp/example/layout:$example_ref" \
-	--history.created_by "uv pip install --target /opt/site stratarouter-runtime; examples/workload.py" \
+	--history.created_by "uv pip install --target /opt/site stratarouter-runtime[langgraph]; examples/*.py" \
 	"$tmp/example/layer.tar"
 config "$tmp/example/layout" "$example_ref" stratarouter-example --history.comment "python3 /app/workload.py" \
 	--config.entrypoint python3 --config.entrypoint /app/workload.py --config.workingdir /app \
-	--config.label org.opencontainers.image.description="StrataRouter Runtime example workload"
+	--config.label org.opencontainers.image.description="StrataRouter Runtime example workloads"
 pack "$tmp/example/layout" example
 log "example image packed in $(since "$t")"
 
