@@ -192,7 +192,8 @@ def test_every_command_against_a_run(strata: Strata, executions: Executions, pg_
     strata("writer", "resume", "train")
     assert executions.get("train")["spec"]["suspend"] is False
 
-    strata("reader", "restore", "train", "s3", code=exits.FORBIDDEN)
+    done = strata("reader", "restore", "train", "s3", code=exits.FORBIDDEN)
+    assert 'User "reader" cannot patch resource "executions" in API group "stratarouter.io"' in done.stderr
     done = strata("writer", "restore", "train", "missing", code=exits.NOT_FOUND)
     assert 'snapshot "missing" not found' in done.stderr
     strata("writer", "restore", "train", "s3")

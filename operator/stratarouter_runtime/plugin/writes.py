@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from stratarouter_runtime.plugin.exits import FAILED, NOT_FOUND, PluginError
+from stratarouter_runtime.plugin.exits import FAILED, FORBIDDEN, NOT_FOUND, PluginError
 from stratarouter_runtime.plugin.kubectl import EXECUTIONS, SNAPSHOTS, Ctx
 
 
@@ -75,7 +75,10 @@ def _patch(ctx: Ctx, name: str, spec: dict[str, object], what: str) -> None:
 
 
 def restore(ctx: Ctx, name: str, snapshot: str) -> None:
-    """Set ``spec.restoreFrom.snapshot``: the operator restores it and restarts the run from it."""
+    """Set ``spec.restoreFrom.snapshot``: the operator restores it and restarts the run from it.
+
+    The Snapshot is looked at first, to name a missing one (or one of another Execution) plainly; a user
+    who may not read Snapshots skips that look, and the patch decides (the operator checks it too)."""
     try:
         found = ctx.kubectl.json(["get", SNAPSHOTS, snapshot, "-n", ctx.namespace])
     except PluginError as exc:
@@ -83,8 +86,10 @@ def restore(ctx: Ctx, name: str, snapshot: str) -> None:
             raise PluginError(
                 NOT_FOUND, f'snapshot "{snapshot}" not found in namespace "{ctx.namespace}"'
             ) from None
-        raise
-    of = (found.get("spec") or {}).get("executionName")
+        if exc.code != FORBIDDEN:
+            raise
+        found = None
+    of = ((found or {}).get("spec") or {}).get("executionName", name)
     if of != name:
         raise PluginError(NOT_FOUND, f'snapshot "{snapshot}" is of execution "{of}", not "{name}"')
     _patch(ctx, name, {"restoreFrom": {"snapshot": snapshot}}, "restoring")
