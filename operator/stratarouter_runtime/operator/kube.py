@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, MERGE_PATCH, VERSION
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, MERGE_PATCH, SNAPSHOTS, VERSION
 
 
 class Kube:
@@ -48,6 +48,11 @@ class Kube:
     async def get_execution(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._json(
             self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, EXECUTIONS, name)
+        )
+
+    async def get_snapshot(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._json(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, SNAPSHOTS, name)
         )
 
     async def patch_execution_status(

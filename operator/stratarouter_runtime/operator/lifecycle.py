@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes_asyncio.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from stratarouter_runtime.operator import metrics
+from stratarouter_runtime.operator import forks, metrics
 from stratarouter_runtime.operator.context import CheckpointMirror, Lifecycle
 from stratarouter_runtime.operator.outcomes import GiveUp, PodState, classify_pod, decide
 from stratarouter_runtime.operator.pods import (
@@ -135,6 +135,8 @@ class Pass(PassRecord):
         status = self.status
         if status.attempt == 0:
             await self.archive_earlier_run()
+        else:
+            forks.check_unchanged(self)
 
         desired = self.spec.restore_from.snapshot if self.spec.restore_from else None
         if desired != (status.restore_from_observed or None):
@@ -315,16 +317,23 @@ class Pass(PassRecord):
         """Create attempt ``attempt`` (first start, resume, restore) once every other pod is gone."""
         if not await self.clear_pods(keep=pod_name(self.name, attempt)):
             return RETRY_SOON_SECONDS
-        stored = await self.store.start_execution(
-            self.id, attempt=attempt, labels=self.labels(), checkpoint_retention=self.retention()
-        )
-        if resume_step is None and attempt > 1:
+        fork = attempt == 1 and self.spec.start_from is not None
+        if fork:  # the first start of a fork: the store starts the run from the source's state
+            try:
+                stored = await forks.start(self, attempt)
+            except forks.ForkNotStarted as not_yet:
+                return not_yet.due
+        else:
+            stored = await self.store.start_execution(
+                self.id, attempt=attempt, labels=self.labels(), checkpoint_retention=self.retention()
+            )
+        if resume_step is None and (attempt > 1 or fork):
             resume_step = stored.resume_step
         created = await self.create_pod(attempt, resume_step)
         if created is None:
             return None
         name, uid = created
-        if attempt > 1:
+        if attempt > 1 or fork:
             await self.sync_checkpoint(stored)
         self.pending(name, uid, attempt, resume_step, reason=reason, message=message or f"pod {name} created")
         return None

@@ -34,6 +34,8 @@ class ConditionType(StrEnum):
     """True after ``spec.restoreFrom.snapshot`` was restored; message names the snapshot and step."""
     READY = "Ready"
     """Snapshots: True once the snapshot is stored."""
+    FORKED = "Forked"
+    """True once the run started from ``spec.startFrom``; False while its source is missing (or why not)."""
 
 
 class Reason(StrEnum):
@@ -71,6 +73,14 @@ class Reason(StrEnum):
     WAITING_FOR_CHECKPOINT = "WaitingForCheckpoint"
     NO_CHECKPOINT = "NoCheckpoint"
     """A Snapshot waited for a checkpoint as long as it may and none came."""
+    # forks (spec.startFrom)
+    FORKED = "Forked"
+    FORK_SOURCE_NOT_FOUND = "ForkSourceNotFound"
+    """The source Execution or Snapshot is not there (yet), or has not reached the step (yet)."""
+    FORK_CHECKPOINT_NOT_FOUND = "ForkCheckpointNotFound"
+    """The source has no checkpoint at the step: never written, or pruned by retention (terminal)."""
+    START_FROM_IMMUTABLE = "StartFromImmutable"
+    """spec.startFrom changed after the run started: not acted on."""
 
 
 class Condition(BaseModel):

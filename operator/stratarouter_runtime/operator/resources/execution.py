@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from stratarouter_runtime.operator.resources.base import (
     DNS_LABEL,
@@ -156,6 +156,44 @@ class RestoreFrom(CamelModel):
     )
 
 
+class StartFrom(CamelModel):
+    """Where a new run starts (a fork): a Snapshot, or a checkpoint of another Execution, both in this
+    namespace. Read once, at the first start; immutable (a CEL rule on spec)."""
+
+    snapshot: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="A Snapshot: the run starts from its stored copy (kept when the checkpoint is pruned).",
+    )
+    execution: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=LABEL_VALUE_MAX,
+        pattern=DNS_SUBDOMAIN,
+        description="Another Execution: the run starts from its checkpoint at step.",
+    )
+    step: int | None = Field(
+        default=None,
+        ge=0,
+        description="The checkpoint of execution to start from (default: its newest when this run starts).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StartFrom:
+        if (self.snapshot is None) == (self.execution is None):
+            raise ValueError(ONE_SOURCE)
+        if self.step is not None and self.execution is None:
+            raise ValueError(STEP_NEEDS_EXECUTION)
+        return self
+
+
+ONE_SOURCE = "startFrom takes exactly one of snapshot and execution"
+STEP_NEEDS_EXECUTION = "startFrom.step needs startFrom.execution"
+START_FROM_IMMUTABLE = "spec.startFrom is immutable: apply a new Execution to fork again"
+
+
 class ExecutionSpec(CamelModel):
     """The desired run."""
 
@@ -179,6 +217,17 @@ class ExecutionSpec(CamelModel):
         default=None, description="Restore this snapshot (once per change of the field) and restart from it."
     )
     suspend: bool = Field(default=False, description="Delete the pod and keep the state; false resumes.")
+    start_from: StartFrom | None = Field(
+        default=None,
+        description="Fork: the first pod starts from this state (STRATA_RESUME_STEP is its step) instead of "
+        "from scratch; the source is only read.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "has(self.snapshot) != has(self.execution)", "message": ONE_SOURCE},
+                {"rule": "!has(self.step) || has(self.execution)", "message": STEP_NEEDS_EXECUTION},
+            ]
+        },
+    )
 
     @field_validator("recovery")
     @classmethod
@@ -229,6 +278,16 @@ class RestoredFrom(CamelModel):
     time: datetime | None = Field(default=None, description="When the operator restored it.")
 
 
+class StartedFrom(CamelModel):
+    """Where this run started (spec.startFrom, resolved by the fork): a record, also in the store's audit
+    trail as the run's forked event."""
+
+    execution: str = Field(description="The Execution whose state the run started from.")
+    step: int = Field(ge=0, description="The step it started from (its first pod's STRATA_RESUME_STEP).")
+    snapshot: str | None = Field(default=None, description="The Snapshot it started from, if one.")
+    time: datetime | None = Field(default=None, description="When the operator forked it.")
+
+
 class ExecutionStatus(CamelModel):
     """What the operator observed; written only by the operator. The store holds the run's state and
     history; status summarises it. phase, attempt, podName, podUID and resumeStep are written by the
@@ -264,6 +323,7 @@ class ExecutionStatus(CamelModel):
     restore_from_observed: str | None = Field(
         default=None, description="spec.restoreFrom.snapshot as last acted on (empty when unset)."
     )
+    started_from: StartedFrom | None = None
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
@@ -298,5 +358,15 @@ class Execution(Resource):
         max_name_length=LABEL_VALUE_MAX,
     )
 
-    spec: ExecutionSpec
+    spec: ExecutionSpec = Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.startFrom) == has(oldSelf.startFrom) && "
+                    "(!has(self.startFrom) || self.startFrom == oldSelf.startFrom)",
+                    "message": START_FROM_IMMUTABLE,
+                }
+            ]
+        }
+    )
     status: ExecutionStatus | None = None

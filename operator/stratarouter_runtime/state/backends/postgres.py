@@ -779,10 +779,8 @@ class PostgresBackend(StateBackend):
         checkpoint_retention: int | None,
     ) -> Execution:
         labels_json = orjson.dumps(labels or {}).decode()
-        if source.snapshot is not None:
-            statement, where = sql.FORK_FROM_SNAPSHOT, source.snapshot
-        else:
-            statement, where = sql.FORK_FROM_STEP, source.step
+        statement = sql.FORK_FROM_STEP if source.snapshot is None else sql.FORK_FROM_SNAPSHOT
+        where = source.step if source.snapshot is None else source.snapshot
         args = (source_id, new_id, where, attempt, labels_json, checkpoint_retention)
 
         async def run(conn: Conn) -> Execution:
