@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -105,6 +107,7 @@ def view_env(operator_env: dict[str, str], cluster: Any, namespace: str) -> dict
         STRATA_VIEW_TLS_KEY_FILE=str(key),
         # RBAC changes made by a test apply at once (the cache is the same code either way)
         STRATA_VIEW_AUTHZ_CACHE_SECONDS="0",
+        STRATA_API_HEADER_TIMEOUT_SECONDS="2",  # both ports' header deadline, short for the test of it
     )
     return operator_env
 
@@ -355,6 +358,17 @@ def test_only_the_front_proxy_is_believed(view: View, executions: Executions, pg
         urllib.request.urlopen(urllib.request.Request(url, headers=headers), context=context, timeout=10)
     assert refused.value.code == 401
     assert json.loads(refused.value.read())["kind"] == "Status"
+
+    # a connection that never completes a request's head is closed (the checkpoint API's deadline)
+    with (
+        socket.create_connection(("127.0.0.1", view.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(b"GET /apis HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            assert tls.recv(1) == b""
+        assert time.monotonic() - started < 8
 
     pair = view.cluster.pki.issue("view-impostor", "/CN=front-proxy-client/O=system:masters", client=True)
     context.load_cert_chain(str(pair.cert), str(pair.key))

@@ -13,12 +13,15 @@ Served over TLS only (the API server will not proxy to plain HTTP), on its own p
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from stratarouter_runtime.operator.api.connections import Connections
 from stratarouter_runtime.operator.api.limits import Refused, Slots
 from stratarouter_runtime.operator.view import discovery, reads, ui
 from stratarouter_runtime.operator.view.authorize import Authorizer, Forbidden, ReviewUnavailable
@@ -96,10 +99,15 @@ async def view_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def build_app(
-    config: RequestHeaderConfig, authorizer: Authorizer, store: Any, slots: Slots
+    config: RequestHeaderConfig,
+    authorizer: Authorizer,
+    store: Any,
+    slots: Slots,
+    connections: Connections | None = None,
 ) -> web.Application:
     """The view application (no TLS here: :func:`start_view` serves it)."""
-    app = web.Application(middlewares=[view_middleware])
+    middlewares = [connections.middleware()] if connections is not None else []
+    app = web.Application(middlewares=[*middlewares, view_middleware])
     app[CONFIG_KEY] = config
     app[AUTHORIZER_KEY] = authorizer
     app[reads.STORE_KEY] = store
@@ -112,6 +120,29 @@ def build_app(
     return app
 
 
+class ViewRunner(web.AppRunner):
+    """The view application's runner: TLS, and the checkpoint API's header deadline on every connection
+    (one that sends no complete request in ``STRATA_API_HEADER_TIMEOUT_SECONDS`` is closed)."""
+
+    def __init__(self, app: web.Application, connections: Connections, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._connections = connections
+        self._listener: asyncio.Server | None = None
+
+    async def listen(self, host: str, port: int, context: ssl.SSLContext) -> int:
+        assert self.server is not None, "setup() first"
+        factory = self._connections.protocol_factory(self.server)
+        self._listener = await asyncio.get_running_loop().create_server(factory, host, port, ssl=context)
+        bound: int = self._listener.sockets[0].getsockname()[1]
+        return bound
+
+    async def cleanup(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        await super().cleanup()
+
+
 async def start_view(memo: Any) -> web.AppRunner:
     """Serve the view API on ``view_host:view_port`` with TLS (called from the operator's startup)."""
     settings = memo.settings
@@ -120,10 +151,16 @@ async def start_view(memo: Any) -> web.AppRunner:
     config = await load_requestheader(memo.k8s)
     context = server_ssl_context(settings.view_tls_cert_file, settings.view_tls_key_file, config)
     authorizer = Authorizer(memo.k8s, cache_seconds=settings.view_authz_cache_seconds)
-    app = build_app(config, authorizer, memo.store, Slots(settings.api_max_expensive_requests))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    connections = Connections(settings.api_header_timeout_seconds)
+    app = build_app(config, authorizer, memo.store, Slots(settings.api_max_expensive_requests), connections)
+    runner = ViewRunner(
+        app,
+        connections,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=settings.api_keepalive_seconds,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.view_host, settings.view_port, ssl_context=context)
-    await site.start()
-    log.info("view API (%s) listening on %s:%s", GROUP, settings.view_host, settings.view_port)
+    port = await runner.listen(settings.view_host, settings.view_port, context)
+    log.info("view API (%s) listening on %s:%s", GROUP, settings.view_host, port)
     return runner
