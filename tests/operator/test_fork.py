@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_runtime.plugin import main as plugin
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import Executions, OperatorProcess, dump, template
 from tests.operator.test_api import call, pod_sdk, running_execution, token_for
@@ -177,3 +179,27 @@ def test_start_from_is_validated_and_immutable(
         assert refused.value.status == 422
         assert "spec.startFrom is immutable" in str(refused.value)
     assert executions.status("child")["startedFrom"]["step"] == 2
+
+
+def test_kubectl_strata_fork_creates_the_new_execution(
+    checkpointed: str,  # noqa: F811 - the imported fixture
+    executions: Executions,
+    cluster: Any,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("PATH", f"{cluster.bin_dir}:{os.environ['PATH']}")
+    argv = ["--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "fork", checkpointed, "by-plugin"]
+    assert plugin.main([*argv, "--step", "2", "--image", "example.invalid/work:3"]) == 0
+    assert "execution.stratarouter.io/by-plugin created" in capsys.readouterr().out
+    executions.created.append("by-plugin")
+    status = executions.wait_status("by-plugin", "pod", lambda s: s.get("podName") == "by-plugin-a1")
+    assert executions.env("by-plugin-a1")["STRATA_RESUME_STEP"] == "2"
+    pod = executions.pod("by-plugin-a1")
+    assert pod is not None
+    assert pod["spec"]["containers"][0]["image"] == "example.invalid/work:3"
+    assert status["startedFrom"]["step"] == 2
+    assert plugin.main([*argv, "--step", "1"]) == 1  # the name is taken: kubectl's AlreadyExists
+    assert "already exists" in capsys.readouterr().err
+    assert plugin.main(["--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "fork", "nope", "x"]) == 3

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stratarouter_runtime.plugin import exits, logs, reads, ui, writes
+from stratarouter_runtime.plugin import exits, fork, logs, reads, ui, writes
 from stratarouter_runtime.plugin.exits import PluginError
 from stratarouter_runtime.plugin.kubectl import Ctx, Kubectl
 from stratarouter_runtime.plugin.output import FORMATS
@@ -76,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
     p = cmd("restore", "restore a Snapshot into its Execution (sets spec.restoreFrom)")
     p.add_argument("name")
     p.add_argument("snapshot", metavar="SNAPSHOT")
+    p = cmd("fork", "create a new Execution that starts from another's checkpoint (sets spec.startFrom)")
+    p.add_argument("name")
+    p.add_argument("new_name", metavar="NEW_NAME")
+    p.add_argument("--step", type=_step, help="checkpoint step (default: the newest when it starts)")
+    p.add_argument("--snapshot", help="start from this Snapshot instead")
+    p.add_argument("--image", help="the image of the new run's first container (default: the source's)")
     p = cmd("suspend", "suspend an Execution (its pod is deleted, its state kept)")
     p.add_argument("name")
     p = cmd("resume", "resume a suspended Execution")
@@ -110,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             writes.snapshot(ctx, args.name, args.step, args.snapshot, args.wait)
         case "restore":
             writes.restore(ctx, args.name, args.snapshot)
+        case "fork":
+            fork.fork(ctx, args.name, args.new_name, args.step, args.snapshot, args.image)
         case "suspend" | "resume":
             writes.suspend(ctx, args.name, args.command == "suspend")
         case "logs":
