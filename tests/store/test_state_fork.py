@@ -83,7 +83,7 @@ async def test_the_audit_trail_shows_where_the_run_came_from(state: StateManager
     assert [(e.kind, e.step) for e in audit] == [("forked", 2), ("checkpoint", 2), ("checkpoint", 3)]
     forked = audit[0]
     assert forked.detail == {"execution": "src", "step": 2}
-    assert forked.hash == audit[1].hash and forked.size_bytes == audit[1].size_bytes
+    assert (forked.hash, forked.size_bytes) == (audit[1].hash, audit[1].size_bytes)
     assert "forked" not in [e.kind for e in await state.get_audit("src")]
 
 
