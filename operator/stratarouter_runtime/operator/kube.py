@@ -1,7 +1,10 @@
-"""The few Kubernetes calls the lifecycle makes, on the shared kubernetes_asyncio client.
+"""The Kubernetes calls the operator's handlers make, on the process's one kubernetes_asyncio client.
 
-Each returns plain dicts (what the API server sent) and maps 404 to None, so the reconcile logic reads like
-the state machine it is. Other API errors propagate as ``ApiException``.
+Besides kopf's own watches and patches, this wrapper (one, on ``memo.lifecycle.kube``) is how the
+lifecycle, the Snapshot, TTL and Event code reach the API server. Each call returns plain dicts (what the
+API server sent; core calls skip the client's model objects with ``_preload_content=False``) and maps 404
+to None, so the reconcile logic reads like the state machine it is. Other API errors propagate as
+``ApiException``.
 """
 
 from __future__ import annotations
