@@ -7,7 +7,7 @@ kubernetes_asyncio ApiClient), ``memo.store`` (ONE StateManager on PostgreSQL), 
 (the reconcile context: Kube wrapper, store, settings, what the watches saw).
 
 The process's kopf handlers (login, startup, cleanup) are here; the resources' handlers are registered by
-importing ``operator.handlers``, which never imports this module.
+importing the ``operator.handlers`` modules, none of which imports this module.
 """
 
 from __future__ import annotations
@@ -25,9 +25,14 @@ import kopf
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
-from stratarouter_runtime.operator import handlers  # noqa: F401 - registers the resource handlers
 from stratarouter_runtime.operator.context import Lifecycle
 from stratarouter_runtime.operator.diffbase import SlimDiffBaseStorage
+from stratarouter_runtime.operator.handlers import (  # noqa: F401 - registers their handlers
+    executions,
+    pods,
+    retention,
+    snapshots,
+)
 from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.pods import POD_SELECTOR
 from stratarouter_runtime.operator.resources.base import FINALIZER, GROUP

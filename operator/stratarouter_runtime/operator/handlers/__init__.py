@@ -1,9 +1,5 @@
-"""The kopf handlers of Executions, Snapshots, pods and nodes; importing this package registers them.
+"""The kopf handlers of Executions, Snapshots, pods and nodes, one module per kind.
 
-The process's own handlers (login, startup, cleanup) are in ``operator.main``, which imports this package:
-the dependency goes one way.
+Importing a module registers its handlers; ``operator.main`` imports them all (this package imports
+nothing, so a helper of one handler module can be imported without registering or importing the rest).
 """
-
-from stratarouter_runtime.operator.handlers import executions, pods, retention, snapshots
-
-__all__ = ["executions", "pods", "retention", "snapshots"]
