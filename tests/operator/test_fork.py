@@ -12,13 +12,22 @@ from typing import Any
 import pytest
 
 from stratarouter_dev.kubeapi import KubeApi, KubeApiError
+from stratarouter_runtime.plugin import exits
 from stratarouter_runtime.plugin import main as plugin
 from stratarouter_runtime.state import StateManager
 from tests.operator.conftest import Executions, OperatorProcess, dump, template
 from tests.operator.test_api import call, pod_sdk, running_execution, token_for
+from tests.operator.test_plugin import Strata, strata  # noqa: F401 - fixtures
 from tests.operator.test_snapshots import Snapshots, checkpointed, snapshots  # noqa: F401 - fixtures
+from tests.operator.test_view_rbac import kwok_run, role, view, view_env, view_gate  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
+
+CREATE_EXECUTIONS = {
+    "apiGroups": ["stratarouter.io"],
+    "resources": ["executions"],
+    "verbs": ["get", "create"],
+}
 
 
 def fork_yaml(namespace: str, name: str, start_from: dict[str, Any], image: str) -> str:
@@ -203,3 +212,27 @@ def test_kubectl_strata_fork_creates_the_new_execution(
     assert plugin.main([*argv, "--step", "1"]) == 1  # the name is taken: kubectl's AlreadyExists
     assert "already exists" in capsys.readouterr().err
     assert plugin.main(["--kubeconfig", str(cluster.kubeconfig), "-n", namespace, "fork", "nope", "x"]) == 3
+
+
+def test_the_forks_history_says_where_it_came_from(
+    strata: Strata,  # noqa: F811 - the imported fixture
+    executions: Executions,
+    pg_dsn: str,
+) -> None:
+    """``kubectl strata`` as users with their own certificates: a fork needs get and create on
+    executions; the new run's history shows its lineage (the forked audit event, the Forked Event)."""
+    kwok_run(executions, pg_dsn, "train")  # steps 1-3 by attempt 1, 4 and 5 by attempt 2
+    strata.user("forker")
+    role(strata.view, "forker", [CREATE_EXECUTIONS], "forker")
+    done = strata("reader", "fork", "train", "train-fork", "--step", "3", code=exits.FORBIDDEN)
+    assert "create" in done.stderr
+    strata("forker", "fork", "train", "train-fork", "--step", "3", "--image", "example.invalid/work:2")
+    executions.created.append("train-fork")
+    executions.wait_status("train-fork", "pod", lambda s: s.get("podName") == "train-fork-a1")
+    done = strata("reader", "history", "train-fork")
+    rows = [line.split() for line in done.stdout.splitlines()]
+    assert [row[1] for row in rows if "checkpoint" in row] == ["3"]  # time, step, attempt, ...
+    forked = next(row for row in rows if "forked" in row)
+    assert forked[1] == "3"
+    assert {"step=3,", f"execution={executions.namespace}/train"} <= set(forked)
+    assert "Normal Forked: started from Execution train at step 3" in done.stdout
