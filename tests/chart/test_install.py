@@ -50,7 +50,7 @@ CLUSTER_GRANTS = (
 #: Granted where Executions live (everywhere, or per watched namespace).
 WORKLOAD_GRANTS = (
     _grants("stratarouter.io", "executions", "get", "list", "watch", "patch", "delete")
-    | _grants("stratarouter.io", "snapshots", "list", "watch", "patch")
+    | _grants("stratarouter.io", "snapshots", "get", "list", "watch", "patch")
     | _grants("stratarouter.io", "executions/status", "patch")
     | _grants("stratarouter.io", "snapshots/status", "patch")
     | _grants("stratarouter.io", "executions/finalizers", "update")

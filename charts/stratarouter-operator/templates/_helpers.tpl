@@ -108,9 +108,10 @@ watched namespace (Role). Each rule says which part of the operator needs it.
   verbs: ["get", "list", "watch", "patch", "delete"]
 # Handlers (kopf): watch Snapshots and patch them for kopf's finalizer (the store's copy is deleted
 # with the Snapshot unless deletionPolicy is Retain). Users create and delete Snapshots, never the operator.
+# A fork from a Snapshot (spec.startFrom.snapshot) reads it first.
 - apiGroups: ["stratarouter.io"]
   resources: ["snapshots"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Handlers and the status coalescer: phase, attempt, lastCheckpoint, conditions (status subresource).
 - apiGroups: ["stratarouter.io"]
   resources: ["executions/status", "snapshots/status"]
