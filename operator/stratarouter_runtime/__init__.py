@@ -8,6 +8,7 @@ from stratarouter_runtime.state import (
     AuditEvent,
     Checkpoint,
     CheckpointNotFound,
+    CorruptCheckpointError,
     Execution,
     ExecutionGoneError,
     ExecutionNotFound,
@@ -25,12 +26,14 @@ from stratarouter_runtime.state import (
     StateTooLargeError,
     StoreUnavailableError,
     Transaction,
+    WorkerIdInUseError,
 )
 
 __all__ = [
     "AuditEvent",
     "Checkpoint",
     "CheckpointNotFound",
+    "CorruptCheckpointError",
     "Execution",
     "ExecutionGoneError",
     "ExecutionNotFound",
@@ -48,4 +51,5 @@ __all__ = [
     "StateTooLargeError",
     "StoreUnavailableError",
     "Transaction",
+    "WorkerIdInUseError",
 ]

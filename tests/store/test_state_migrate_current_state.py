@@ -25,9 +25,13 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-async def _row(conn: Conn, execution_id: str, step: int, last: int | None, state: Any | None) -> None:
-    """A version-4 executions row whose whole state is ``state`` (NULL: in the checkpoint at ``step``)."""
-    data = None if state is None else _json(state)
+async def _row(
+    conn: Conn, execution_id: str, step: int, last: int | None, state: Any, *, in_checkpoint: bool = False
+) -> None:
+    """A version-4 executions row whose state is ``state``: whole in the row, or (``in_checkpoint``) NULL
+    there and in the checkpoint at ``step``; its sha256 is ``state``'s either way, as writes recorded it."""
+    whole = _json(state)
+    data = None if in_checkpoint else whole
     await conn.execute(
         "INSERT INTO executions (id, status, current_step, last_checkpoint_step,"
         " state, state_codec, state_size, state_hash) VALUES ($1, 'running', $2, $3, $4, 'json', 0, $5)",
@@ -35,7 +39,7 @@ async def _row(conn: Conn, execution_id: str, step: int, last: int | None, state
         step,
         last,
         data,
-        hashlib.sha256(data or b"").digest(),
+        hashlib.sha256(whole).digest(),
     )
 
 
@@ -57,11 +61,13 @@ async def _checkpoint(conn: Conn, execution_id: str, step: int, state: Any, *, f
 async def _save(conn: Conn, execution_id: str, step: int, state: Any) -> None:
     """A version-4 save: the row takes the state and a new state_seq (it absorbs a FAST head)."""
     await conn.execute(
-        "UPDATE executions SET current_step = $2, state = $3, state_seq = nextval('events_seq'),"
+        "UPDATE executions SET current_step = $2, state = $3, state_hash = $4,"
+        " state_seq = nextval('events_seq'),"
         " last_checkpoint_step = (SELECT max(step) FROM checkpoints WHERE execution_id = $1) WHERE id = $1",
         execution_id,
         step,
         _json(state),
+        hashlib.sha256(_json(state)).digest(),
     )
 
 
@@ -88,20 +94,26 @@ async def _delta(conn: Conn, execution_id: str, step: int, base_step: int, base:
 async def _version_4_store(conn: Conn) -> None:
     await _row(conn, "whole", 2, 1, {"at": 2})  # a save after a checkpoint
     await _checkpoint(conn, "whole", 1, {"at": 1})
-    await _row(conn, "in-checkpoint", 3, 3, None)  # a checkpoint that rewrote the row
+    await _row(
+        conn, "in-checkpoint", 3, 3, {"at": 3}, in_checkpoint=True
+    )  # a checkpoint that rewrote the row
     await _checkpoint(conn, "in-checkpoint", 3, {"at": 3})
     await _row(conn, "fast-head", 4, None, {"at": 4})  # a FAST checkpoint newer than the row
     await _checkpoint(conn, "fast-head", 5, {"at": 5}, fast=True)
     await _row(conn, "fast-absorbed", 4, None, {"at": 4})  # a save after a FAST checkpoint
     await _checkpoint(conn, "fast-absorbed", 5, {"at": 5}, fast=True)
     await _save(conn, "fast-absorbed", 6, {"at": 6})
-    await _row(conn, "rewound", 2, 2, None)  # a checkpoint at a step below the highest one
+    await _row(
+        conn, "rewound", 2, 2, {"at": 2}, in_checkpoint=True
+    )  # a checkpoint at a step below the highest one
     for step in (2, 5):
         await _checkpoint(conn, "rewound", step, {"at": step})
-    await _row(conn, "delta", 7, 7, None)  # a large save stored as a delta against checkpoint 7
+    await _row(
+        conn, "delta", 7, 7, BIG, in_checkpoint=True
+    )  # a large save stored as a delta against checkpoint 7
     await _checkpoint(conn, "delta", 7, BIG)
     await _delta(conn, "delta", 8, 7, BIG, BIGGER)
-    await _row(conn, "fast-over-delta", 7, 7, None)  # a FAST checkpoint after a delta save
+    await _row(conn, "fast-over-delta", 7, 7, BIG, in_checkpoint=True)  # a FAST checkpoint after a delta save
     await _checkpoint(conn, "fast-over-delta", 7, BIG)
     await _delta(conn, "fast-over-delta", 8, 7, BIG, BIGGER)
     await _checkpoint(conn, "fast-over-delta", 9, {"at": 9}, fast=True)

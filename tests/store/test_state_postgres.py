@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -49,9 +50,10 @@ async def test_version_2_upgrades_a_version_1_store_without_losing_audit_rows(pg
         for step in (1, 2):
             await conn.execute(
                 "INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt, codec,"
-                " size_bytes, hash, state) SELECT 'v1', created_at, $1, 1, 'json', 2, '\\x01', '{}'"
+                " size_bytes, hash, state) SELECT 'v1', created_at, $1, 1, 'json', 2, $2, '{}'"
                 " FROM executions",
                 step,
+                hashlib.sha256(b"{}").digest(),  # what that SDK recorded: reads verify it
             )
             await conn.execute(
                 "INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, size_bytes,"
@@ -77,16 +79,18 @@ async def test_version_4_upgrade_keeps_a_saved_state_newer_than_its_checkpoints(
         await conn.execute(
             "INSERT INTO executions (id, status, current_step, last_checkpoint_step, checkpoint_count,"
             " state, state_codec, state_size, state_hash) VALUES ('v3', 'running', 3, 2, 2, $1, 'json', 8,"
-            " '\\x03')",
+            " $2)",
             b'{"at":3}',
+            hashlib.sha256(b'{"at":3}').digest(),
         )
         for step in (1, 2):
             await conn.execute(
                 "INSERT INTO checkpoints (execution_id, execution_created_at, step, attempt, codec,"
-                " size_bytes, hash, state) SELECT 'v3', created_at, $1, 1, 'json', 8, '\\x01', $2"
+                " size_bytes, hash, state) SELECT 'v3', created_at, $1, 1, 'json', 8, $3, $2"
                 " FROM executions",
                 step,
                 f'{{"at":{step}}}'.encode(),
+                hashlib.sha256(f'{{"at":{step}}}'.encode()).digest(),
             )
         assert await migrate(conn) == LATEST - 3
     finally:

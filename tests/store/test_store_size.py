@@ -39,7 +39,7 @@ async def independent_size(dsn: str) -> int:
             FROM (SELECT relid FROM pg_partition_tree('checkpoints')
                   UNION SELECT relid FROM pg_partition_tree('events')
                   UNION SELECT 'executions'::regclass UNION SELECT 'snapshots'::regclass
-                  UNION SELECT 'schema_migrations'::regclass) t
+                  UNION SELECT 'schema_migrations'::regclass UNION SELECT 'workers'::regclass) t
             """
         )
         return int(value)

@@ -19,6 +19,8 @@ EXAMPLES: list[errors.StateError] = [
     errors.CheckpointNotFound("ns/run", 7),
     errors.CheckpointNotFound("ns/run", None),
     errors.SnapshotNotFound("ns/run", "before"),
+    errors.CorruptCheckpointError("ns/run", 12),
+    errors.WorkerIdInUseError("node-1/ab12cd34ef56"),
     errors.StateTooLargeError(20_000_000, 16_777_216),
     errors.InvalidStateError("$.a: not JSON-serialisable", path="$.a"),
     errors.InvalidArgumentError("step must be >= 0, got -1"),

@@ -2,6 +2,7 @@
 
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    CorruptCheckpointError,
     ExecutionGoneError,
     ExecutionNotFound,
     InvalidArgumentError,
@@ -13,6 +14,7 @@ from stratarouter_runtime.state.errors import (
     StateError,
     StateTooLargeError,
     StoreUnavailableError,
+    WorkerIdInUseError,
 )
 from stratarouter_runtime.state.manager import StateManager
 from stratarouter_runtime.state.models import (
@@ -29,6 +31,7 @@ __all__ = [
     "AuditEvent",
     "Checkpoint",
     "CheckpointNotFound",
+    "CorruptCheckpointError",
     "Execution",
     "ExecutionGoneError",
     "ExecutionNotFound",
@@ -46,4 +49,5 @@ __all__ = [
     "StateTooLargeError",
     "StoreUnavailableError",
     "Transaction",
+    "WorkerIdInUseError",
 ]

@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args, get_type_hints
 
-from stratarouter_runtime.state import codec
+from stratarouter_runtime.state import codec, integrity
+from stratarouter_runtime.state import validation as check
 from stratarouter_runtime.state.errors import InvalidArgumentError
 from stratarouter_runtime.state.migrations import DEFAULT_SCHEMA, schema_name
 from stratarouter_runtime.state.pod_contract import PodEnv
@@ -33,7 +34,14 @@ class StateConfig:
     enable_auto_recovery: bool = False
     """With ``on_recover``, sweep for stalled executions every ``recovery_timeout / 2`` seconds."""
     recovery_timeout: float = 300.0
-    """An execution running or recovering with no write for this many seconds is recoverable."""
+    """An execution running or recovering with no write for this many seconds is recoverable (by
+    another worker; a restarted worker's own runs at once), and how long a worker's lease lasts."""
+    worker_id: str | None = None
+    """This process slot's stable identity (None: ``STRATA_WORKER_ID``, the pod's name in Kubernetes,
+    else ``<hostname>/<hash of working directory and argv>``; see ``state/worker.py``)."""
+    on_corrupt: str = integrity.RAISE
+    """A corrupt current state on ``load()``: ``"raise"`` CorruptCheckpointError, or ``"previous"``:
+    return the newest checkpoint that verifies (with a ``corrupt_fallback`` audit event)."""
 
     enable_compression: bool = False
     compression_threshold: int = codec.DEFAULT_COMPRESSION_THRESHOLD
@@ -90,6 +98,12 @@ class StateConfig:
         if self.statement_cache_size < 0:
             raise InvalidArgumentError("statement_cache_size must be >= 0")
         schema_name(self.db_schema)
+        if self.worker_id is not None:
+            check.execution_id(self.worker_id, "worker_id")
+        if self.on_corrupt not in integrity.ON_CORRUPT:
+            raise InvalidArgumentError(
+                f"on_corrupt must be one of {sorted(integrity.ON_CORRUPT)}, got {self.on_corrupt!r}"
+            )
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -126,6 +140,8 @@ _ENV_FIELDS = {
     "CHECKPOINT_RETENTION": "checkpoint_retention",
     "ENABLE_AUTO_RECOVERY": "enable_auto_recovery",
     "RECOVERY_TIMEOUT": "recovery_timeout",
+    "WORKER_ID": "worker_id",
+    "ON_CORRUPT": "on_corrupt",
     "ENABLE_COMPRESSION": "enable_compression",
     "COMPRESSION_THRESHOLD": "compression_threshold",
     "MAX_STATE_BYTES": "max_state_bytes",

@@ -6,6 +6,8 @@
     ├── ExecutionNotFound        (also LookupError)
     ├── SnapshotNotFound         (also LookupError)
     ├── CheckpointNotFound       (also LookupError)
+    ├── CorruptCheckpointError   a stored state does not match its recorded sha256
+    ├── WorkerIdInUseError       another live process already works under this manager's worker id
     ├── StaleAttemptError        a write from an attempt older than the execution's current one (fencing)
     │   └── ExecutionGoneError   a fenced write to a deleted or renamed execution (also ExecutionNotFound)
     ├── InvalidArgumentError     (also ValueError) bad id, step, attempt, status filter, text with NUL, ...
@@ -48,6 +50,31 @@ class CheckpointNotFound(StateError, LookupError):
         super().__init__(f"{what} for execution {execution_id!r}")
         self.execution_id = execution_id
         self.step = step
+
+
+class CorruptCheckpointError(StateError):
+    """A stored state read back does not match the sha256 recorded when it was written (or cannot even
+    be decompressed): the bytes changed in storage. Nothing is returned from them."""
+
+    def __init__(self, execution_id: str, step: int | None) -> None:
+        super().__init__(
+            f"execution {execution_id!r}: the state stored for step {step} does not match its recorded "
+            "sha256 (corrupt in storage); on_corrupt='previous' resumes from the newest checkpoint that does"
+        )
+        self.execution_id = execution_id
+        self.step = step
+
+
+class WorkerIdInUseError(StateError):
+    """Two live processes claimed one worker id. A worker id names one process slot: a restarted
+    process takes over its own runs at once, so two live holders would take each other's runs."""
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(
+            f"worker id {worker_id!r} is held by another live process: give each process its own id "
+            "(worker_id= or STRATA_WORKER_ID), or stop the other one"
+        )
+        self.worker_id = worker_id
 
 
 class StaleAttemptError(StateError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,11 +25,13 @@ from stratarouter_runtime.state.codec import StateCodec, decode
 from stratarouter_runtime.state.config import StateConfig, config_from_env, environ
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    CorruptCheckpointError,
     ExecutionNotFound,
     InvalidArgumentError,
     SnapshotNotFound,
     StateError,
 )
+from stratarouter_runtime.state.integrity import PREVIOUS
 from stratarouter_runtime.state.models import (
     FINAL_STATUSES,
     AuditEvent,
@@ -42,6 +45,7 @@ from stratarouter_runtime.state.pod_contract import run_identity
 from stratarouter_runtime.state.retention import is_history_step
 from stratarouter_runtime.state.stopping import DEFAULT_SIGNALS, StopSignals
 from stratarouter_runtime.state.transaction import Transaction
+from stratarouter_runtime.state.worker import Worker, default_worker_id, held_here
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,9 @@ REMEMBERED_ATTEMPTS = 100_000
 
 ResumeCallback = Callable[[Execution], Any]
 """Called with each recovered execution; may be a plain function or a coroutine function."""
+
+_unnamed_managers = itertools.count(1)
+"""Numbers the managers of this process built without ``worker_id=`` (their default ids differ)."""
 
 
 class StateManager:
@@ -128,6 +135,11 @@ class StateManager:
         self._closed = False
         self._attempts: dict[str, int] = {}
         """The attempt this manager started or claimed, per execution id (see :meth:`_attempt_for`)."""
+        worker_id = config.worker_id or default_worker_id(environ(), next(_unnamed_managers))
+        self.worker = Worker(worker_id)
+        """This manager's worker identity: the runs it starts or claims record it (state/worker.py)."""
+        self._lease_renew_at: float | None = None
+        """When the lease of the worker id is due for renewal (monotonic; None: not held)."""
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -180,6 +192,7 @@ class StateManager:
                 await self._buffer.close()
             if self._committer is not None:
                 await self._committer.drain()
+            await self._release_lease()
         finally:
             try:
                 await self._backend.close()
@@ -245,6 +258,24 @@ class StateManager:
         if remembered is not None and attempt > remembered:  # the write raises the stored attempt
             self._remember(execution_id, attempt)
         return attempt
+
+    # -- worker lease -------------------------------------------------------------------------
+    async def _hold_lease(self) -> None:
+        """Take the worker id's lease, or renew it once a quarter of it has passed (WorkerIdInUseError
+        if another live process holds the id)."""
+        now = time.monotonic()
+        if self._lease_renew_at is not None and now < self._lease_renew_at:
+            return
+        await self._backend.hold_worker_lease(self.worker, self.config.recovery_timeout)
+        held_here(self.worker.instance, True)
+        self._lease_renew_at = now + self.config.recovery_timeout / 4
+
+    async def _release_lease(self) -> None:
+        if self._lease_renew_at is None:
+            return
+        self._lease_renew_at = None
+        held_here(self.worker.instance, False)
+        await self._backend.release_worker_lease(self.worker)
 
     # -- writes -------------------------------------------------------------------------------
     def _make_op(
@@ -372,7 +403,10 @@ class StateManager:
         retention = check.positive_int(checkpoint_retention, "checkpoint_retention", allow_none=True)
         valid_labels = check.labels(labels)
         await self._flush_pending()
-        started = await self._backend.start_execution(execution_id, attempt, valid_labels, retention)
+        await self._hold_lease()
+        started = await self._backend.start_execution_by(
+            self.worker, execution_id, attempt, valid_labels, retention
+        )
         self._remember(execution_id, started.attempt)
         return started
 
@@ -403,10 +437,24 @@ class StateManager:
         return await self._finish(execution_id, ExecutionStatus.CANCELLED, None, attempt)
 
     async def load(self, execution_id: str) -> Any:
-        """The newest state of ``execution_id``; raises ExecutionNotFound if nothing was saved."""
+        """The newest state of ``execution_id``; raises ExecutionNotFound if nothing was saved.
+
+        The state is verified against its recorded sha256: CorruptCheckpointError if it does not match,
+        or, with ``on_corrupt="previous"``, the newest checkpoint that does (a resume continues from
+        there; a ``corrupt_fallback`` audit event names both steps).
+        """
         check.execution_id(execution_id)
         await self._flush_pending()
-        stored = await self._backend.load(execution_id)
+        try:
+            stored = await self._backend.load(execution_id)
+        except CorruptCheckpointError as exc:
+            if self.config.on_corrupt != PREVIOUS or exc.step is None:
+                raise
+            fallback = await self._backend.fallback_checkpoint(execution_id, exc.step)
+            if fallback is None:
+                raise
+            log.warning("execution %s: %s; resuming from checkpoint %d", execution_id, exc, fallback.step)
+            return fallback.state_data
         if stored is None:
             raise ExecutionNotFound(execution_id)
         return decode(stored.data, stored.codec)
@@ -627,7 +675,8 @@ class StateManager:
         """
         check.limit(limit)
         await self._flush_pending()
-        claimed = await self._backend.claim_recoverable(self.config.recovery_timeout, limit)
+        await self._hold_lease()
+        claimed = await self._backend.claim_recoverable_by(self.worker, self.config.recovery_timeout, limit)
         for execution in claimed:  # this manager now writes them as the attempt it claimed
             self._remember(execution.execution_id, execution.attempt)
         callback = resume or self._on_recover

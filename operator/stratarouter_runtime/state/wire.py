@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    CorruptCheckpointError,
     ExecutionGoneError,
     ExecutionNotFound,
     InvalidArgumentError,
@@ -29,6 +30,7 @@ from stratarouter_runtime.state.errors import (
     StateError,
     StateTooLargeError,
     StoreUnavailableError,
+    WorkerIdInUseError,
 )
 from stratarouter_runtime.state.models import Execution
 
@@ -131,6 +133,24 @@ TABLE: Final[tuple[tuple[type[StateError], Wire], ...]] = (
             400,
             lambda e: {"path": e.path},
             lambda message, body, _id: InvalidStateError(message, path=body.get("path") or None),
+        ),
+    ),
+    (
+        CorruptCheckpointError,
+        Wire(
+            "CorruptCheckpoint",
+            500,
+            lambda e: {"step": e.step},
+            lambda _m, body, eid: CorruptCheckpointError(eid, _int(body, "step")),
+        ),
+    ),
+    (
+        WorkerIdInUseError,
+        Wire(
+            "WorkerIdInUse",
+            409,
+            lambda e: {"workerId": e.worker_id},
+            lambda _m, body, _id: WorkerIdInUseError(str(body.get("workerId") or "")),
         ),
     ),
     (InvalidArgumentError, Wire("InvalidArgumentError", 400, _none, _with_message(InvalidArgumentError))),

@@ -1,6 +1,9 @@
 WITH c AS (
     SELECT id, attempt < $3::int AS renewable FROM executions
-    WHERE status IN ('running', 'recovering') AND updated_at <= now() - make_interval(secs => $1)
+    WHERE status IN ('running', 'recovering')
+      AND (worker_id = $5::text AND worker_instance <> $6::uuid
+           OR updated_at <= now() - make_interval(secs => $1)
+              AND NOT coalesce(worker_instance = ANY($7::uuid[]), false))
     ORDER BY updated_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -10,6 +13,7 @@ WITH c AS (
         attempt = CASE WHEN c.renewable THEN e.attempt + 1 ELSE e.attempt END,
         error = CASE WHEN c.renewable THEN e.error ELSE $4::text END,
         finished_at = CASE WHEN c.renewable THEN e.finished_at ELSE now() END,
+        worker_id = $5::text, worker_instance = $6::uuid,
         updated_at = now()
     FROM c WHERE e.id = c.id
     RETURNING e.id, e.status, e.attempt, e.current_step, e.last_checkpoint_step, e.created_at, e.updated_at, e.finished_at, e.error, e.labels, e.checkpoint_retention

@@ -23,6 +23,11 @@ that every backend applies in several places are one test each in ``tests/store/
 * Recovery claims a stalled execution with attempt + 1, except one already at
   :data:`~stratarouter_runtime.state.validation.MAX_ATTEMPT`: no newer attempt could fence it, so it
   is marked failed with :data:`ATTEMPTS_EXHAUSTED` (and a ``failed`` audit event) instead.
+* Worker identity (:mod:`~stratarouter_runtime.state.worker`): starts and claims by a worker record
+  it; its claim takes the runs of its id's earlier instances at once, and never a run whose instance
+  is live (:func:`~stratarouter_runtime.state.worker.is_live`); one live instance holds an id.
+* Every read of a stored state verifies it against its sha256
+  (:mod:`~stratarouter_runtime.state.integrity`) and raises CorruptCheckpointError on a mismatch.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from stratarouter_runtime.state.models import (
     Snapshot,
 )
 from stratarouter_runtime.state.validation import MAX_ATTEMPT
+from stratarouter_runtime.state.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +210,41 @@ class StateBackend(ABC):
 
         Concurrent callers (other processes) never claim the same execution.
         """
+
+    # -- workers (state/worker.py) ------------------------------------------------------------
+    # A backend without leases (http: the operator owns a pod's identity) keeps these defaults: no
+    # lease, and starts and claims that record no worker.
+    async def hold_worker_lease(self, worker: Worker, lease_seconds: float) -> None:
+        """Take or renew ``worker``'s lease of its id for ``lease_seconds``; WorkerIdInUseError if
+        another live instance holds it (:func:`~stratarouter_runtime.state.worker.taken_over`)."""
+        return
+
+    async def release_worker_lease(self, worker: Worker) -> None:
+        """Give the lease up (a clean close): the instance's runs are no longer protected by it."""
+        return
+
+    async def start_execution_by(
+        self,
+        worker: Worker,
+        execution_id: str,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
+        """:meth:`start_execution`, recording ``worker`` as the run's worker."""
+        return await self.start_execution(execution_id, attempt, labels, checkpoint_retention)
+
+    async def claim_recoverable_by(
+        self, worker: Worker, stale_before_seconds: float, limit: int
+    ) -> list[Execution]:
+        """:meth:`claim_recoverable` for ``worker``: also the runs of its id's earlier instances, at
+        once, and never a run of another live instance; the claimed runs record ``worker``."""
+        return await self.claim_recoverable(stale_before_seconds, limit)
+
+    async def fallback_checkpoint(self, execution_id: str, bad_step: int) -> Checkpoint | None:
+        """The newest checkpoint at ``bad_step`` or below that verifies, after a ``corrupt_fallback``
+        audit event naming both steps; None if there is none (or this backend cannot fall back)."""
+        return None
 
     # -- history and audit --------------------------------------------------------------------
     @abstractmethod

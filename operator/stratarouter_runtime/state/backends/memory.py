@@ -6,6 +6,7 @@ asyncio tasks; that gives transactions and recovery claims for free. Nothing sur
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,12 +27,14 @@ from stratarouter_runtime.state.backends.base import (
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    CorruptCheckpointError,
     ExecutionGoneError,
     ExecutionNotFound,
     InvalidArgumentError,
     SnapshotNotFound,
     StaleAttemptError,
 )
+from stratarouter_runtime.state.integrity import CORRUPT_FALLBACK, verified_json, verified_state
 from stratarouter_runtime.state.models import (
     ACTIVE_STATUSES,
     AuditEvent,
@@ -41,6 +44,7 @@ from stratarouter_runtime.state.models import (
     Snapshot,
 )
 from stratarouter_runtime.state.validation import MAX_ATTEMPT
+from stratarouter_runtime.state.worker import Lease, Worker, is_live, taken_over
 
 
 def _now() -> datetime:
@@ -56,6 +60,22 @@ class _Blob:
     size_bytes: int
     digest: bytes
     created_at: datetime
+
+    def state(self, execution_id: str) -> Any:
+        """The decoded state, verified against its sha256 (CorruptCheckpointError)."""
+        return verified_state(execution_id, self.step, self.data, self.codec, self.digest)
+
+
+@dataclass(slots=True)
+class _Held:
+    """A worker id's lease in this store."""
+
+    worker: Worker
+    expires_at: datetime
+
+    def lease(self) -> Lease:
+        w = self.worker
+        return Lease(w.instance, w.host, w.pid, self.expires_at > _now())
 
 
 @dataclass(slots=True)
@@ -74,6 +94,8 @@ class _Exec:
     state: _Blob | None = None
     history: dict[int, _Blob] = field(default_factory=dict)
     events: list[AuditEvent] = field(default_factory=list)
+    worker_id: str | None = None
+    worker_instance: uuid.UUID | None = None
 
     def model(self) -> Execution:
         return Execution.model_construct(
@@ -95,7 +117,7 @@ def _checkpoint(execution_id: str, blob: _Blob) -> Checkpoint:
     return Checkpoint.model_construct(
         execution_id=execution_id,
         step=blob.step,
-        state_data=codec.decode(blob.data, blob.codec),
+        state_data=blob.state(execution_id),
         timestamp=blob.created_at,
         attempt=blob.attempt,
         size_bytes=blob.size_bytes,
@@ -122,6 +144,7 @@ class MemoryBackend(StateBackend):
         self._execs: dict[str, _Exec] = {}
         self._snapshots: dict[tuple[str, str], _Blob] = {}
         self._seq = 0
+        self._leases: dict[str, _Held] = {}
 
     async def close(self) -> None:
         return None
@@ -202,6 +225,26 @@ class MemoryBackend(StateBackend):
     async def start_execution(
         self, execution_id: str, attempt: int, labels: dict[str, str] | None, checkpoint_retention: int | None
     ) -> Execution:
+        return self._start(None, execution_id, attempt, labels, checkpoint_retention)
+
+    async def start_execution_by(
+        self,
+        worker: Worker,
+        execution_id: str,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
+        return self._start(worker, execution_id, attempt, labels, checkpoint_retention)
+
+    def _start(
+        self,
+        worker: Worker | None,
+        execution_id: str,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
         now = _now()
         ex = self._execs.get(execution_id)
         if ex is None:
@@ -217,6 +260,9 @@ class MemoryBackend(StateBackend):
             ex.labels = dict(labels)
         if checkpoint_retention is not None:
             ex.checkpoint_retention = checkpoint_retention
+        ex.worker_id, ex.worker_instance = (
+            (None, None) if worker is None else (worker.worker_id, worker.instance)
+        )
         self._event(ex, "started", ex.current_step)
         return ex.model()
 
@@ -241,7 +287,8 @@ class MemoryBackend(StateBackend):
         if ex is None or ex.state is None:
             return None
         s = ex.state
-        return StoredState(execution_id, s.step, s.data, s.codec, s.attempt)
+        raw = verified_json(execution_id, s.step, s.digest, lambda: codec.decode_json_bytes(s.data, s.codec))
+        return StoredState(execution_id, s.step, raw, codec.JSON, s.attempt)
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         ex = self._execs.get(execution_id)
@@ -294,16 +341,37 @@ class MemoryBackend(StateBackend):
         return len(doomed)
 
     async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
+        return self._claim(None, stale_before_seconds, limit)
+
+    async def claim_recoverable_by(
+        self, worker: Worker, stale_before_seconds: float, limit: int
+    ) -> list[Execution]:
+        return self._claim(worker, stale_before_seconds, limit)
+
+    def _claimable(self, ex: _Exec, worker: Worker | None, horizon: datetime) -> bool:
+        """CLAIM's rule (postgres_sql.py): the claimer's own earlier instance's run at once, any other
+        when idle past ``horizon`` and not run by a live instance."""
+        if ex.status not in (ExecutionStatus.RUNNING, ExecutionStatus.RECOVERING):
+            return False
+        if worker is not None and ex.worker_id == worker.worker_id and ex.worker_instance != worker.instance:
+            return True
+        if ex.updated_at > horizon:
+            return False
+        held = None if ex.worker_id is None else self._leases.get(ex.worker_id)
+        if worker is None or held is None or held.worker.instance != ex.worker_instance:
+            return True
+        return held.worker.instance == worker.instance or not is_live(held.lease(), worker)
+
+    def _claim(self, worker: Worker | None, stale_before_seconds: float, limit: int) -> list[Execution]:
         now = _now()
         horizon = now - timedelta(seconds=stale_before_seconds)
         found: list[Execution] = []
         for ex in sorted(self._execs.values(), key=lambda e: e.updated_at):
             if len(found) >= limit:
                 break
-            if (
-                ex.status in (ExecutionStatus.RUNNING, ExecutionStatus.RECOVERING)
-                and ex.updated_at <= horizon
-            ):
+            if self._claimable(ex, worker, horizon):
+                if worker is not None:
+                    ex.worker_id, ex.worker_instance = worker.worker_id, worker.instance
                 if ex.attempt >= MAX_ATTEMPT:
                     self._finish(ex, ExecutionStatus.FAILED, ATTEMPTS_EXHAUSTED)
                 else:
@@ -313,6 +381,27 @@ class MemoryBackend(StateBackend):
                     self._event(ex, "recovering", ex.last_checkpoint_step)
                 found.append(ex.model())
         return claimed_only(found)
+
+    async def hold_worker_lease(self, worker: Worker, lease_seconds: float) -> None:
+        held = self._leases.get(worker.worker_id)
+        taken_over(worker.worker_id, None if held is None else held.lease(), worker)
+        self._leases[worker.worker_id] = _Held(worker, _now() + timedelta(seconds=lease_seconds))
+
+    async def release_worker_lease(self, worker: Worker) -> None:
+        held = self._leases.get(worker.worker_id)
+        if held is not None and held.worker.instance == worker.instance:
+            del self._leases[worker.worker_id]
+
+    async def fallback_checkpoint(self, execution_id: str, bad_step: int) -> Checkpoint | None:
+        ex = self._get(execution_id)
+        for step in sorted((s for s in ex.history if s <= bad_step), reverse=True):
+            try:
+                found = _checkpoint(execution_id, ex.history[step])
+            except CorruptCheckpointError:
+                continue
+            self._event(ex, CORRUPT_FALLBACK, step, detail={"bad_step": bad_step, "used_step": step})
+            return found
+        return None
 
     # -- history and audit --------------------------------------------------------------------
     async def get_history(self, execution_id: str, after_step: int | None, limit: int) -> list[Checkpoint]:
@@ -364,7 +453,7 @@ class MemoryBackend(StateBackend):
         blob = self._snapshots.get((execution_id, name))
         if blob is None:
             raise SnapshotNotFound(execution_id, name)
-        return codec.decode(blob.data, blob.codec)
+        return blob.state(execution_id)
 
     async def list_snapshots(self, execution_id: str) -> list[Snapshot]:
         found = [(n, b) for (e, n), b in self._snapshots.items() if e == execution_id]
@@ -383,6 +472,7 @@ class MemoryBackend(StateBackend):
         snap = self._snapshots.get((execution_id, name))
         if snap is None:
             raise SnapshotNotFound(execution_id, name)
+        snap.state(execution_id)  # a corrupt snapshot is refused before anything changes
         ex = self._execs.get(execution_id)
         self._fence(execution_id, attempt, None if ex is None else ex.attempt)
         if ex is not None:

@@ -24,7 +24,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +49,7 @@ from stratarouter_runtime.state.backends.pg_pool import Connection, ConnectionPo
 from stratarouter_runtime.state.config import StateConfig
 from stratarouter_runtime.state.errors import (
     CheckpointNotFound,
+    CorruptCheckpointError,
     ExecutionGoneError,
     ExecutionNotFound,
     InvalidArgumentError,
@@ -57,7 +57,9 @@ from stratarouter_runtime.state.errors import (
     StaleAttemptError,
     StateError,
     StoreUnavailableError,
+    WorkerIdInUseError,
 )
+from stratarouter_runtime.state.integrity import verified_json, verified_state
 from stratarouter_runtime.state.migrations import (
     Conn,
     check_compatible,
@@ -74,6 +76,7 @@ from stratarouter_runtime.state.models import (
     Snapshot,
 )
 from stratarouter_runtime.state.validation import MAX_ATTEMPT
+from stratarouter_runtime.state.worker import Lease, Worker, is_live, taken_over
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,6 +84,8 @@ T = TypeVar("T")
 STALE_SQLSTATE = "SR001"
 RETAINED_CACHE_SIZE = 100_000
 RACE_RETRIES = 3
+FALLBACK_PAGE = 100
+"""Checkpoints read per round trip while looking for one that verifies (a corrupt state's fallback)."""
 PARTITION_CHECK_SECONDS = 3600.0
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, operator intervention (shutdown)
 _RETRYABLE_SQLSTATES = {"53300", "40001", "40P01"}  # too many connections, serialization, deadlock
@@ -125,19 +130,21 @@ def _execution(row: asyncpg.Record) -> Execution:
     )
 
 
-def _state(data: bytes, codec_name: str) -> Any:
-    return orjson.loads(data) if codec_name == codec.JSON else codec.decode(data, codec_name)
-
-
 def _checkpoint(execution_id: str, row: asyncpg.Record) -> Checkpoint:
+    """A checkpoint row as read, verified against its sha256 (CorruptCheckpointError)."""
+    step = row["step"]
     return Checkpoint.model_construct(
         execution_id=execution_id,
-        step=row["step"],
+        step=step,
         attempt=row["attempt"],
         timestamp=row["created_at"],
         size_bytes=row["size_bytes"],
-        state_data=_state(row["state"], row["codec"]),
+        state_data=verified_state(execution_id, step, row["state"], row["codec"], row["hash"]),
     )
+
+
+def _lease(row: asyncpg.Record, unexpired: bool) -> Lease:
+    return Lease(row["instance"], row["host"], row["pid"], unexpired)
 
 
 def _snapshot(row: asyncpg.Record) -> Snapshot:
@@ -166,15 +173,22 @@ def _args(op: WriteOp) -> tuple[Any, ...]:
     )
 
 
-def _resolve(execution_id: str, row: asyncpg.Record) -> bytes:
-    """The JSON of a delta current state read by LOAD (checked against the stored sha256)."""
-    base = row["delta_base"]
+def _current_json(execution_id: str, row: asyncpg.Record) -> bytes:
+    """The JSON of the current state read by LOAD, whole or a delta applied to its base checkpoint,
+    verified against the state's sha256 (a missing or changed base fails it too)."""
+    data, codec_name, base = row["state"], row["codec"], row["delta_base"]
+    if codec_name != pg_delta.DELTA:
+        return verified_json(
+            execution_id, row["step"], row["hash"], lambda: codec.decode_json_bytes(data, codec_name)
+        )
     if base is None:
-        raise StateError(f"execution {execution_id}: the checkpoint its current state is based on is missing")
-    raw = pg_delta.apply(row["state"], codec.decode_json_bytes(base, row["delta_base_codec"]))
-    if hashlib.sha256(raw).digest() != row["hash"]:
-        raise StateError(f"execution {execution_id}: the current state does not match its sha256")
-    return raw
+        raise CorruptCheckpointError(execution_id, row["step"])
+    return verified_json(
+        execution_id,
+        row["step"],
+        row["hash"],
+        lambda: pg_delta.apply(data, codec.decode_json_bytes(base, row["delta_base_codec"])),
+    )
 
 
 def _columns(ops: Sequence[WriteOp]) -> tuple[list[Any], ...]:
@@ -522,9 +536,32 @@ class PostgresBackend(StateBackend):
     async def start_execution(
         self, execution_id: str, attempt: int, labels: dict[str, str] | None, checkpoint_retention: int | None
     ) -> Execution:
+        return await self._start(None, execution_id, attempt, labels, checkpoint_retention)
+
+    async def start_execution_by(
+        self,
+        worker: Worker,
+        execution_id: str,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
+        return await self._start(worker, execution_id, attempt, labels, checkpoint_retention)
+
+    async def _start(
+        self,
+        worker: Worker | None,
+        execution_id: str,
+        attempt: int,
+        labels: dict[str, str] | None,
+        checkpoint_retention: int | None,
+    ) -> Execution:
         labels_json = None if labels is None else orjson.dumps(labels).decode()
+        by = (None, None) if worker is None else (worker.worker_id, worker.instance)
         row = await self._run(
-            lambda conn: conn.fetchrow(sql.START, execution_id, attempt, labels_json, checkpoint_retention)
+            lambda conn: conn.fetchrow(
+                sql.START, execution_id, attempt, labels_json, checkpoint_retention, *by
+            )
         )
         assert row is not None
         execution = _execution(row)
@@ -550,10 +587,9 @@ class PostgresBackend(StateBackend):
         row = await self._run(lambda conn: conn.fetchrow(sql.LOAD, execution_id))
         if row is None or row["state"] is None:
             return None
-        step, attempt = row["step"], row["attempt"]
-        if row["codec"] == pg_delta.DELTA:
-            return StoredState(execution_id, step, _resolve(execution_id, row), codec.JSON, attempt)
-        return StoredState(execution_id, step, row["state"], row["codec"], attempt)
+        return StoredState(
+            execution_id, row["step"], _current_json(execution_id, row), codec.JSON, row["attempt"]
+        )
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         row = await self._run(lambda conn: conn.fetchrow(sql.GET_EXECUTION, execution_id))
@@ -635,9 +671,66 @@ class PostgresBackend(StateBackend):
         return await self._run(run)
 
     async def claim_recoverable(self, stale_before_seconds: float, limit: int) -> list[Execution]:
-        args = (float(stale_before_seconds), limit, MAX_ATTEMPT, ATTEMPTS_EXHAUSTED)
+        args: tuple[Any, ...] = (
+            float(stale_before_seconds),
+            limit,
+            MAX_ATTEMPT,
+            ATTEMPTS_EXHAUSTED,
+            None,
+            None,
+            [],
+        )
         rows = await self._run(lambda conn: conn.fetch(sql.CLAIM, *args))
         return claimed_only([_execution(r) for r in rows])
+
+    async def claim_recoverable_by(
+        self, worker: Worker, stale_before_seconds: float, limit: int
+    ) -> list[Execution]:
+        async def run(conn: Conn) -> list[asyncpg.Record]:
+            leases = await conn.fetch(sql.UNEXPIRED_LEASES, worker.instance)
+            live = [r["instance"] for r in leases if is_live(_lease(r, True), worker)]
+            args = (float(stale_before_seconds), limit, MAX_ATTEMPT, ATTEMPTS_EXHAUSTED)
+            rows: list[asyncpg.Record] = await conn.fetch(
+                sql.CLAIM, *args, worker.worker_id, worker.instance, live
+            )
+            return rows
+
+        rows = await self._run(run)
+        return claimed_only([_execution(r) for r in rows])
+
+    async def hold_worker_lease(self, worker: Worker, lease_seconds: float) -> None:
+        async def run(conn: Conn) -> None:
+            for _ in range(RACE_RETRIES):  # another instance may take the id between the two statements
+                row = await conn.fetchrow(sql.WORKER_LEASE, worker.worker_id)
+                holder = None if row is None else _lease(row, row["unexpired"])
+                replaced = taken_over(worker.worker_id, holder, worker)
+                lease = (worker.worker_id, worker.instance, worker.host, worker.pid, float(lease_seconds))
+                if await conn.fetchval(sql.TAKE_WORKER_LEASE, *lease, replaced) is not None:
+                    return
+            raise WorkerIdInUseError(worker.worker_id)
+
+        await self._run(run)
+
+    async def release_worker_lease(self, worker: Worker) -> None:
+        await self._run(
+            lambda conn: conn.execute(sql.RELEASE_WORKER_LEASE, worker.worker_id, worker.instance)
+        )
+
+    async def fallback_checkpoint(self, execution_id: str, bad_step: int) -> Checkpoint | None:
+        async def run(conn: Conn) -> Checkpoint | None:
+            below = bad_step
+            while rows := await conn.fetch(sql.CHECKPOINTS_NEWEST_FIRST, execution_id, below, FALLBACK_PAGE):
+                for row in rows:
+                    try:
+                        found = _checkpoint(execution_id, row)
+                    except CorruptCheckpointError:
+                        continue
+                    await conn.execute(sql.CORRUPT_FALLBACK_EVENT, execution_id, bad_step, found.step)
+                    return found
+                below = rows[-1]["step"] - 1
+            return None
+
+        return await self._run(run)
 
     async def _require(self, conn: Conn, execution_id: str) -> None:
         if await conn.fetchval(sql.EXISTS, execution_id) is None:
@@ -718,7 +811,7 @@ class PostgresBackend(StateBackend):
             threshold=cfg.compression_threshold,
             max_bytes=cfg.max_state_bytes,
         )
-        s = encoder.encode_json(_resolve(execution_id, current))
+        s = encoder.encode_json(_current_json(execution_id, current))
         args = (current["step"], current["attempt"], s.codec, s.size_bytes, s.digest, s.data)
         row: asyncpg.Record | None = await conn.fetchrow(sql.SNAPSHOT_FROM_VALUES, execution_id, name, *args)
         return row
@@ -731,7 +824,7 @@ class PostgresBackend(StateBackend):
         row = await self._run(lambda conn: conn.fetchrow(sql.SNAPSHOT_STATE, execution_id, name))
         if row is None:
             raise SnapshotNotFound(execution_id, name)
-        return _state(row["state"], row["codec"])
+        return verified_state(execution_id, row["step"], row["state"], row["codec"], row["hash"])
 
     async def list_snapshots(self, execution_id: str) -> list[Snapshot]:
         rows = await self._run(lambda conn: conn.fetch(sql.LIST_SNAPSHOTS, execution_id))
@@ -750,9 +843,12 @@ class PostgresBackend(StateBackend):
                 snap = await conn.fetchrow(sql.SNAPSHOT_STATE, execution_id, name)
                 if snap is None:
                     raise SnapshotNotFound(execution_id, name)
-                step, digest = snap["step"], bytes(snap["hash"])
+                step, digest, data = snap["step"], bytes(snap["hash"]), bytes(snap["state"])
+                verified_json(
+                    execution_id, step, digest, lambda: codec.decode_json_bytes(data, snap["codec"])
+                )
                 await conn.execute(sql.DROP_LATER_HISTORY, execution_id, step)
-                encoded = codec.EncodedState(bytes(snap["state"]), snap["codec"], snap["size_bytes"], digest)
+                encoded = codec.EncodedState(data, snap["codec"], snap["size_bytes"], digest)
                 op = WriteOp(execution_id, step, encoded, attempt, True, self._keep)
                 await self._write_on(conn, op, optimistic=False)
                 await conn.execute(sql.RESTORE_EVENT, execution_id, step, encoded.size_bytes, digest, name)

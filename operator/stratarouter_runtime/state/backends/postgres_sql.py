@@ -361,18 +361,20 @@ GET_EXECUTION: Final = f"{EXECUTIONS} WHERE id = $1"
 
 EXISTS: Final = "SELECT attempt FROM executions WHERE id = $1"
 
+# $5 and $6: the worker id and instance of the starting manager (state/worker.py; NULL: none).
 START: Final = _with(
     (
         (
             "ex",
             f"""
-INSERT INTO executions AS e (id, status, attempt, labels, checkpoint_retention)
-VALUES ($1, 'running', $2::int, $3::jsonb, $4::int)
+INSERT INTO executions AS e (id, status, attempt, labels, checkpoint_retention, worker_id, worker_instance)
+VALUES ($1, 'running', $2::int, $3::jsonb, $4::int, $5::text, $6::uuid)
 ON CONFLICT (id) DO UPDATE SET
     status = 'running',
     attempt = greatest(e.attempt, EXCLUDED.attempt),
     labels = coalesce(EXCLUDED.labels, e.labels),
     checkpoint_retention = coalesce(EXCLUDED.checkpoint_retention, e.checkpoint_retention),
+    worker_id = EXCLUDED.worker_id, worker_instance = EXCLUDED.worker_instance,
     finished_at = NULL, error = NULL, updated_at = now()
 RETURNING {EXECUTION_COLUMNS}
 """,
@@ -412,18 +414,34 @@ FROM ex
 )
 
 HISTORY: Final = """
-SELECT step, attempt, created_at, codec, size_bytes, state FROM checkpoints
+SELECT step, attempt, created_at, codec, size_bytes, hash, state FROM checkpoints
 WHERE execution_id = $1 AND execution_created_at = (SELECT created_at FROM executions WHERE id = $1)
   AND step > $2
 ORDER BY step LIMIT $3
 """
 
 CHECKPOINT_AT: Final = """
-SELECT c.step, c.attempt, c.created_at, c.codec, c.size_bytes, c.state
+SELECT c.step, c.attempt, c.created_at, c.codec, c.size_bytes, c.hash, c.state
 FROM executions e JOIN checkpoints c ON c.execution_id = e.id AND c.execution_created_at = e.created_at
 WHERE e.id = $1 AND c.step = coalesce($2::bigint, e.last_checkpoint_step)
 """
 """Checkpoint $2 of execution $1, or its last one when $2 is NULL."""
+
+CHECKPOINTS_NEWEST_FIRST: Final = """
+SELECT step, attempt, created_at, codec, size_bytes, hash, state FROM checkpoints
+WHERE execution_id = $1 AND execution_created_at = (SELECT created_at FROM executions WHERE id = $1)
+  AND step <= $2
+ORDER BY step DESC LIMIT $3
+"""
+"""Checkpoints at step $2 and below, newest first: where a corrupt current state falls back to."""
+
+CORRUPT_FALLBACK_EVENT: Final = """
+INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, detail)
+SELECT id, created_at, 'corrupt_fallback', $3::bigint, attempt,
+       jsonb_build_object('bad_step', $2::bigint, 'used_step', $3::bigint)
+FROM executions WHERE id = $1
+"""
+"""The audit event of a resume from checkpoint $3 because the state at step $2 was corrupt."""
 
 AUDIT: Final = """
 SELECT seq, kind, step, attempt, at, size_bytes, hash, detail FROM events
@@ -438,14 +456,20 @@ ORDER BY seq LIMIT $3
 """The audit trail: events, and the live checkpoint rows that are their own audit rows."""
 
 # $1 idle seconds, $2 limit, $3 the highest attempt, $4 the error of a run failed for being at it
-# (attempt + 1 would overflow the column; the CASE never evaluates it for such a run).
+# (attempt + 1 would overflow the column; the CASE never evaluates it for such a run), $5 and $6 the
+# claiming worker's id and instance (NULL: none), $7 the instances of other workers still live
+# (state/worker.py). A run of the claimer's own id but an older instance is its previous incarnation's,
+# dead: claimed at once. Any other run only when idle for $1 and not run by a live instance.
 CLAIM: Final = _with(
     (
         (
             "c",
             """
 SELECT id, attempt < $3::int AS renewable FROM executions
-WHERE status IN ('running', 'recovering') AND updated_at <= now() - make_interval(secs => $1)
+WHERE status IN ('running', 'recovering')
+  AND (worker_id = $5::text AND worker_instance <> $6::uuid
+       OR updated_at <= now() - make_interval(secs => $1)
+          AND NOT coalesce(worker_instance = ANY($7::uuid[]), false))
 ORDER BY updated_at
 LIMIT $2
 FOR UPDATE SKIP LOCKED
@@ -459,6 +483,7 @@ UPDATE executions e SET
     attempt = CASE WHEN c.renewable THEN e.attempt + 1 ELSE e.attempt END,
     error = CASE WHEN c.renewable THEN e.error ELSE $4::text END,
     finished_at = CASE WHEN c.renewable THEN e.finished_at ELSE now() END,
+    worker_id = $5::text, worker_instance = $6::uuid,
     updated_at = now()
 FROM c WHERE e.id = c.id
 RETURNING {", ".join(f"e.{column}" for column in EXECUTION_COLUMNS.split(", "))}
@@ -478,6 +503,35 @@ FROM ex
     "SELECT * FROM ex ORDER BY updated_at, id",
 )
 """Claim stalled executions for a new attempt (or fail those at the highest attempt)."""
+
+# -- worker leases (state/worker.py) -----------------------------------------------------------
+
+WORKER_LEASE: Final = """
+SELECT instance, host, pid, renewed_at + make_interval(secs => lease_seconds) > now() AS unexpired
+FROM workers WHERE worker_id = $1
+"""
+"""Who holds worker id $1."""
+
+# $1 id, $2 instance, $3 host, $4 pid, $5 lease seconds, $6 the instance it takes over (NULL: none).
+# No row returned: another instance holds the id (it took it after WORKER_LEASE was read).
+TAKE_WORKER_LEASE: Final = """
+INSERT INTO workers AS w (worker_id, instance, host, pid, lease_seconds)
+VALUES ($1, $2::uuid, $3, $4::int, $5::float8)
+ON CONFLICT (worker_id) DO UPDATE SET
+    instance = EXCLUDED.instance, host = EXCLUDED.host, pid = EXCLUDED.pid,
+    lease_seconds = EXCLUDED.lease_seconds, renewed_at = now()
+WHERE w.instance IN ($2::uuid, $6::uuid)
+RETURNING instance
+"""
+"""Take (or renew) the lease of worker id $1 for instance $2."""
+
+RELEASE_WORKER_LEASE: Final = "DELETE FROM workers WHERE worker_id = $1 AND instance = $2::uuid"
+
+UNEXPIRED_LEASES: Final = """
+SELECT instance, host, pid FROM workers
+WHERE renewed_at + make_interval(secs => lease_seconds) > now() AND instance IS DISTINCT FROM $1::uuid
+"""
+"""Other instances whose lease has not expired (the claimer tells which of them are live)."""
 
 # -- snapshots ---------------------------------------------------------------------------------
 

@@ -214,7 +214,7 @@ async def migrate_url(db_url: str, schema: str = DEFAULT_SCHEMA) -> int:
 _STORE_TABLES = """
 SELECT c.oid::regclass::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
-  AND (c.relname IN ('schema_migrations', 'executions', 'checkpoints', 'events', 'snapshots')
+  AND (c.relname IN ('schema_migrations', 'executions', 'checkpoints', 'events', 'snapshots', 'workers')
        OR c.oid IN (SELECT inhrelid FROM pg_inherits
                     WHERE inhparent IN (to_regclass(quote_ident($1) || '.checkpoints'),
                                         to_regclass(quote_ident($1) || '.events'))))
