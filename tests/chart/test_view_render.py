@@ -34,7 +34,9 @@ def _view_env(manifests: list[Manifest]) -> dict[str, Any]:
     return {name: value for name, value in env_of(manifests).items() if name.startswith("STRATA_VIEW_")}
 
 
-@pytest.mark.parametrize("values", [{}, NAMESPACED, HA, EXTERNAL_DB], ids=["defaults", "namespaced", "ha", "db"])
+@pytest.mark.parametrize(
+    "values", [{}, NAMESPACED, HA, EXTERNAL_DB], ids=["defaults", "namespaced", "ha", "db"]
+)
 def test_the_view_wiring_is_there_exactly_when_enabled(helm: Helm, values: dict[str, Any]) -> None:
     off = helm.template(values)
     on = helm.template({**values, **VIEW_ON})
@@ -73,12 +75,18 @@ def test_the_view_port_setting_moves_the_container_port_and_the_service_target(h
         ports = {p["name"]: p["containerPort"] for p in operator_container(manifests)["ports"]}
         assert ports["view"] == port
         service = one(manifests, "Service", f"{FULLNAME}-view")
-        assert service["spec"]["ports"] == [{"name": "view", "port": 443, "targetPort": port, "protocol": "TCP"}]
+        assert service["spec"]["ports"] == [
+            {"name": "view", "port": 443, "targetPort": port, "protocol": "TCP"}
+        ]
         # The Service selects the operator's pods, whose template carries the selector's labels.
         labels = one(manifests, "Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
         assert service["spec"]["selector"].items() <= labels.items()
         apiservice = one(manifests, "APIService", "v1alpha1.view.stratarouter.io")
-        assert apiservice["spec"]["service"] == {"namespace": "strata-system", "name": f"{FULLNAME}-view", "port": 443}
+        assert apiservice["spec"]["service"] == {
+            "namespace": "strata-system",
+            "name": f"{FULLNAME}-view",
+            "port": 443,
+        }
 
 
 def test_a_network_policy_admits_the_api_server_to_the_view_port_only_when_enabled(helm: Helm) -> None:
