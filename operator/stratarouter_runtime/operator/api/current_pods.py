@@ -25,11 +25,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import orjson
 from kubernetes_asyncio import client
 
-from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, VERSION
+from stratarouter_runtime.operator.kube import DirectRequests
+from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP_PATH
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,7 @@ class CurrentPods:
 
     def __init__(self, api: client.ApiClient, namespaces: Iterable[str] = ()) -> None:
         self.names = PodNames()
-        self._config = api.configuration
-        # The same shared connection pool as the status coalescer; no netrc/proxy lookups per request.
-        self._session = aiohttp.ClientSession(
-            connector=api.rest_client.pool_manager.connector, connector_owner=False, trust_env=False
-        )
-        self._user_agent = str(api.user_agent)
+        self._direct = DirectRequests(api)
         self._scopes = tuple(namespaces) or ("",)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -136,17 +131,13 @@ class CurrentPods:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._session.close()
+        await self._direct.close()
 
-    def _url(self, scope: str) -> str:
-        base = f"{self._config.host}/apis/{GROUP}/{VERSION}"
-        return f"{base}/namespaces/{quote(scope, safe='')}/{EXECUTIONS}" if scope else f"{base}/{EXECUTIONS}"
-
-    async def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": self._user_agent}
-        for setting in (await self._config.auth_settings()).values():
-            headers[setting["key"]] = setting["value"]
-        return headers
+    @staticmethod
+    def _path(scope: str) -> str:
+        if scope:
+            return f"{GROUP_PATH}/namespaces/{quote(scope, safe='')}/{EXECUTIONS}"
+        return f"{GROUP_PATH}/{EXECUTIONS}"
 
     async def _run(self, scope: str) -> None:
         while True:
@@ -161,7 +152,7 @@ class CurrentPods:
             await asyncio.sleep(RETRY_SECONDS)
 
     async def _list(self, scope: str) -> str:
-        async with self._session.get(self._url(scope), headers=await self._headers()) as resp:
+        async with await self._direct.get(self._path(scope)) as resp:
             raw = await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"list failed: {resp.status} {raw[:200].decode(errors='replace')}")
@@ -179,10 +170,8 @@ class CurrentPods:
                 "timeoutSeconds": str(WATCH_SECONDS),
             }
         )
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=WATCH_SECONDS + 30)
-        async with self._session.get(
-            f"{self._url(scope)}?{query}", headers=await self._headers(), timeout=timeout
-        ) as resp:
+        path = f"{self._path(scope)}?{query}"
+        async with await self._direct.get(path, stream_read_seconds=WATCH_SECONDS + 30) as resp:
             if resp.status == 410:
                 return None
             if resp.status != 200:
