@@ -64,10 +64,10 @@ def test_older_replicas_get_higher_peering_priority() -> None:
 def test_operator_refuses_to_start_without_a_database(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from stratarouter_runtime.operator.main import run
+    from stratarouter_runtime.cli import main
 
     monkeypatch.delenv("STRATA_DB_URL", raising=False)
-    assert run(["--", "--standalone"]) == 2
+    assert main(["operator", "--", "--standalone"]) == 2
     assert "STRATA_DB_URL is not set" in capsys.readouterr().err
 
 

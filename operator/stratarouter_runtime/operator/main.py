@@ -18,7 +18,6 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import kopf
@@ -214,13 +213,6 @@ def configure_logging(level: int, log_format: str = "text") -> None:
         logging.getLogger().setLevel(level)
     else:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    """``stratarouter operator ARGV``: the command line and the environment validated, then the operator."""
-    from stratarouter_runtime.cli import main as cli_main
-
-    return cli_main(["operator", *(argv or [])])
 
 
 def run_operator(
