@@ -271,11 +271,15 @@ class StateManager:
         self._lease_renew_at = now + self.config.recovery_timeout / 4
 
     async def _release_lease(self) -> None:
+        """Give the lease up on close; if the store cannot be reached, it simply expires."""
         if self._lease_renew_at is None:
             return
         self._lease_renew_at = None
         held_here(self.worker.instance, False)
-        await self._backend.release_worker_lease(self.worker)
+        try:
+            await self._backend.release_worker_lease(self.worker)
+        except StateError as exc:
+            log.warning("worker %s: lease not released (%s); it expires", self.worker.worker_id, exc)
 
     # -- writes -------------------------------------------------------------------------------
     def _make_op(
