@@ -135,3 +135,15 @@ async def test_the_forking_manager_fences_the_new_run_on_its_attempt(make_state:
     await other.start_execution("copy", attempt=3)
     with pytest.raises(StaleAttemptError):  # the fork's manager writes as attempt 2, now replaced
         await state.checkpoint("copy", 6, {"step": 6})
+
+
+async def test_a_forked_run_is_its_forking_workers_own(make_state: MakeState) -> None:
+    """As after start_execution: the forking worker's restart claims the new run at once."""
+    first = make_state(worker_id="forker-1")  # default recovery_timeout: 300 s
+    await _source(first)
+    await first.complete("src")
+    await first.fork("src", "copy", step=2)
+    await first.close()
+    restarted = make_state(worker_id="forker-1")
+    claimed = await restarted.recover_all()
+    assert [(e.execution_id, e.attempt, e.resume_step) for e in claimed] == [("copy", 2, 2)]

@@ -525,7 +525,8 @@ class StateManager:
         history checkpoint, and its audit trail opens with a ``forked`` event naming the source and
         step. The source is only read. A snapshot's stored copy is used, so it forks a step retention
         has pruned since, or a run deleted with ``keep_snapshots``. ``labels`` and
-        ``checkpoint_retention`` are the new run's own, as in :meth:`start_execution`.
+        ``checkpoint_retention`` are the new run's own, and this manager's worker is its worker, as in
+        :meth:`start_execution`.
 
         Refused: ``new_id`` exists (InvalidArgumentError), the source is missing (ExecutionNotFound,
         SnapshotNotFound) or has no checkpoint at ``step``, never written or pruned by retention
@@ -545,7 +546,7 @@ class StateManager:
         await self._flush_pending()
         source = ForkSource(step=step, snapshot=snapshot)
         forked = await self._backend.fork_execution(
-            source_id, new_id, source, attempt, valid_labels, retention
+            source_id, new_id, source, attempt, valid_labels, retention, self.worker
         )
         self._remember(new_id, forked.attempt)
         return forked

@@ -2,8 +2,9 @@ WITH source AS (
     SELECT step, codec, size_bytes, hash, state FROM snapshots WHERE execution_id = $1 AND name = $3
 ), ex AS (
     INSERT INTO executions (id, status, attempt, current_step, last_checkpoint_step, labels, checkpoint_retention,
-                            state_codec, state_size, state_hash)
-    SELECT $2, 'running', $4::int, step, step, $5::jsonb, $6::int, codec, size_bytes, hash FROM source
+                            state_codec, state_size, state_hash, worker_id, worker_instance)
+    SELECT $2, 'running', $4::int, step, step, $5::jsonb, $6::int, codec, size_bytes, hash, $7::text, $8::uuid
+    FROM source
     ON CONFLICT (id) DO NOTHING
     RETURNING id, status, attempt, current_step, last_checkpoint_step, created_at, updated_at, finished_at, error, labels, checkpoint_retention
 ), ev AS (

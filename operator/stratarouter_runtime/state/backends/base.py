@@ -295,9 +295,11 @@ class StateBackend(ABC):
         attempt: int,
         labels: dict[str, str] | None,
         checkpoint_retention: int | None,
+        worker: Worker | None,
     ) -> Execution:
         """Start ``new_id`` (running, ``attempt``) from a state of ``source_id``, atomically: that state
         becomes its current state and its first history checkpoint, after a ``forked`` audit event
-        (detail: ``execution``, ``step``, and ``snapshot`` for a snapshot). The source is only read.
+        (detail: ``execution``, ``step``, and ``snapshot`` for a snapshot); ``worker`` is recorded as the
+        new run's worker, as by :meth:`start_execution_by`. The source is only read.
         InvalidArgumentError if ``new_id`` exists; ExecutionNotFound, CheckpointNotFound (never written
         or pruned) or SnapshotNotFound for a missing source."""

@@ -52,6 +52,7 @@ from stratarouter_runtime.state.models import (
 )
 from stratarouter_runtime.state.pod_contract import run_identity, token_file
 from stratarouter_runtime.state.wire import JSON, Route, execution_from_wire, from_wire
+from stratarouter_runtime.state.worker import Worker
 
 NOT_CURRENT_GRACE_SECONDS = 10.0
 """How long a 403 NotCurrentPod is retried (status names a new pod just after it is created)."""
@@ -349,6 +350,7 @@ class HttpBackend(StateBackend):
         attempt: int,
         labels: dict[str, str] | None,
         checkpoint_retention: int | None,
+        worker: Worker | None,
     ) -> Execution:
         raise self._not_for_pods("fork() (apply an Execution with spec.startFrom instead)")
 

@@ -506,6 +506,7 @@ class MemoryBackend(StateBackend):
         attempt: int,
         labels: dict[str, str] | None,
         checkpoint_retention: int | None,
+        worker: Worker | None,
     ) -> Execution:
         if new_id in self._execs:
             raise InvalidArgumentError(f"execution {new_id!r} exists already")
@@ -526,6 +527,8 @@ class MemoryBackend(StateBackend):
         ex = _Exec(new_id, ExecutionStatus.RUNNING, attempt, now, now, blob.step, blob.step)
         ex.labels, ex.checkpoint_retention = dict(labels or {}), checkpoint_retention
         ex.state, ex.history = blob, {blob.step: blob}
+        if worker is not None:
+            ex.worker_id, ex.worker_instance = worker.worker_id, worker.instance
         self._execs[new_id] = ex
         size, digest = blob.size_bytes, blob.digest.hex()
         detail["step"] = blob.step

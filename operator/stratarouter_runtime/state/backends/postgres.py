@@ -873,11 +873,13 @@ class PostgresBackend(StateBackend):
         attempt: int,
         labels: dict[str, str] | None,
         checkpoint_retention: int | None,
+        worker: Worker | None,
     ) -> Execution:
         labels_json = orjson.dumps(labels or {}).decode()
         statement = sql.FORK_FROM_STEP if source.snapshot is None else sql.FORK_FROM_SNAPSHOT
         where = source.step if source.snapshot is None else source.snapshot
-        args = (source_id, new_id, where, attempt, labels_json, checkpoint_retention)
+        by = (None, None) if worker is None else (worker.worker_id, worker.instance)
+        args = (source_id, new_id, where, attempt, labels_json, checkpoint_retention, *by)
 
         async def run(conn: Conn) -> Execution:
             row = await conn.fetchrow(statement, *args)

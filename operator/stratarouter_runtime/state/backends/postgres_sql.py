@@ -693,14 +693,15 @@ FROM executions
 
 
 def _fork(source: str, detail: str) -> str:
-    """Start execution $2 (attempt $4, labels $5, retention $6) from ``source`` (a SELECT of one state:
-    step, codec, size_bytes, hash, state): the state becomes its current state and its first history
-    checkpoint, after a ``forked`` audit event whose detail is ``detail``. No row when $2 exists already
-    or ``source`` finds nothing; the source is only read."""
+    """Start execution $2 (attempt $4, labels $5, retention $6, worker id $7 and instance $8, NULL: none)
+    from ``source`` (a SELECT of one state: step, codec, size_bytes, hash, state): the state becomes its
+    current state and its first history checkpoint, after a ``forked`` audit event whose detail is
+    ``detail``. No row when $2 exists already or ``source`` finds nothing; the source is only read."""
     execution = f"""
 INSERT INTO executions (id, status, attempt, current_step, last_checkpoint_step, labels, checkpoint_retention,
-                        state_codec, state_size, state_hash)
-SELECT $2, 'running', $4::int, step, step, $5::jsonb, $6::int, codec, size_bytes, hash FROM source
+                        state_codec, state_size, state_hash, worker_id, worker_instance)
+SELECT $2, 'running', $4::int, step, step, $5::jsonb, $6::int, codec, size_bytes, hash, $7::text, $8::uuid
+FROM source
 ON CONFLICT (id) DO NOTHING
 RETURNING {EXECUTION_COLUMNS}
 """
