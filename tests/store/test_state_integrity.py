@@ -144,3 +144,43 @@ async def test_the_memory_store_verifies_the_bytes_it_keeps() -> None:
         blob.data = b'{"b":1}'
         with pytest.raises(CorruptCheckpointError):
             await state.load("m")  # on_corrupt="raise", the default
+
+
+async def assert_rewound(state: StateManager, execution_id: str, used_step: int, expected: Any) -> None:
+    """After a fallback the run is at ``used_step``: load() returns its state without a second event,
+    resume_step names it, and the run goes on from there."""
+    assert await state.load(execution_id) == expected
+    execution = await state.get_execution(execution_id)
+    assert execution is not None
+    assert (execution.current_step, execution.resume_step) == (used_step, used_step)
+    assert execution.attempt == 1
+    fallbacks = [e for e in await state.get_audit(execution_id) if e.kind == "corrupt_fallback"]
+    assert len(fallbacks) == 1
+    await state.checkpoint(execution_id, used_step + 1, {"after": "rewind"})
+    assert await state.load(execution_id) == {"after": "rewind"}
+    assert (await state.get_checkpoint(execution_id, used_step + 1)).state_data == {"after": "rewind"}
+
+
+@pytest.mark.postgres
+async def test_a_fallback_rewinds_the_run_in_postgres(pg_dsn: str, db: asyncpg.Connection[Any]) -> None:
+    async with StateManager(db_url=pg_dsn, enable_compression=True) as state:
+        await state.start_execution("rewind")
+        await state.checkpoint("rewind", 1, {"a": 1})
+        await state.checkpoint("rewind", 2, grown("base"))
+        await state.save("rewind", 3, grown("base and more"))  # a delta against step 2
+    await db.execute(FLIP_A_BYTE, "rewind", 2)
+    async with StateManager(db_url=pg_dsn, on_corrupt="previous", enable_compression=True) as state:
+        assert await state.load("rewind") == {"a": 1}
+        await assert_rewound(state, "rewind", 1, {"a": 1})
+
+
+async def test_a_fallback_rewinds_the_run_in_memory() -> None:
+    async with StateManager(on_corrupt="previous") as state:
+        await state.start_execution("m")
+        await state.checkpoint("m", 1, {"a": 1})
+        await state.checkpoint("m", 2, {"a": 2})
+        backend = state.backend
+        assert isinstance(backend, MemoryBackend)
+        backend._execs["m"].history[2].data = b'{"a":3}'
+        assert await state.load("m") == {"a": 1}
+        await assert_rewound(state, "m", 1, {"a": 1})

@@ -444,8 +444,10 @@ class StateManager:
         """The newest state of ``execution_id``; raises ExecutionNotFound if nothing was saved.
 
         The state is verified against its recorded sha256: CorruptCheckpointError if it does not match,
-        or, with ``on_corrupt="previous"``, the newest checkpoint that does (a resume continues from
-        there; a ``corrupt_fallback`` audit event names both steps).
+        or, with ``on_corrupt="previous"``, the newest checkpoint that does. That checkpoint becomes the
+        run's current state in the same store call, so ``resume_step`` names it and a resume continues
+        after it, not after the bad step (history and attempt stay; a ``corrupt_fallback`` audit event
+        names both steps).
         """
         check.execution_id(execution_id)
         await self._flush_pending()

@@ -242,8 +242,10 @@ class StateBackend(ABC):
         return await self.claim_recoverable(stale_before_seconds, limit)
 
     async def fallback_checkpoint(self, execution_id: str, bad_step: int) -> Checkpoint | None:
-        """The newest checkpoint at ``bad_step`` or below that verifies, after a ``corrupt_fallback``
-        audit event naming both steps; None if there is none (or this backend cannot fall back)."""
+        """The newest checkpoint at ``bad_step`` or below that verifies, made the current state (the
+        run's current step becomes its step, as a restore; history and attempt stay) atomically with a
+        ``corrupt_fallback`` audit event naming both steps. None if there is none, the run is no longer
+        at ``bad_step``, or this backend cannot fall back."""
         return None
 
     # -- history and audit --------------------------------------------------------------------

@@ -394,11 +394,16 @@ class MemoryBackend(StateBackend):
 
     async def fallback_checkpoint(self, execution_id: str, bad_step: int) -> Checkpoint | None:
         ex = self._get(execution_id)
+        if ex.current_step != bad_step:  # moved on since the corrupt read: nothing to rewind
+            return None
         for step in sorted((s for s in ex.history if s <= bad_step), reverse=True):
             try:
                 found = _checkpoint(execution_id, ex.history[step])
             except CorruptCheckpointError:
                 continue
+            ex.state = ex.history[step]
+            ex.current_step = ex.last_checkpoint_step = step
+            ex.updated_at = _now()
             self._event(ex, CORRUPT_FALLBACK, step, detail={"bad_step": bad_step, "used_step": step})
             return found
         return None

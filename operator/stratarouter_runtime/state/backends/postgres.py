@@ -717,6 +717,9 @@ class PostgresBackend(StateBackend):
         )
 
     async def fallback_checkpoint(self, execution_id: str, bad_step: int) -> Checkpoint | None:
+        if self._deltas is not None:
+            self._deltas.forget(execution_id)
+
         async def run(conn: Conn) -> Checkpoint | None:
             below = bad_step
             while rows := await conn.fetch(sql.CHECKPOINTS_NEWEST_FIRST, execution_id, below, FALLBACK_PAGE):
@@ -725,8 +728,8 @@ class PostgresBackend(StateBackend):
                         found = _checkpoint(execution_id, row)
                     except CorruptCheckpointError:
                         continue
-                    await conn.execute(sql.CORRUPT_FALLBACK_EVENT, execution_id, bad_step, found.step)
-                    return found
+                    rewound = await conn.fetchval(sql.CORRUPT_FALLBACK, execution_id, bad_step, found.step)
+                    return None if rewound is None else found
                 below = rows[-1]["step"] - 1
             return None
 

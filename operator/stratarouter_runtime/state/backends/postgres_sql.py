@@ -435,13 +435,36 @@ ORDER BY step DESC LIMIT $3
 """
 """Checkpoints at step $2 and below, newest first: where a corrupt current state falls back to."""
 
-CORRUPT_FALLBACK_EVENT: Final = """
+# The rewind applies only while the corrupt state at $2 is still current: a writer that moved the run
+# on since has replaced it, and nothing changes (no row). Attempt and status stay as they are.
+CORRUPT_FALLBACK: Final = _with(
+    (
+        (
+            "ex",
+            """
+UPDATE executions e SET current_step = c.step, last_checkpoint_step = c.step, state = NULL,
+    state_codec = c.codec, state_size = c.size_bytes, state_hash = c.hash, state_base_step = NULL,
+    updated_at = now()
+FROM checkpoints c
+WHERE e.id = $1 AND e.current_step = $2::bigint
+  AND c.execution_id = e.id AND c.execution_created_at = e.created_at AND c.step = $3::bigint
+RETURNING e.id, e.created_at, e.attempt
+""",
+        ),
+        (
+            "ev",
+            """
 INSERT INTO events (execution_id, execution_created_at, kind, step, attempt, detail)
 SELECT id, created_at, 'corrupt_fallback', $3::bigint, attempt,
        jsonb_build_object('bad_step', $2::bigint, 'used_step', $3::bigint)
-FROM executions WHERE id = $1
-"""
-"""The audit event of a resume from checkpoint $3 because the state at step $2 was corrupt."""
+FROM ex
+""",
+        ),
+    ),
+    "SELECT id FROM ex",
+)
+"""A fallback from the corrupt state at step $2 to checkpoint $3: that checkpoint becomes the current
+state (history is kept), with a ``corrupt_fallback`` audit event; the id, or no row."""
 
 AUDIT: Final = """
 SELECT seq, kind, step, attempt, at, size_bytes, hash, detail FROM events
