@@ -58,9 +58,10 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from stratarouter_runtime.operator.api.current_pods import PodNames, current_of
+from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.metrics import TOKEN_REVIEWS_TOTAL
 from stratarouter_runtime.operator.pods import EXECUTION_LABEL, execution_id
-from stratarouter_runtime.operator.resources.base import EXECUTIONS, GROUP, KIND_EXECUTION, VERSION
+from stratarouter_runtime.operator.resources.base import GROUP, KIND_EXECUTION
 from stratarouter_runtime.state.pod_contract import TOKEN_AUDIENCE
 
 log = logging.getLogger(__name__)
@@ -407,8 +408,7 @@ class Authenticator:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._authn = client.AuthenticationV1Api(api)
-        self._core = client.CoreV1Api(api)
-        self._custom = client.CustomObjectsApi(api)
+        self._kube = Kube(api)
         self._audience = audience
         self._ttl = cache_seconds
         self._negative_ttl = negative_cache_seconds
@@ -530,37 +530,22 @@ class Authenticator:
         """The Execution as the API server has it now; None when it does not exist."""
         try:
             with unreachable_is_unavailable("reading the Execution"):
-                execution: dict[str, Any] = await self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, EXECUTIONS, name
-                )
+                return await self._kube.get_execution(namespace, name)
         except ApiException as exc:
-            if exc.status == 404:
-                return None
             raise AuthError(503, "ApiUnavailable", f"reading the Execution failed: {exc.reason}") from exc
-        return execution
 
     async def _pod_metadata(self, ident: PodIdentity) -> dict[str, Any]:
-        """The calling pod's metadata, read as plain JSON.
-
-        Only its uid and labels are needed: turning the whole pod into client model objects (every
-        timestamp through dateutil) was the largest single cost of a cache miss at a thousand pods.
-        With ``_preload_content=False`` the client hands back the raw aiohttp response (its stubs say V1Pod).
-        """
-        with unreachable_is_unavailable("reading the calling pod"):
-            resp: Any = await self._core.read_namespaced_pod(
-                ident.pod_name, ident.namespace, _preload_content=False
-            )
-            try:
-                status = int(resp.status)
-                raw = await resp.read()
-            finally:
-                resp.release()
-        if status == 404:
+        """The calling pod's metadata, read as plain JSON (:meth:`Kube.get_pod`: turning the whole pod into
+        client model objects was the largest single cost of a cache miss at a thousand pods)."""
+        try:
+            with unreachable_is_unavailable("reading the calling pod"):
+                pod = await self._kube.get_pod(ident.namespace, ident.pod_name)
+        except ApiException as exc:
+            why = f"reading the calling pod failed: {exc.status} {str(exc.body or exc.reason)[:200]}"
+            raise AuthError(503, "ApiUnavailable", why) from exc
+        if pod is None:
             raise AuthError(401, "PodGone", f"pod {ident.namespace}/{ident.pod_name} no longer exists")
-        if not 200 <= status < 300:
-            why = f"reading the calling pod failed: {status} {raw[:200].decode(errors='replace')}"
-            raise AuthError(503, "ApiUnavailable", why)
-        meta: dict[str, Any] = orjson.loads(raw).get("metadata") or {}
+        meta: dict[str, Any] = pod.get("metadata") or {}
         return meta
 
     async def _review(self, token: str) -> PodIdentity:
