@@ -63,7 +63,9 @@ def test_execution_crd_names_columns_and_rules() -> None:
         "maxBackoffSeconds": 300,
         "nonRetryableExitCodes": [],
         "keepFailedPods": 3,
+        "onCorrupt": "Raise",
     }
+    assert recovery["properties"]["onCorrupt"]["enum"] == ["Raise", "Previous"]
     assert recovery["properties"]["maxRestarts"] == {
         "default": 3,
         "description": "Recoveries allowed before Failed/BackoffLimitExceeded.",

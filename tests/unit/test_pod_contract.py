@@ -68,8 +68,17 @@ def test_the_token_is_read_where_the_pod_mounts_it() -> None:
 
 
 def test_every_contract_variable_is_written_when_set() -> None:
-    env = _pod_env(checkpoint_interval=7, compression="zstd")
+    env = _pod_env(checkpoint_interval=7, compression="zstd", on_corrupt="Raise")
     assert set(env) == CONTRACT_VARIABLES == {v.value for v in PodEnv}
+
+
+@pytest.mark.parametrize(
+    ("on_corrupt", "read"), [("Raise", "raise"), ("Previous", "previous"), (None, "raise")]
+)
+def test_the_sdk_reads_back_spec_recovery_on_corrupt(on_corrupt: str | None, read: str) -> None:
+    env = _pod_env(on_corrupt=on_corrupt)
+    assert (PodEnv.ON_CORRUPT in env) is (on_corrupt is not None)
+    assert config_from_env(env).on_corrupt == read
 
 
 @pytest.mark.parametrize(

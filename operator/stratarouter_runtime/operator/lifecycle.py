@@ -383,6 +383,7 @@ class Pass(PassRecord):
                 api_url=settings.api_url_for_pods,
                 checkpoint_interval=self.spec.checkpoint.interval,
                 compression=self.spec.checkpoint.compression,
+                on_corrupt=self.spec.recovery.on_corrupt,
                 token_seconds=settings.pod_token_seconds,
             )
             created, fresh = await self.kube.create_pod(self.namespace, pod)

@@ -69,9 +69,11 @@ def build_pod(
     api_url: str,
     checkpoint_interval: int | None = None,
     compression: str | None = None,
+    on_corrupt: str | None = None,
     token_seconds: int = TOKEN_EXPIRATION_SECONDS,
 ) -> dict[str, Any]:
-    """The pod manifest of ``attempt``; ``template`` is the raw ``spec.template`` (unknown fields kept)."""
+    """The pod manifest of ``attempt``; ``template`` is the raw ``spec.template`` (unknown fields kept).
+    ``on_corrupt`` is ``spec.recovery.onCorrupt`` (Raise, Previous); the SDK reads it lower-case."""
     if attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {attempt}")
     pname = pod_name(name, attempt)
@@ -86,6 +88,7 @@ def build_pod(
         api_url=api_url,
         checkpoint_interval=checkpoint_interval,
         enable_compression=None if compression is None else compression == "zstd",
+        on_corrupt=None if on_corrupt is None else on_corrupt.lower(),
     )
     spec["containers"] = [_with_contract(c, index, env) for index, c in enumerate(spec["containers"])]
     tmeta: dict[str, Any] = template.get("metadata") or {}

@@ -24,6 +24,10 @@ ON_CORRUPT: Final = frozenset({RAISE, PREVIOUS})
 """What a resume does with a corrupt current state: raise, or fall back to the newest checkpoint that
 verifies (``StateManager(on_corrupt=...)``)."""
 
+ON_CORRUPT_PARAM: Final = "onCorrupt"
+"""The query parameter of the checkpoint API's ``GET /v1/state`` that carries a pod's ``on_corrupt``:
+the API falls back in the operator's store for it."""
+
 CORRUPT_FALLBACK: Final = "corrupt_fallback"
 """The audit event of a fallback: ``detail`` is ``{"bad_step": ..., "used_step": ...}``."""
 

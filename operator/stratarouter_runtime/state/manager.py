@@ -454,16 +454,25 @@ class StateManager:
         try:
             stored = await self._backend.load(execution_id)
         except CorruptCheckpointError as exc:
-            if self.config.on_corrupt != PREVIOUS or exc.step is None:
+            if self.config.on_corrupt != PREVIOUS:
                 raise
-            fallback = await self._backend.fallback_checkpoint(execution_id, exc.step)
-            if fallback is None:
-                raise
-            log.warning("execution %s: %s; resuming from checkpoint %d", execution_id, exc, fallback.step)
-            return fallback.state_data
+            return (await self.fall_back(exc)).state_data
         if stored is None:
             raise ExecutionNotFound(execution_id)
         return decode(stored.data, stored.codec)
+
+    async def fall_back(self, error: CorruptCheckpointError) -> Checkpoint:
+        """The checkpoint ``on_corrupt="previous"`` resumes from after ``error`` (the current state was
+        corrupt), made the run's current state (see :meth:`load`); re-raises ``error`` if there is none.
+        Also for the checkpoint API, which answers a pod's load from the stored bytes."""
+        if error.step is not None:
+            used = await self._backend.fallback_checkpoint(error.execution_id, error.step)
+            if used is not None:
+                log.warning(
+                    "execution %s: %s; resuming from checkpoint %d", error.execution_id, error, used.step
+                )
+                return used
+        raise error
 
     async def get_execution(self, execution_id: str) -> Execution | None:
         check.execution_id(execution_id)

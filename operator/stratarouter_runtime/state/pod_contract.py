@@ -25,6 +25,7 @@ class PodEnv(StrEnum):
     TOKEN_FILE = "STRATA_TOKEN_FILE"
     CHECKPOINT_INTERVAL = "STRATA_CHECKPOINT_INTERVAL"
     ENABLE_COMPRESSION = "STRATA_ENABLE_COMPRESSION"
+    ON_CORRUPT = "STRATA_ON_CORRUPT"
 
 
 #: every variable name of the contract: the operator replaces a template's own values of these
@@ -55,6 +56,7 @@ def contract_env(
     api_url: str,
     checkpoint_interval: int | None = None,
     enable_compression: bool | None = None,
+    on_corrupt: str | None = None,
 ) -> list[dict[str, str]]:
     """The contract as a container's ``env`` list, in a fixed order; unset tuning stays out."""
     values: dict[PodEnv, str | None] = {
@@ -65,6 +67,7 @@ def contract_env(
         PodEnv.TOKEN_FILE: TOKEN_FILE,
         PodEnv.CHECKPOINT_INTERVAL: None if checkpoint_interval is None else str(checkpoint_interval),
         PodEnv.ENABLE_COMPRESSION: None if enable_compression is None else str(enable_compression).lower(),
+        PodEnv.ON_CORRUPT: on_corrupt,
     }
     return [{"name": name.value, "value": value} for name, value in values.items() if value is not None]
 

@@ -13,7 +13,7 @@ Routes (JSON bodies and answers)::
 
 Writes may say ``"compress": true|false`` (the pod's spec.checkpoint.compression); absent: the store's
 default.
-    GET  /v1/state                                               {"step", "attempt", "state"}; 404 when none
+    GET  /v1/state[?onCorrupt=raise|previous]                    {"step", "attempt", "state"}; 404 when none
     GET  /v1/history[?after_step=N&limit=M]                      {"checkpoints": [...], "nextAfterStep"}
     GET  /v1/checkpoint[?step=N]                                 one history checkpoint (default: latest)
     GET  /v1/execution                                           the stored execution record
@@ -60,7 +60,7 @@ from stratarouter_runtime.operator.metrics import (
     render,
 )
 from stratarouter_runtime.operator.settings import OperatorSettings
-from stratarouter_runtime.state import codec, errors
+from stratarouter_runtime.state import codec, errors, integrity
 from stratarouter_runtime.state.wire import JSON, Route, execution_to_wire, to_wire
 
 log = logging.getLogger(__name__)
@@ -206,10 +206,28 @@ async def save(request: web.Request) -> web.Response:
     return await _write(request, history=False)
 
 
+def parse_on_corrupt(request: web.Request) -> str:
+    """The pod's ``on_corrupt`` (``?onCorrupt=``; absent: raise)."""
+    value = request.query.get(integrity.ON_CORRUPT_PARAM, integrity.RAISE)
+    if value not in integrity.ON_CORRUPT:
+        allowed = " or ".join(sorted(integrity.ON_CORRUPT))
+        raise BadRequest(f"query parameter {integrity.ON_CORRUPT_PARAM!r} must be {allowed}, got {value!r}")
+    return value
+
+
 async def load_state(request: web.Request) -> web.Response:
-    """The current state with its step and attempt; answered from the stored JSON without re-encoding."""
+    """The current state with its step and attempt; answered from the stored JSON without re-encoding.
+    A corrupt one is CorruptCheckpoint (500), or with ``?onCorrupt=previous`` the store's fallback."""
     caller = await _caller(request)
-    stored = await request.app[STORE_KEY].backend.load(caller.execution_id)
+    on_corrupt = parse_on_corrupt(request)
+    store = request.app[STORE_KEY]
+    try:
+        stored = await store.backend.load(caller.execution_id)
+    except errors.CorruptCheckpointError as exc:
+        if on_corrupt != integrity.PREVIOUS:
+            raise
+        used = await store.fall_back(exc)
+        return _json({"step": used.step, "attempt": caller.attempt, "state": used.state_data})
     if stored is None:
         raise errors.CheckpointNotFound(caller.execution_id, None)
     state_json = codec.decode_json_bytes(stored.data, stored.codec)

@@ -128,6 +128,13 @@ class RecoverySpec(CamelModel):
         "kept: it is deleted and the next attempt waits until it is gone or has terminated. Kept pods are "
         "garbage-collected with the Execution (they name it as their owner).",
     )
+    on_corrupt: Literal["Raise", "Previous"] = Field(
+        default="Raise",
+        description="A current state that fails its sha256 when the pod loads it: Raise (the load fails "
+        "with CorruptCheckpoint), or Previous: the newest checkpoint that verifies becomes the current "
+        "state and the pod resumes after it, with a CorruptCheckpointSkipped Warning Event "
+        "(STRATA_ON_CORRUPT in the pod).",
+    )
 
 
 class RetentionSpec(CamelModel):

@@ -43,6 +43,7 @@ from stratarouter_runtime.state.errors import (
     StateError,
     StoreUnavailableError,
 )
+from stratarouter_runtime.state.integrity import ON_CORRUPT_PARAM
 from stratarouter_runtime.state.models import (
     AuditEvent,
     Checkpoint,
@@ -70,6 +71,7 @@ class HttpBackend(StateBackend):
         extra = dict(config.extra)
         self._base = config.api_url.rstrip("/")
         self._compress = config.enable_compression  # the pod's setting: the operator's store applies it
+        self._on_corrupt = config.on_corrupt  # likewise: the API falls back in the store, not here
         run = run_identity(os.environ)
         self._token_file = Path(str(extra.get("token_file") or token_file(os.environ)))
         self._execution_id = str(extra.get("execution_id") or run.execution_id or "")
@@ -248,7 +250,7 @@ class HttpBackend(StateBackend):
 
     async def load(self, execution_id: str) -> StoredState | None:
         self._own(execution_id)
-        status, answer = await self._call("GET", Route.STATE)
+        status, answer = await self._call("GET", Route.STATE, params={ON_CORRUPT_PARAM: self._on_corrupt})
         if status == 404 and answer.get("error") == "CheckpointNotFound":
             return None
         if status != 200:
