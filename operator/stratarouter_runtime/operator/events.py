@@ -1,4 +1,5 @@
-"""Kubernetes Events on an Execution (recoveries, restores, suspends): best effort, never raised."""
+"""Kubernetes Events on an Execution (recoveries, restores, suspends, corrupt checkpoints skipped):
+best effort, never raised."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import socket
 from typing import Any, Literal
 
 from stratarouter_runtime.operator.kube import Kube
+from stratarouter_runtime.operator.resources.base import API_VERSION, KIND_EXECUTION
 from stratarouter_runtime.operator.resources.conditions import format_time, now_utc
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "stratarouter-operator"
 EventType = Literal["Normal", "Warning"]
+
+CORRUPT_CHECKPOINT_SKIPPED = "CorruptCheckpointSkipped"
+"""The Warning of a pod's load that skipped a corrupt state for an older checkpoint (onCorrupt: Previous)."""
 
 
 def build_event(
@@ -53,3 +58,16 @@ async def post_event(
         await kube.post_event(event["metadata"]["namespace"], event)
     except Exception as exc:
         log.warning("could not post event %s on %s: %s", reason, event["involvedObject"]["name"], exc)
+
+
+async def post_execution_event(
+    kube: Kube, namespace: str, name: str, reason: str, message: str, type_: EventType = "Normal"
+) -> None:
+    """:func:`post_event` on the Execution ``namespace/name``, for a caller that has only its name
+    (the checkpoint API: the pod's identity names it)."""
+    execution = {
+        "apiVersion": API_VERSION,
+        "kind": KIND_EXECUTION,
+        "metadata": {"namespace": namespace, "name": name},
+    }
+    await post_event(kube, execution, reason, message, type_)

@@ -53,6 +53,8 @@ from stratarouter_runtime.operator.api.limits import (
     read_body,
 )
 from stratarouter_runtime.operator.api.status import StatusCoalescer
+from stratarouter_runtime.operator.events import CORRUPT_CHECKPOINT_SKIPPED, post_execution_event
+from stratarouter_runtime.operator.kube import Kube
 from stratarouter_runtime.operator.metrics import (
     API_REQUESTS_TOTAL,
     CHECKPOINT_SECONDS,
@@ -61,6 +63,7 @@ from stratarouter_runtime.operator.metrics import (
 )
 from stratarouter_runtime.operator.settings import OperatorSettings
 from stratarouter_runtime.state import codec, errors, integrity
+from stratarouter_runtime.state.models import Checkpoint
 from stratarouter_runtime.state.wire import JSON, Route, execution_to_wire, to_wire
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ STATUS_KEY: web.AppKey[StatusCoalescer] = web.AppKey("status", StatusCoalescer)
 LIMITS_KEY: web.AppKey[ApiLimits] = web.AppKey("limits", ApiLimits)
 SLOTS_KEY: web.AppKey[Slots] = web.AppKey("slots", Slots)
 CONNECTIONS_KEY: web.AppKey[Connections] = web.AppKey("connections", Connections)
+KUBE_KEY: web.AppKey[Kube] = web.AppKey("kube", Kube)
 
 
 class BadRequest(Exception):
@@ -227,12 +231,36 @@ async def load_state(request: web.Request) -> web.Response:
         if on_corrupt != integrity.PREVIOUS:
             raise
         used = await store.fall_back(exc)
+        await _show_fallback(request, caller, exc, used)
         return _json({"step": used.step, "attempt": caller.attempt, "state": used.state_data})
     if stored is None:
         raise errors.CheckpointNotFound(caller.execution_id, None)
     state_json = codec.decode_json_bytes(stored.data, stored.codec)
     body = b'{"step":%d,"attempt":%d,"state":%b}' % (stored.step, stored.attempt, state_json)
     return web.Response(body=body, content_type=JSON)
+
+
+async def _show_fallback(
+    request: web.Request, caller: Caller, error: errors.CorruptCheckpointError, used: Checkpoint
+) -> None:
+    """The Execution shows the rewind: its STEP becomes the used step (a rewind of the status, as a
+    restore's), and a Warning Event names both steps."""
+    status = request.app[STATUS_KEY]
+    status.rewound(caller.namespace, caller.execution, caller.attempt)
+    status.note_checkpoint(
+        caller.namespace, caller.execution, used.step, used.timestamp, used.size_bytes, caller.attempt
+    )
+    message = (
+        f"the state at step {error.step} is corrupt (sha256 mismatch); resumed from checkpoint {used.step}"
+    )
+    await post_execution_event(
+        request.app[KUBE_KEY],
+        caller.namespace,
+        caller.execution,
+        CORRUPT_CHECKPOINT_SKIPPED,
+        message,
+        "Warning",
+    )
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -347,10 +375,14 @@ def _requests_counter(route: str, code: int) -> Any:
 
 
 def build_app(
-    authenticator: Authenticator, store: Any, status: StatusCoalescer, limits: ApiLimits | None = None
+    authenticator: Authenticator,
+    store: Any,
+    status: StatusCoalescer,
+    kube: Kube,
+    limits: ApiLimits | None = None,
 ) -> web.Application:
     """The aiohttp application; ``store`` is the SDK's StateManager, whose ``max_state_bytes`` bounds
-    write bodies unless ``limits`` says otherwise."""
+    write bodies unless ``limits`` says otherwise; ``kube`` posts the Events of the Executions."""
     if limits is None:
         limits = ApiLimits(max_state_bytes=store.config.max_state_bytes)
     connections = Connections(limits.header_timeout_seconds)
@@ -360,6 +392,7 @@ def build_app(
     app[AUTH_KEY] = authenticator
     app[STORE_KEY] = store
     app[STATUS_KEY] = status
+    app[KUBE_KEY] = kube
     app[LIMITS_KEY] = limits
     app[SLOTS_KEY] = Slots(limits.max_expensive_requests)
     app[CONNECTIONS_KEY] = connections
@@ -389,7 +422,7 @@ async def start_api(memo: Any) -> web.AppRunner:
         review_concurrency=settings.token_review_concurrency,
     )
     limits = limits_from(settings, memo.store.config.max_state_bytes)
-    app = build_app(authenticator, memo.store, memo.status, limits)
+    app = build_app(authenticator, memo.store, memo.status, Kube(memo.k8s), limits)
 
     async def stop_watching(_: web.Application) -> None:
         await current.close()
