@@ -184,3 +184,41 @@ async def test_a_fallback_rewinds_the_run_in_memory() -> None:
         backend._execs["m"].history[2].data = b'{"a":3}'
         assert await state.load("m") == {"a": 1}
         await assert_rewound(state, "m", 1, {"a": 1})
+
+
+async def assert_fork_refused(state: StateManager, **source: Any) -> None:
+    """A fork of a corrupt state raises naming the source, and makes no run."""
+    with pytest.raises(CorruptCheckpointError, match="'src'"):
+        await state.fork("src", "dst", **source)
+    assert await state.get_execution("dst") is None
+
+
+@pytest.mark.postgres
+async def test_a_fork_verifies_its_source_in_postgres(pg_dsn: str, db: asyncpg.Connection[Any]) -> None:
+    async with StateManager(db_url=pg_dsn) as state:
+        await state.checkpoint("src", 1, {"a": 1})
+        await state.checkpoint("src", 2, {"a": 2})
+        await state.create_snapshot("src", "two")
+        await db.execute(FLIP_A_BYTE, "src", 2)
+        await db.execute("UPDATE snapshots SET state = set_byte(state, 2, get_byte(state, 2) # 1)")
+        await assert_fork_refused(state)  # the newest checkpoint
+        await assert_fork_refused(state, step=2)
+        await assert_fork_refused(state, snapshot="two")
+        forked = await state.fork("src", "dst", step=1)
+        assert forked.current_step == 1
+        assert await state.load("dst") == {"a": 1}
+
+
+async def test_a_fork_verifies_its_source_in_memory() -> None:
+    async with StateManager() as state:
+        await state.checkpoint("src", 1, {"a": 1})
+        await state.checkpoint("src", 2, {"a": 2})
+        await state.create_snapshot("src", "two")
+        backend = state.backend
+        assert isinstance(backend, MemoryBackend)
+        backend._execs["src"].history[2].data = b'{"a":3}'
+        backend._snapshots[("src", "two")].data = b'{"a":3}'
+        await assert_fork_refused(state)
+        await assert_fork_refused(state, snapshot="two")
+        await state.fork("src", "dst", step=1)
+        assert await state.load("dst") == {"a": 1}

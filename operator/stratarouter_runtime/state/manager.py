@@ -541,7 +541,7 @@ class StateManager:
 
         Refused: ``new_id`` exists (InvalidArgumentError), the source is missing (ExecutionNotFound,
         SnapshotNotFound) or has no checkpoint at ``step``, never written or pruned by retention
-        (CheckpointNotFound).
+        (CheckpointNotFound), or its state fails its sha256 (CorruptCheckpointError; no run is made).
         """
         check.execution_id(source_id)
         check.execution_id(new_id, "new_id")

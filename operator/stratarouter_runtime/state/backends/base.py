@@ -302,6 +302,7 @@ class StateBackend(ABC):
         """Start ``new_id`` (running, ``attempt``) from a state of ``source_id``, atomically: that state
         becomes its current state and its first history checkpoint, after a ``forked`` audit event
         (detail: ``execution``, ``step``, and ``snapshot`` for a snapshot); ``worker`` is recorded as the
-        new run's worker, as by :meth:`start_execution_by`. The source is only read.
+        new run's worker, as by :meth:`start_execution_by`. The source is only read, and verified
+        before the copy: CorruptCheckpointError, and no new run, if it fails its sha256.
         InvalidArgumentError if ``new_id`` exists; ExecutionNotFound, CheckpointNotFound (never written
         or pruned) or SnapshotNotFound for a missing source."""

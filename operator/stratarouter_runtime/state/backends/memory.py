@@ -527,6 +527,7 @@ class MemoryBackend(StateBackend):
             found = None if step is None else run.history.get(step)
             if found is None:
                 raise CheckpointNotFound(source_id, source.step)
+        found.state(source_id)  # verified before the copy, as PostgreSQL
         now = _now()
         blob = _Blob(found.step, attempt, found.data, found.codec, found.size_bytes, found.digest, now)
         ex = _Exec(new_id, ExecutionStatus.RUNNING, attempt, now, now, blob.step, blob.step)

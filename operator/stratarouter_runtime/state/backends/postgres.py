@@ -143,6 +143,19 @@ def _checkpoint(execution_id: str, row: asyncpg.Record) -> Checkpoint:
     )
 
 
+async def _verify_fork_source(conn: Conn, source_id: str, source: ForkSource) -> None:
+    """The state a fork is about to copy, checked against its sha256 (the fork statement copies the
+    bytes as stored): CorruptCheckpointError before anything is written. A missing one is the fork's
+    to report."""
+    if source.snapshot is None:
+        row = await conn.fetchrow(sql.CHECKPOINT_AT, source_id, source.step)
+    else:
+        row = await conn.fetchrow(sql.SNAPSHOT_STATE, source_id, source.snapshot)
+    if row is not None:
+        data, codec_name = row["state"], row["codec"]
+        verified_json(source_id, row["step"], row["hash"], lambda: codec.decode_json_bytes(data, codec_name))
+
+
 def _lease(row: asyncpg.Record, unexpired: bool) -> Lease:
     return Lease(row["instance"], row["host"], row["pid"], unexpired)
 
@@ -885,7 +898,9 @@ class PostgresBackend(StateBackend):
         args = (source_id, new_id, where, attempt, labels_json, checkpoint_retention, *by)
 
         async def run(conn: Conn) -> Execution:
-            row = await conn.fetchrow(statement, *args)
+            async with conn.transaction():
+                await _verify_fork_source(conn, source_id, source)
+                row = await conn.fetchrow(statement, *args)
             if row is not None:
                 return _execution(row)
             if await conn.fetchval(sql.EXISTS, new_id) is not None:
