@@ -21,17 +21,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from stratarouter_runtime.operator.handlers.snapshots import not_reached
 from stratarouter_runtime.operator.pods import execution_id
-from stratarouter_runtime.operator.resources.conditions import ConditionType, Reason
-from stratarouter_runtime.operator.resources.execution import Phase, StartedFrom, StartFrom
+from stratarouter_runtime.operator.resources.conditions import ConditionStatus, ConditionType, Reason
+from stratarouter_runtime.operator.resources.execution import ExecutionSpec, Phase, StartedFrom, StartFrom
+from stratarouter_runtime.operator.resources.execution import ExecutionStatus as StatusModel
 from stratarouter_runtime.state.errors import CheckpointNotFound, ExecutionNotFound, SnapshotNotFound
 from stratarouter_runtime.state.models import ExecutionStatus
 
 if TYPE_CHECKING:
-    from stratarouter_runtime.operator.lifecycle import Pass
+    from stratarouter_runtime.operator.events import EventType
+    from stratarouter_runtime.operator.kube import Kube
+    from stratarouter_runtime.state import StateManager
     from stratarouter_runtime.state.models import Execution
 
 WAIT_SECONDS = 300.0
@@ -45,6 +48,28 @@ class ForkNotStarted(Exception):
     def __init__(self, due: float | None) -> None:
         super().__init__(due)
         self.due = due
+
+
+class Pass(Protocol):
+    """What a fork needs of the reconcile pass that starts the run (``lifecycle.Pass`` is one)."""
+
+    id: str
+    name: str
+    namespace: str
+    kube: Kube
+    store: StateManager
+    spec: ExecutionSpec
+    status: StatusModel
+
+    def cond(self, type_: ConditionType, status: ConditionStatus, reason: str, message: str = "") -> None: ...
+
+    def event(self, reason: str, message: str, type_: EventType = "Normal") -> None: ...
+
+    async def give_up(self, reason: Reason, message: str) -> None: ...
+
+    def labels(self) -> dict[str, str]: ...
+
+    def retention(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
