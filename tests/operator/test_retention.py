@@ -68,7 +68,7 @@ async def test_operator_default_ttl(
     operator_process.env["STRATA_DEFAULT_TTL_SECONDS_AFTER_FINISHED"] = "1"
     operator_process.start()
     executions.create("dflt")
-    await _finish(executions, workload, "dflt")
+    await _finish(executions, workload, "dflt", wait=False)  # a 1 s TTL may delete it before a poll sees it
     wait_until("deleted by the operator-wide default TTL", lambda: executions.get("dflt") is None, timeout=30)
 
 
